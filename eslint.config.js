@@ -1,0 +1,18 @@
+// One lint config for the TypeScript project; fixture sources (AssemblyScript, WAT) are not TypeScript we ship.
+import effect from "@effect/eslint-plugin"
+import tseslint from "typescript-eslint"
+
+export default tseslint.config(
+  { ignores: ["node_modules/**", "build/**", "fixtures/**", "bench/results/**", "bin/**", "**/*.mjs"] },
+  ...tseslint.configs.recommended,
+  {
+    files: ["**/*.ts"],
+    plugins: { "@effect": effect },
+    rules: {
+      "@effect/no-import-from-barrel-package": ["error", { packageNames: ["effect"] }],
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "@typescript-eslint/no-explicit-any": "error",
+      "@typescript-eslint/consistent-type-imports": "error"
+    }
+  }
+)
