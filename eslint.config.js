@@ -12,6 +12,8 @@ export default tseslint.config(
       "@effect/no-import-from-barrel-package": ["error", { packageNames: ["effect"] }],
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/no-explicit-any": "error",
+      // Effect's idiom `interface X extends Schema.Schema.Type<typeof X> {}` names a schema's type.
+      "@typescript-eslint/no-empty-object-type": ["error", { allowInterfaces: "with-single-extends" }],
       "@typescript-eslint/consistent-type-imports": "error"
     }
   }

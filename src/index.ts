@@ -1,1 +1,19 @@
-export {}
+/**
+ * ndp-engine: run Navidrome-compatible WebAssembly plugins from an Effect server.
+ *
+ * Provide `Engine.layer()`, load plugins with `PluginLoader`, and talk to them through the typed
+ * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`).
+ */
+export * as Capabilities from "./capabilities/Capabilities.js"
+export * as Engine from "./Engine.js"
+export * as HostCodec from "./host/HostCodec.js"
+export * as HostFunctions from "./host/HostFunctions.js"
+export * as Lifecycle from "./capabilities/Lifecycle.js"
+export * as Manifest from "./manifest/Manifest.js"
+export * as MetadataAgent from "./capabilities/MetadataAgent.js"
+export * as PluginConfig from "./manifest/PluginConfig.js"
+export * as PluginError from "./runtime/PluginError.js"
+export * as PluginLoader from "./loader/PluginLoader.js"
+export * as PluginPackage from "./package/PluginPackage.js"
+export * as Scrobbler from "./capabilities/Scrobbler.js"
+export * as WasmRuntime from "./runtime/WasmRuntime.js"

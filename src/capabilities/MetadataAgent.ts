@@ -1,0 +1,170 @@
+/**
+ * The MetadataAgent capability as a typed client. Every method answers `Option`: empty output,
+ * empty strings or lists, a missing export and "not implemented" are all `None` (a miss); real
+ * failures (plugin errors, traps, timeouts, bad output) are errors.
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type { LoadedPlugin } from "../loader/PluginLoader.js"
+import type { PluginCallError, PluginNotImplementedError } from "../runtime/PluginError.js"
+import { decodeOutput, nullable } from "./CapabilityCodec.js"
+
+/** Failures of a metadata call; "not implemented" is a miss, not an error. */
+export type MetadataAgentError = Exclude<PluginCallError, PluginNotImplementedError>
+
+export interface ArtistRequest {
+  readonly id: string
+  readonly name: string
+  readonly mbid?: string
+}
+export interface SimilarArtistsRequest extends ArtistRequest {
+  readonly limit: number
+}
+export interface TopSongsRequest extends ArtistRequest {
+  readonly count: number
+}
+export interface AlbumRequest {
+  readonly name: string
+  readonly artist: string
+  readonly mbid?: string
+}
+export interface SongsByTrackRequest {
+  readonly id: string
+  readonly name: string
+  readonly artist: string
+  readonly mbid?: string
+  readonly count: number
+}
+export type SongsByAlbumRequest = SongsByTrackRequest
+export interface SongsByArtistRequest extends ArtistRequest {
+  readonly count: number
+}
+
+export const ArtistRef = Schema.Struct({
+  id: nullable(Schema.String),
+  name: Schema.String,
+  mbid: nullable(Schema.String)
+})
+export type ArtistRef = typeof ArtistRef.Type
+
+export const Image = Schema.Struct({ url: Schema.String, size: nullable(Schema.Number) })
+export type Image = typeof Image.Type
+
+export const SongRef = Schema.Struct({
+  id: nullable(Schema.String),
+  name: Schema.String,
+  mbid: nullable(Schema.String),
+  isrc: nullable(Schema.String),
+  artist: nullable(Schema.String),
+  artistMbid: nullable(Schema.String),
+  album: nullable(Schema.String),
+  albumMbid: nullable(Schema.String),
+  duration: nullable(Schema.Number),
+  durationMs: nullable(Schema.Number),
+  artists: nullable(Schema.Array(ArtistRef))
+})
+export type SongRef = typeof SongRef.Type
+
+export const AlbumInfo = Schema.Struct({
+  name: nullable(Schema.String),
+  mbid: nullable(Schema.String),
+  description: nullable(Schema.String),
+  url: nullable(Schema.String)
+})
+export type AlbumInfo = typeof AlbumInfo.Type
+
+const text = (field: string) => Schema.Struct({ [field]: nullable(Schema.String) })
+const list = <S extends Schema.Schema.Any>(field: string, item: S) =>
+  Schema.Struct({ [field]: nullable(Schema.Array(item)) })
+
+/** The typed client of one plugin's metadata exports. */
+export interface MetadataAgent {
+  readonly pluginId: string
+  readonly getArtistMBID: (request: ArtistRequest) => Effect.Effect<Option.Option<string>, MetadataAgentError>
+  readonly getArtistURL: (request: ArtistRequest) => Effect.Effect<Option.Option<string>, MetadataAgentError>
+  readonly getArtistBiography: (
+    request: ArtistRequest
+  ) => Effect.Effect<Option.Option<string>, MetadataAgentError>
+  readonly getSimilarArtists: (
+    request: SimilarArtistsRequest
+  ) => Effect.Effect<Option.Option<ReadonlyArray<ArtistRef>>, MetadataAgentError>
+  readonly getArtistImages: (
+    request: ArtistRequest
+  ) => Effect.Effect<Option.Option<ReadonlyArray<Image>>, MetadataAgentError>
+  readonly getArtistTopSongs: (
+    request: TopSongsRequest
+  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+  readonly getAlbumInfo: (
+    request: AlbumRequest
+  ) => Effect.Effect<Option.Option<AlbumInfo>, MetadataAgentError>
+  readonly getAlbumImages: (
+    request: AlbumRequest
+  ) => Effect.Effect<Option.Option<ReadonlyArray<Image>>, MetadataAgentError>
+  readonly getSimilarSongsByTrack: (
+    request: SongsByTrackRequest
+  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+  readonly getSimilarSongsByAlbum: (
+    request: SongsByAlbumRequest
+  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+  readonly getSimilarSongsByArtist: (
+    request: SongsByArtistRequest
+  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+}
+
+const nonEmptyText = (value: string | null | undefined): Option.Option<string> =>
+  value === null || value === undefined || value === "" ? Option.none() : Option.some(value)
+
+const nonEmptyList = <A>(value: ReadonlyArray<A> | null | undefined): Option.Option<ReadonlyArray<A>> =>
+  value === null || value === undefined || value.length === 0 ? Option.none() : Option.some(value)
+
+/** The metadata client of a loaded plugin (methods of exports it lacks always miss). */
+export const fromPlugin = (plugin: Pick<LoadedPlugin, "id" | "exports" | "call">): MetadataAgent => {
+  const method =
+    <O, I, A>(exportName: string, output: Schema.Schema<O, I>, pick: (decoded: O) => Option.Option<A>) =>
+    (request: object): Effect.Effect<Option.Option<A>, MetadataAgentError> =>
+      plugin.exports.has(exportName)
+        ? plugin.call(exportName, JSON.stringify(request)).pipe(
+            Effect.flatMap((bytes) => decodeOutput(output)(plugin.id, exportName, bytes)),
+            Effect.map((decoded) => (decoded === undefined ? Option.none() : pick(decoded))),
+            Effect.catchTag("PluginNotImplementedError", () => Effect.succeed(Option.none<A>())),
+            Effect.withSpan(`MetadataAgent.${exportName}`, { attributes: { plugin: plugin.id } })
+          )
+        : Effect.succeed(Option.none())
+
+  const songs = (exportName: string) =>
+    method(exportName, list("songs", SongRef), (o) =>
+      nonEmptyList(o.songs as ReadonlyArray<SongRef> | null | undefined)
+    )
+
+  return {
+    pluginId: plugin.id,
+    getArtistMBID: method("nd_get_artist_mbid", text("mbid"), (o) =>
+      nonEmptyText(o.mbid as string | null | undefined)
+    ),
+    getArtistURL: method("nd_get_artist_url", text("url"), (o) =>
+      nonEmptyText(o.url as string | null | undefined)
+    ),
+    getArtistBiography: method("nd_get_artist_biography", text("biography"), (o) =>
+      nonEmptyText(o.biography as string | null | undefined)
+    ),
+    getSimilarArtists: method("nd_get_similar_artists", list("artists", ArtistRef), (o) =>
+      nonEmptyList(o.artists as ReadonlyArray<ArtistRef> | null | undefined)
+    ),
+    getArtistImages: method("nd_get_artist_images", list("images", Image), (o) =>
+      nonEmptyList(o.images as ReadonlyArray<Image> | null | undefined)
+    ),
+    getArtistTopSongs: songs("nd_get_artist_top_songs"),
+    getAlbumInfo: method("nd_get_album_info", AlbumInfo, (o) =>
+      [o.name, o.mbid, o.description, o.url].some((v) => v !== null && v !== undefined && v !== "")
+        ? Option.some(o)
+        : Option.none()
+    ),
+    getAlbumImages: method("nd_get_album_images", list("images", Image), (o) =>
+      nonEmptyList(o.images as ReadonlyArray<Image> | null | undefined)
+    ),
+    getSimilarSongsByTrack: songs("nd_get_similar_songs_by_track"),
+    getSimilarSongsByAlbum: songs("nd_get_similar_songs_by_album"),
+    getSimilarSongsByArtist: songs("nd_get_similar_songs_by_artist")
+  }
+}

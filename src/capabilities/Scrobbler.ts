@@ -1,0 +1,159 @@
+/**
+ * The Scrobbler capability as a typed client. Errors are classified as the contract says: the text
+ * `scrobbler(not_authorized|retry_later|unrecoverable)` in the plugin's error, or the README draft's
+ * JSON output `{error, error_type}`; anything else is unrecoverable.
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type { LoadedPlugin } from "../loader/PluginLoader.js"
+import type { PluginCallError } from "../runtime/PluginError.js"
+import { parseOutput } from "./CapabilityCodec.js"
+
+export const ScrobblerErrorKind = Schema.Literal("not_authorized", "retry_later", "unrecoverable")
+export type ScrobblerErrorKind = typeof ScrobblerErrorKind.Type
+
+/** A scrobbler refused or failed; `kind` says whether to retry, drop, or mark the user unauthorized. */
+export class ScrobblerError extends Schema.TaggedError<ScrobblerError>()("ScrobblerError", {
+  pluginId: Schema.String,
+  kind: ScrobblerErrorKind,
+  message: Schema.String,
+  /** The underlying call failure's tag, when there was one. */
+  callError: Schema.optional(Schema.String)
+}) {}
+
+export interface ArtistCredit {
+  readonly id?: string
+  readonly name: string
+  readonly mbid?: string
+}
+
+/** What the host sends about a track (contract §4). */
+export interface TrackInfo {
+  readonly id: string
+  readonly title: string
+  readonly album: string
+  readonly artist: string
+  readonly albumArtist: string
+  readonly artists: ReadonlyArray<ArtistCredit>
+  readonly albumArtists: ReadonlyArray<ArtistCredit>
+  /** Seconds. */
+  readonly duration: number
+  readonly trackNumber: number
+  readonly discNumber: number
+  readonly mbzRecordingId?: string
+  readonly mbzAlbumId?: string
+  readonly mbzReleaseGroupId?: string
+  readonly mbzReleaseTrackId?: string
+}
+
+export interface NowPlayingRequest {
+  readonly username: string
+  readonly track: TrackInfo
+  /** Seconds into the track. */
+  readonly position: number
+}
+
+export interface ScrobbleRequest {
+  readonly username: string
+  readonly track: TrackInfo
+  /** Unix seconds when playback started. */
+  readonly timestamp: number
+}
+
+export interface Scrobbler {
+  readonly pluginId: string
+  /** Whether the plugin will scrobble for this user (false without asking if the user is not allowed). */
+  readonly isAuthorized: (username: string) => Effect.Effect<boolean, ScrobblerError>
+  readonly nowPlaying: (request: NowPlayingRequest) => Effect.Effect<void, ScrobblerError>
+  readonly scrobble: (request: ScrobbleRequest) => Effect.Effect<void, ScrobblerError>
+}
+
+const KIND_IN_TEXT = /scrobbler\((not_authorized|retry_later|unrecoverable)\)/
+
+const DraftError = Schema.Struct({
+  error: Schema.optional(Schema.NullOr(Schema.String)),
+  error_type: Schema.optional(Schema.NullOr(Schema.String)),
+  errorType: Schema.optional(Schema.NullOr(Schema.String))
+})
+
+const kindOf = (text: string | null | undefined): ScrobblerErrorKind => {
+  const parsed = Schema.decodeUnknownOption(ScrobblerErrorKind)(text)
+  return parsed._tag === "Some" ? parsed.value : "unrecoverable"
+}
+
+export interface ScrobblerOptions {
+  /** Whether the administrator allowed this user for the plugin (default: everyone). */
+  readonly allowsUser?: (username: string) => boolean
+}
+
+/** The scrobbler client of a loaded plugin. */
+export const fromPlugin = (
+  plugin: Pick<LoadedPlugin, "id" | "exports" | "call">,
+  options: ScrobblerOptions = {}
+): Scrobbler => {
+  const fail = (kind: ScrobblerErrorKind, message: string, callError?: string) =>
+    new ScrobblerError({
+      pluginId: plugin.id,
+      kind,
+      message,
+      ...(callError === undefined ? {} : { callError })
+    })
+
+  const fromCallError = (
+    error: PluginCallError | { readonly _tag: "PluginOutputError"; readonly message: string }
+  ) => fail(kindOf(KIND_IN_TEXT.exec(error.message)?.[1]), error.message, error._tag)
+
+  // Draft plugins report failure as a successful call with `{error, error_type}` output.
+  const send = (exportName: string, request: object) =>
+    plugin.call(exportName, JSON.stringify(request)).pipe(
+      Effect.flatMap((bytes) => parseOutput(plugin.id, exportName, bytes)),
+      Effect.mapError(fromCallError),
+      Effect.flatMap((json) => {
+        const draft = Schema.decodeUnknownOption(DraftError)(json)
+        if (draft._tag === "Some" && typeof draft.value.error === "string" && draft.value.error !== "") {
+          const type = draft.value.error_type ?? draft.value.errorType
+          return Effect.fail(fail(kindOf(type), draft.value.error))
+        }
+        return Effect.void
+      }),
+      Effect.withSpan(`Scrobbler.${exportName}`, { attributes: { plugin: plugin.id } })
+    )
+
+  const allows = options.allowsUser ?? (() => true)
+
+  return {
+    pluginId: plugin.id,
+    isAuthorized: (username) =>
+      !allows(username) || !plugin.exports.has("nd_scrobbler_is_authorized")
+        ? Effect.succeed(false)
+        : plugin.call("nd_scrobbler_is_authorized", JSON.stringify({ username })).pipe(
+            Effect.flatMap((bytes) => parseOutput(plugin.id, "nd_scrobbler_is_authorized", bytes)),
+            Effect.mapError(fromCallError),
+            Effect.flatMap((json) => {
+              if (json === undefined) return Effect.succeed(false)
+              if (typeof json === "boolean") return Effect.succeed(json)
+              if (typeof json === "object" && json !== null && "authorized" in json) {
+                return Effect.succeed((json as { authorized: unknown }).authorized === true)
+              }
+              return Effect.fail(
+                fail(
+                  "unrecoverable",
+                  `plugin ${plugin.id} answered nd_scrobbler_is_authorized with ${JSON.stringify(json)}; expected true or false`
+                )
+              )
+            })
+          ),
+    nowPlaying: (request) =>
+      allows(request.username)
+        ? send("nd_scrobbler_now_playing", request)
+        : Effect.fail(
+            fail("not_authorized", `user ${request.username} is not allowed for plugin ${plugin.id}`)
+          ),
+    scrobble: (request) =>
+      allows(request.username)
+        ? send("nd_scrobbler_scrobble", request)
+        : Effect.fail(
+            fail("not_authorized", `user ${request.username} is not allowed for plugin ${plugin.id}`)
+          )
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The JSON conventions of host calls (contract §3): requests decoded with Schema (snake_case
+ * spellings of the README draft accepted), responses with Go-style omitted zero values, bytes as
+ * padded base64 (a JSON array of numbers accepted on input), and every failure in-band as
+ * `{"error": "…"}` so a host function never traps the guest.
+ */
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+
+/** A host service refused or failed a request; travels to the guest as `{"error": message}`. */
+export class HostCallError extends Schema.TaggedError<HostCallError>()("HostCallError", {
+  message: Schema.String
+}) {}
+
+/** A handler of one host function: request bytes in, response bytes out, never failing. */
+export type HostFunctionHandler = (payload: Uint8Array) => Effect.Effect<Uint8Array>
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+const camel = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
+
+/** Adds camelCase spellings of snake_case keys (`ttl_seconds` → `ttlSeconds`) unless already present. */
+export const normaliseKeys = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(normaliseKeys)
+  if (value === null || typeof value !== "object") return value
+  const out: Record<string, unknown> = {}
+  for (const [key, member] of Object.entries(value)) out[key] = normaliseKeys(member)
+  for (const [key, member] of Object.entries(value)) {
+    const alias = camel(key)
+    if (alias !== key && !(alias in out)) out[alias] = normaliseKeys(member)
+  }
+  return out
+}
+
+const isZero = (value: unknown): boolean =>
+  value === undefined ||
+  value === null ||
+  value === false ||
+  value === 0 ||
+  value === "" ||
+  (Array.isArray(value) && value.length === 0) ||
+  (typeof value === "object" && !Array.isArray(value) && Object.keys(value as object).length === 0)
+
+/** Drops zero-valued members of objects, recursively, as Go's `omitempty` does. Arrays keep their items. */
+export const omitZero = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(omitZero)
+  if (value === null || typeof value !== "object" || value instanceof Uint8Array) return value
+  const out: Record<string, unknown> = {}
+  for (const [key, member] of Object.entries(value)) {
+    const cleaned = omitZero(member)
+    if (!isZero(cleaned)) out[key] = cleaned
+  }
+  return out
+}
+
+/** Encodes a response object as the guest expects it. */
+export const encodeResponse = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(omitZero(value)))
+
+export const encodeError = (message: string): Uint8Array => encoder.encode(JSON.stringify({ error: message }))
+
+/**
+ * Bytes on the wire: standard padded base64, or (input only) a JSON array of byte values.
+ * Decodes to `Uint8Array`; encodes to base64.
+ */
+export const Bytes = Schema.Union(
+  Schema.Uint8ArrayFromBase64,
+  Schema.transform(Schema.Array(Schema.Int.pipe(Schema.between(0, 255))), Schema.Uint8ArrayFromSelf, {
+    strict: true,
+    decode: (values) => Uint8Array.from(values),
+    encode: (bytes) => Array.from(bytes)
+  })
+)
+
+/** Standard padded base64 of some bytes, for responses. */
+export const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64")
+
+const formatIssue = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
+    .join("; ")
+
+/** Parses a request payload (UTF-8 JSON; empty means `{}`) and decodes it with `schema`. */
+export const decodeRequest =
+  <A, I>(schema: Schema.Schema<A, I>) =>
+  (payload: Uint8Array): Effect.Effect<A, HostCallError> =>
+    Effect.gen(function* () {
+      let json: unknown = {}
+      if (payload.byteLength > 0) {
+        try {
+          json = JSON.parse(decoder.decode(payload))
+        } catch (error) {
+          return yield* new HostCallError({
+            message: `invalid request: not UTF-8 JSON (${error instanceof Error ? error.message : String(error)})`
+          })
+        }
+      }
+      return yield* Schema.decodeUnknown(schema)(normaliseKeys(json)).pipe(
+        Effect.mapError((error) => new HostCallError({ message: `invalid request: ${formatIssue(error)}` }))
+      )
+    })
+
+/**
+ * Builds a host function from a request schema and a handler. Any failure, typed or not, becomes
+ * an in-band `{"error"}` response; a defect is logged as well, since it is our bug, not the plugin's.
+ */
+export const hostFunction =
+  <A, I, E extends { readonly message: string }>(
+    name: string,
+    schema: Schema.Schema<A, I>,
+    handler: (request: A) => Effect.Effect<unknown, E>
+  ): HostFunctionHandler =>
+  (payload) =>
+    decodeRequest(schema)(payload).pipe(
+      Effect.flatMap(handler),
+      Effect.map(encodeResponse),
+      Effect.catchAll((error) => Effect.succeed(encodeError(error.message))),
+      Effect.catchAllDefect((defect) =>
+        Effect.logError(`host function ${name} failed unexpectedly`, defect).pipe(
+          Effect.as(encodeError(`host function ${name} failed unexpectedly`))
+        )
+      )
+    )

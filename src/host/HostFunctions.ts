@@ -1,0 +1,112 @@
+/**
+ * The host-function registry: which `extism:host/user` functions exist, which permission grants
+ * each, and which services provide them. Gating is at link time (contract §3): a plugin gets only
+ * the functions its manifest's permissions grant, and a module importing anything else fails to
+ * load with an error naming the import and the permission.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type { Manifest, PermissionName } from "../manifest/Manifest.js"
+import type { HostFunctionHandler } from "./HostCodec.js"
+import * as ConfigService from "./config/ConfigService.js"
+
+/** What a host service knows about the plugin it serves. */
+export interface PluginContext {
+  readonly pluginId: string
+  readonly manifest: Manifest
+  /** The flattened configuration, as the guest sees it. */
+  readonly config: Readonly<Record<string, string>>
+}
+
+/** A permission, or `config`, which every plugin has. */
+export type Grant = PermissionName | "config"
+
+/** One host service: the functions it provides under a grant, made per plugin in the plugin's scope. */
+export interface HostServiceProvider {
+  readonly grant: Grant
+  readonly functions: ReadonlyArray<string>
+  readonly make: (
+    context: PluginContext
+  ) => Effect.Effect<Record<string, HostFunctionHandler>, never, Scope.Scope>
+}
+
+/** Every known host function name and the grant it needs, whether or not a provider is installed. */
+export const hostFunctionCatalog: ReadonlyMap<string, Grant> = new Map<string, Grant>([
+  ...(["config_get", "config_getint", "config_keys"] as const).map((n) => [n, "config"] as const),
+  ...[
+    "cache_setstring",
+    "cache_getstring",
+    "cache_setint",
+    "cache_getint",
+    "cache_setfloat",
+    "cache_getfloat",
+    "cache_setbytes",
+    "cache_getbytes",
+    "cache_has",
+    "cache_remove"
+  ].map((n) => [n, "cache"] as const),
+  ...[
+    "kvstore_set",
+    "kvstore_get",
+    "kvstore_delete",
+    "kvstore_has",
+    "kvstore_list",
+    "kvstore_getstorageused",
+    "kvstore_setwithttl",
+    "kvstore_getmany",
+    "kvstore_deletebyprefix"
+  ].map((n) => [n, "kvstore"] as const),
+  ...["scheduler_scheduleonetime", "scheduler_schedulerecurring", "scheduler_cancelschedule"].map(
+    (n) => [n, "scheduler"] as const
+  ),
+  ...[
+    "websocket_connect",
+    "websocket_sendtext",
+    "websocket_sendbinary",
+    "websocket_closeconnection",
+    "websocket_close"
+  ].map((n) => [n, "websocket"] as const),
+  ...["library_getlibrary", "library_getalllibraries"].map((n) => [n, "library"] as const),
+  ...["artwork_getartisturl", "artwork_getalbumurl", "artwork_gettrackurl", "artwork_getplaylisturl"].map(
+    (n) => [n, "artwork"] as const
+  ),
+  ...["users_getusers", "users_getadmins"].map((n) => [n, "users"] as const),
+  ...["subsonicapi_call", "subsonicapi_callraw"].map((n) => [n, "subsonicapi"] as const),
+  ["http_send", "http"]
+])
+
+/** The installed host services. Later layers add providers; Config is always there. */
+export class HostFunctions extends Context.Tag("ndp-engine/HostFunctions")<
+  HostFunctions,
+  { readonly providers: ReadonlyArray<HostServiceProvider> }
+>() {}
+
+/** Whether the manifest grants `grant`. */
+export const isGranted = (manifest: Manifest, grant: Grant): boolean =>
+  grant === "config" || manifest.permissions[grant] !== undefined
+
+/**
+ * Builds the handlers a plugin may call: only functions it imports, from providers whose grant the
+ * manifest declares. Unrequested services are never instantiated.
+ */
+export const makeHandlers = (
+  providers: ReadonlyArray<HostServiceProvider>,
+  context: PluginContext,
+  imported: ReadonlySet<string>
+): Effect.Effect<Record<string, HostFunctionHandler>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const handlers: Record<string, HostFunctionHandler> = {}
+    for (const provider of providers) {
+      if (!isGranted(context.manifest, provider.grant)) continue
+      if (!provider.functions.some((name) => imported.has(name))) continue
+      Object.assign(handlers, yield* provider.make(context))
+    }
+    return handlers
+  })
+
+/** The registry with the services of this engine version. */
+export const layer: Layer.Layer<HostFunctions> = Layer.succeed(HostFunctions, {
+  providers: [ConfigService.provider]
+})

@@ -1,0 +1,248 @@
+/**
+ * Loads a plugin package into the runtime: read the package, decode the manifest, compile, check
+ * imports against permissions, validate config, build the host services, instantiate, and run
+ * `nd_on_init`. Everything the plugin owns lives in the `Scope` it is loaded in.
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as LogLevel from "effect/LogLevel"
+import type * as Scope from "effect/Scope"
+import { type CapabilityName, detectCapabilities } from "../capabilities/Capabilities.js"
+import { runInit } from "../capabilities/Lifecycle.js"
+import { HostFunctions, makeHandlers, type PluginContext } from "../host/HostFunctions.js"
+import { encodeError, type HostFunctionHandler } from "../host/HostCodec.js"
+import { checkCapabilityRules, decodeManifest, type Manifest } from "../manifest/Manifest.js"
+import { flattenConfig, validateConfig } from "../manifest/PluginConfig.js"
+import {
+  type PackageContents,
+  type PackageLimits,
+  pluginIdFromFileName,
+  readPackageBytes,
+  readPackageFile
+} from "../package/PluginPackage.js"
+import type { PluginCallError } from "../runtime/PluginError.js"
+import { PluginLoadError } from "../runtime/PluginError.js"
+import type { WasmImport } from "../runtime/WasmBinary.js"
+import { type CallOptions, WasmRuntime } from "../runtime/WasmRuntime.js"
+import { planImports } from "./Linker.js"
+
+/** How to load one plugin. */
+export interface LoadOptions {
+  /** The plugin's configuration as a JSON object; validated against the manifest's schema. */
+  readonly config?: unknown
+  /** Per-call timeout for this plugin (default: the runtime's). */
+  readonly timeoutMs?: number | undefined
+  /** Linear-memory cap for this plugin (default: the runtime's). */
+  readonly memoryLimitBytes?: number | undefined
+  /** Give every call a fresh instance instead of reusing one. */
+  readonly freshInstance?: boolean | undefined
+  /** The most verbose guest log level passed on to Effect's logger (default Info). */
+  readonly logLevel?: LogLevel.LogLevel | undefined
+  readonly packageLimits?: PackageLimits | undefined
+}
+
+/** A loaded, running plugin. Valid until the scope it was loaded in closes. */
+export interface LoadedPlugin {
+  readonly id: string
+  readonly sha256: string
+  readonly manifest: Manifest
+  readonly capabilities: ReadonlyArray<CapabilityName>
+  readonly exports: ReadonlySet<string>
+  readonly warnings: ReadonlyArray<string>
+  /** Calls an export with raw input bytes (a string is sent as UTF-8). */
+  readonly call: (
+    exportName: string,
+    input?: Uint8Array | string,
+    options?: CallOptions
+  ) => Effect.Effect<Uint8Array | null, PluginCallError>
+}
+
+/** What `inspect` reports about a package without running it. */
+export interface InspectReport {
+  readonly id: string
+  readonly sha256: string
+  readonly manifest: Manifest | undefined
+  readonly capabilities: ReadonlyArray<CapabilityName>
+  readonly exports: ReadonlyArray<string>
+  readonly imports: ReadonlyArray<{ readonly module: string; readonly name: string }>
+  readonly problems: ReadonlyArray<string>
+  readonly warnings: ReadonlyArray<string>
+}
+
+export class PluginLoader extends Context.Tag("ndp-engine/PluginLoader")<
+  PluginLoader,
+  {
+    /** Loads the `.ndp` file at `path`; the plugin ID is its file name without `.ndp`. */
+    readonly loadFile: (
+      path: string,
+      options?: LoadOptions
+    ) => Effect.Effect<LoadedPlugin, PluginLoadError, Scope.Scope>
+    /** Loads a package held in memory under the given plugin ID. */
+    readonly loadBytes: (
+      id: string,
+      bytes: Uint8Array,
+      options?: LoadOptions
+    ) => Effect.Effect<LoadedPlugin, PluginLoadError, Scope.Scope>
+    /** Reads and checks a package without running any of its code. */
+    readonly inspectFile: (path: string) => Effect.Effect<InspectReport, PluginLoadError>
+  }
+>() {}
+
+const encoder = new TextEncoder()
+
+const make = Effect.gen(function* () {
+  const runtime = yield* WasmRuntime
+  const registry = yield* HostFunctions
+  const fs = yield* FileSystem.FileSystem
+
+  const fromPackage = (id: string) => (error: { readonly message: string }) =>
+    new PluginLoadError({ pluginId: id, reason: "Package", message: `plugin ${id}: ${error.message}` })
+
+  const readFile = (path: string, limits?: PackageLimits) =>
+    readPackageFile(path, limits).pipe(
+      Effect.provideService(FileSystem.FileSystem, fs),
+      Effect.mapError((error) => fromPackage(path)(error))
+    )
+
+  const manifestOf = (id: string, json: string) =>
+    decodeManifest(json).pipe(
+      Effect.mapError(
+        (error) =>
+          new PluginLoadError({ pluginId: id, reason: "Manifest", message: `plugin ${id}: ${error.message}` })
+      )
+    )
+
+  const linkError = (id: string, imports: ReadonlyArray<WasmImport>, manifest: Manifest) => {
+    const { plan, problems } = planImports(manifest, imports, registry.providers)
+    const [first] = problems
+    if (first === undefined) return Effect.succeed(plan)
+    return Effect.fail(
+      new PluginLoadError({
+        pluginId: id,
+        reason: "Link",
+        message: `plugin ${id} cannot be linked: ${problems.map((p) => p.message).join("; ")}`,
+        missingImport: { module: first.module, name: first.name },
+        ...(first.permission === undefined ? {} : { permission: first.permission })
+      })
+    )
+  }
+
+  const load = (id: string, contents: PackageContents, options: LoadOptions) =>
+    Effect.gen(function* () {
+      const manifest = yield* manifestOf(id, contents.manifestJson)
+      const compiled = yield* runtime.compile(id, contents.sha256, contents.wasm, options.memoryLimitBytes)
+      const plan = yield* linkError(id, compiled.shape.imports, manifest)
+      const exports = new Set(compiled.shape.exports.filter((e) => e.kind === "function").map((e) => e.name))
+      const capabilities = detectCapabilities(exports)
+      const { warnings } = yield* checkCapabilityRules(manifest, capabilities).pipe(
+        Effect.mapError(
+          (error) =>
+            new PluginLoadError({
+              pluginId: id,
+              reason: "Manifest",
+              message: `plugin ${id}: ${error.message}`
+            })
+        )
+      )
+      for (const warning of warnings) yield* Effect.logWarning(warning)
+      const config = yield* validateConfig(manifest, options.config ?? {}).pipe(
+        Effect.mapError(
+          (error) =>
+            new PluginLoadError({ pluginId: id, reason: "Config", message: `plugin ${id}: ${error.message}` })
+        )
+      )
+      const context: PluginContext = { pluginId: id, manifest, config: flattenConfig(config) }
+      const handlers: Record<string, HostFunctionHandler> = yield* makeHandlers(
+        registry.providers,
+        context,
+        new Set(plan.userFunctions)
+      )
+      const running = yield* runtime.instantiate({
+        pluginId: id,
+        compiled,
+        config: context.config,
+        userFunctions: plan.userFunctions,
+        envHttp: plan.envHttp,
+        host: (fn, payload) => {
+          const handler = handlers[fn]
+          return handler === undefined
+            ? Effect.succeed(encodeError(`host function ${fn} is not available to plugin ${id}`))
+            : handler(payload)
+        },
+        timeoutMs: options.timeoutMs,
+        freshInstance: options.freshInstance,
+        logLevel: options.logLevel
+      })
+      const plugin: LoadedPlugin = {
+        id,
+        sha256: contents.sha256,
+        manifest,
+        capabilities,
+        exports,
+        warnings,
+        call: (exportName, input = new Uint8Array(0), callOptions) =>
+          running.call(exportName, typeof input === "string" ? encoder.encode(input) : input, callOptions)
+      }
+      if (capabilities.includes("Lifecycle")) yield* runInit(plugin)
+      yield* Effect.logDebug(`plugin loaded (${capabilities.join(", ") || "no capabilities"})`)
+      return plugin
+    }).pipe(Effect.annotateLogs("plugin", id), Effect.withSpan("PluginLoader.load", { attributes: { id } }))
+
+  const loadFile = (path: string, options: LoadOptions = {}) =>
+    Effect.gen(function* () {
+      const file = yield* readFile(path, options.packageLimits)
+      return yield* load(file.id, file, options)
+    })
+
+  const loadBytes = (id: string, bytes: Uint8Array, options: LoadOptions = {}) =>
+    Effect.gen(function* () {
+      const pluginId = yield* pluginIdFromFileName(id).pipe(Effect.mapError(fromPackage(id)))
+      const contents = yield* readPackageBytes(bytes, options.packageLimits).pipe(
+        Effect.mapError(fromPackage(id))
+      )
+      return yield* load(pluginId, contents, options)
+    })
+
+  const inspectFile = (path: string) =>
+    Effect.gen(function* () {
+      const file = yield* readFile(path)
+      const problems: Array<string> = []
+      const manifest = yield* manifestOf(file.id, file.manifestJson).pipe(
+        Effect.tapError((error) => Effect.sync(() => problems.push(error.message))),
+        Effect.option
+      )
+      const compiled = yield* runtime.compile(file.id, file.sha256, file.wasm)
+      const exports = compiled.shape.exports.filter((e) => e.kind === "function").map((e) => e.name)
+      const capabilities = detectCapabilities(new Set(exports))
+      const warnings: Array<string> = []
+      if (manifest._tag === "Some") {
+        for (const p of planImports(manifest.value, compiled.shape.imports, registry.providers).problems) {
+          problems.push(p.message)
+        }
+        yield* checkCapabilityRules(manifest.value, capabilities).pipe(
+          Effect.match({
+            onFailure: (error) => problems.push(error.message),
+            onSuccess: (result) => warnings.push(...result.warnings)
+          })
+        )
+      }
+      return {
+        id: file.id,
+        sha256: file.sha256,
+        manifest: manifest._tag === "Some" ? manifest.value : undefined,
+        capabilities,
+        exports,
+        imports: compiled.shape.imports.map((i) => ({ module: i.module, name: i.name })),
+        problems,
+        warnings
+      } satisfies InspectReport
+    })
+
+  return PluginLoader.of({ loadFile, loadBytes, inspectFile })
+})
+
+/** The loader over a runtime, a host-function registry and a filesystem. */
+export const layer: Layer.Layer<PluginLoader, never, WasmRuntime | HostFunctions | FileSystem.FileSystem> =
+  Layer.effect(PluginLoader, make)

@@ -1,0 +1,437 @@
+/**
+ * The execution layer: compiles plugin modules once, runs their exports on a pool of workers we
+ * own, answers their host calls with Effect services on the main thread, and turns every failure
+ * into a typed error. One `WasmRuntime` serves every loaded plugin; each plugin's instances live
+ * in the `Scope` it was instantiated in.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import { availableParallelism } from "node:os"
+import { type CallOutcome, WorkerPool } from "./internal/WorkerPool.js"
+import {
+  type PluginCallError,
+  PluginFailedError,
+  PluginLoadError,
+  PluginMemoryError,
+  PluginNotImplementedError,
+  PluginOutputError,
+  PluginTimeoutError,
+  PluginTrapError,
+  PluginUnavailableError
+} from "./PluginError.js"
+import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
+import { LogLevels, type PluginSpec } from "./worker/protocol.js"
+
+/** Settings of the execution layer; every field has a default (see `RuntimeOptions.defaults`). */
+export interface RuntimeOptions {
+  /** Worker threads running plugin code. Default: 2 × cores. */
+  readonly poolSize: number
+  /** How many workers one plugin may occupy at once, so a runaway plugin cannot starve the rest. */
+  readonly maxWorkersPerPlugin: number
+  /** Per-call timeout unless a plugin overrides it. Default 30 s. */
+  readonly defaultTimeoutMs: number
+  /** Linear-memory cap per plugin instance, and the cap of host memory it may allocate per call. */
+  readonly memoryLimitBytes: number
+  readonly maxInputBytes: number
+  readonly maxOutputBytes: number
+  readonly maxVarBytes: number
+  /** Bound of the compiled-module cache, in bytes of Wasm. */
+  readonly moduleCacheBytes: number
+  /** V8 heap cap of each worker. */
+  readonly workerHeapMb: number
+}
+
+export const RuntimeOptions = {
+  defaults: (): RuntimeOptions => {
+    const poolSize = 2 * availableParallelism()
+    return {
+      poolSize,
+      maxWorkersPerPlugin: Math.max(1, poolSize - 1),
+      defaultTimeoutMs: 30_000,
+      memoryLimitBytes: 256 * 1024 * 1024,
+      maxInputBytes: 16 * 1024 * 1024,
+      maxOutputBytes: 16 * 1024 * 1024,
+      maxVarBytes: 1024 * 1024,
+      moduleCacheBytes: 200 * 1000 * 1000,
+      workerHeapMb: 256
+    }
+  }
+}
+
+/** A plugin module compiled with its memory cap, plus what it imports and exports. */
+export interface CompiledModule {
+  readonly sha256: string
+  readonly module: WebAssembly.Module
+  readonly shape: WasmShape
+  readonly memoryLimitBytes: number
+}
+
+/** Answers one host call of a plugin with a JSON (or raw) response. Must not fail. */
+export type HostCallHandler = (fn: string, payload: Uint8Array) => Effect.Effect<Uint8Array>
+
+export interface InstantiateOptions {
+  readonly pluginId: string
+  readonly compiled: CompiledModule
+  /** The flattened plugin config the guest reads through `config_get`. */
+  readonly config: Readonly<Record<string, string>>
+  /** Names in `extism:host/user` the plugin may import; checked before this call. */
+  readonly userFunctions: ReadonlyArray<string>
+  readonly envHttp: boolean
+  readonly host: HostCallHandler
+  readonly timeoutMs?: number | undefined
+  /** A fresh instance for every call, for plugins that keep state they should not. */
+  readonly freshInstance?: boolean | undefined
+  readonly logLevel?: LogLevel.LogLevel | undefined
+}
+
+export interface CallOptions {
+  readonly timeoutMs?: number | undefined
+}
+
+/** A plugin whose module is instantiated in the pool; valid until its scope closes. */
+export interface RunningPlugin {
+  readonly pluginId: string
+  readonly exports: ReadonlySet<string>
+  readonly call: (
+    exportName: string,
+    input: Uint8Array,
+    options?: CallOptions
+  ) => Effect.Effect<Uint8Array | null, PluginCallError>
+}
+
+export class WasmRuntime extends Context.Tag("ndp-engine/WasmRuntime")<
+  WasmRuntime,
+  {
+    readonly options: RuntimeOptions
+    /** Caps the module's memory, compiles it (cached by SHA-256) and reads its imports and exports. */
+    readonly compile: (
+      pluginId: string,
+      sha256: string,
+      wasm: Uint8Array,
+      memoryLimitBytes?: number
+    ) => Effect.Effect<CompiledModule, PluginLoadError>
+    /** Registers the plugin with the pool and runs its start code once, to fail fast. */
+    readonly instantiate: (
+      options: InstantiateOptions
+    ) => Effect.Effect<RunningPlugin, PluginLoadError, Scope.Scope>
+    /** Worker thread IDs currently alive, for status and leak checks. */
+    readonly workerThreadIds: Effect.Effect<ReadonlyArray<number>>
+  }
+>() {}
+
+const toExtismLevel = (level: LogLevel.LogLevel): number => {
+  switch (level._tag) {
+    case "All":
+    case "Trace":
+      return LogLevels.trace
+    case "Debug":
+      return LogLevels.debug
+    case "Info":
+      return LogLevels.info
+    case "Warning":
+      return LogLevels.warn
+    case "Error":
+    case "Fatal":
+      return LogLevels.error
+    case "None":
+      return LogLevels.off
+  }
+}
+
+const fromExtismLevel = (level: number): LogLevel.LogLevel =>
+  level <= LogLevels.trace
+    ? LogLevel.Trace
+    : level === LogLevels.debug
+      ? LogLevel.Debug
+      : level === LogLevels.info
+        ? LogLevel.Info
+        : level === LogLevels.warn
+          ? LogLevel.Warning
+          : LogLevel.Error
+
+const outcomeToExit = (
+  pluginId: string,
+  exportName: string,
+  outcome: CallOutcome
+): Exit.Exit<Uint8Array | null, PluginCallError> => {
+  const fields = { pluginId, export: exportName }
+  switch (outcome._tag) {
+    case "Done":
+      return Exit.succeed(outcome.output)
+    case "TimedOut":
+      return Exit.fail(
+        new PluginTimeoutError({
+          ...fields,
+          timeoutMs: outcome.timeoutMs,
+          message: `plugin ${pluginId} did not finish ${exportName} within ${outcome.timeoutMs} ms, so its worker was stopped; fix the plugin or raise its timeout`
+        })
+      )
+    case "Crashed":
+      return Exit.fail(
+        new PluginTrapError({
+          ...fields,
+          message: `plugin ${pluginId} crashed its worker during ${exportName} (${outcome.message}); the worker was replaced`
+        })
+      )
+    case "Closed":
+      return Exit.fail(
+        new PluginUnavailableError({
+          ...fields,
+          message: `the engine is shutting down; ${exportName} of plugin ${pluginId} was not run`
+        })
+      )
+    case "Failed": {
+      const { kind, message } = outcome.failure
+      switch (kind) {
+        case "plugin":
+          return Exit.fail(new PluginFailedError({ ...fields, message }))
+        case "exitCode":
+          return Exit.fail(
+            new PluginFailedError({
+              ...fields,
+              message: `plugin ${pluginId} ${exportName} ${message}`,
+              ...(outcome.failure.code === undefined ? {} : { exitCode: outcome.failure.code })
+            })
+          )
+        case "notImplemented":
+        case "missingExport":
+          return Exit.fail(
+            new PluginNotImplementedError({
+              ...fields,
+              message: `plugin ${pluginId} does not implement ${exportName}`
+            })
+          )
+        case "memory":
+          return Exit.fail(
+            new PluginMemoryError({
+              ...fields,
+              message: `plugin ${pluginId} ran out of memory in ${exportName}: ${message}; raise its memory limit if this is legitimate`
+            })
+          )
+        case "outputTooLarge":
+          return Exit.fail(new PluginOutputError({ ...fields, reason: "TooLarge", message }))
+        case "stack":
+        case "trap":
+        case "procExit":
+        case "instantiate":
+        case "link":
+          return Exit.fail(
+            new PluginTrapError({
+              ...fields,
+              message: `plugin ${pluginId} trapped in ${exportName}: ${message}`
+            })
+          )
+      }
+    }
+  }
+}
+
+const make = (options: RuntimeOptions) =>
+  Effect.gen(function* () {
+    const pool = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          WorkerPool.make({
+            size: options.poolSize,
+            maxWorkersPerPlugin: options.maxWorkersPerPlugin,
+            workerHeapMb: options.workerHeapMb
+          }),
+        catch: (cause) => new Error(`could not start the plugin worker pool: ${String(cause)}`)
+      }).pipe(Effect.orDie),
+      (pool) => Effect.promise(() => pool.close())
+    )
+    yield* Effect.logDebug(`plugin worker pool started with ${pool.size} workers`)
+
+    // Compiled modules by SHA-256 and memory cap; least recently used dropped beyond the byte bound.
+    const modules = new Map<string, { readonly compiled: CompiledModule; readonly bytes: number }>()
+    let cachedBytes = 0
+    let nextKey = 1
+
+    const remember = (key: string, compiled: CompiledModule, bytes: number): void => {
+      modules.set(key, { compiled, bytes })
+      cachedBytes += bytes
+      for (const [oldKey, entry] of modules) {
+        if (cachedBytes <= options.moduleCacheBytes || oldKey === key) break
+        modules.delete(oldKey)
+        cachedBytes -= entry.bytes
+      }
+    }
+
+    const compile = (pluginId: string, sha256: string, wasm: Uint8Array, memoryLimitBytes?: number) =>
+      Effect.gen(function* () {
+        const limit = memoryLimitBytes ?? options.memoryLimitBytes
+        const maxPages = Math.max(1, Math.floor(limit / WASM_PAGE_BYTES))
+        const key = `${sha256}:${maxPages}`
+        const cached = modules.get(key)
+        if (cached !== undefined) {
+          modules.delete(key)
+          modules.set(key, cached)
+          return cached.compiled
+        }
+        const capped = yield* capMemory(wasm, maxPages).pipe(
+          Effect.mapError(
+            (error) =>
+              new PluginLoadError({
+                pluginId,
+                reason: error.reason === "MemoryTooLarge" ? "Memory" : "Compile",
+                message: `plugin ${pluginId}: ${error.message}`
+              })
+          )
+        )
+        const shape = yield* inspect(capped).pipe(
+          Effect.mapError(
+            (error) =>
+              new PluginLoadError({
+                pluginId,
+                reason: "Compile",
+                message: `plugin ${pluginId}: ${error.message}`
+              })
+          )
+        )
+        const module = yield* Effect.tryPromise({
+          try: () => WebAssembly.compile(capped),
+          catch: (cause) =>
+            new PluginLoadError({
+              pluginId,
+              reason: "Compile",
+              message: `plugin ${pluginId}: plugin.wasm is not a valid WebAssembly module (${cause instanceof Error ? cause.message : String(cause)})`
+            })
+        })
+        const compiled: CompiledModule = {
+          sha256,
+          module,
+          shape,
+          memoryLimitBytes: maxPages * WASM_PAGE_BYTES
+        }
+        remember(key, compiled, wasm.byteLength)
+        return compiled
+      })
+
+    const instantiate = (instance: InstantiateOptions) =>
+      Effect.gen(function* () {
+        const runtime = yield* Effect.runtime<never>()
+        const runFork = Runtime.runFork(runtime)
+        const runCallback = Runtime.runCallback(runtime)
+        const pluginId = instance.pluginId
+        const key = `${pluginId}#${nextKey++}`
+        const timeoutMs = instance.timeoutMs ?? options.defaultTimeoutMs
+        const logLevel = instance.logLevel ?? LogLevel.Info
+        const spec: PluginSpec = {
+          key,
+          id: pluginId,
+          module: instance.compiled.module,
+          config: instance.config,
+          userFunctions: instance.userFunctions,
+          envHttp: instance.envHttp,
+          logLevel: toExtismLevel(logLevel),
+          freshInstance: instance.freshInstance ?? false,
+          limits: {
+            maxHostMemoryBytes: instance.compiled.memoryLimitBytes,
+            maxOutputBytes: options.maxOutputBytes,
+            maxVarBytes: options.maxVarBytes,
+            maxLinearMemoryBytes: instance.compiled.memoryLimitBytes
+          }
+        }
+        let open = true
+        yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            pool.register(key, {
+              host: (fn, payload, reply) =>
+                runCallback(instance.host(fn, payload), {
+                  onExit: (exit) =>
+                    reply(
+                      Exit.isSuccess(exit)
+                        ? exit.value
+                        : new TextEncoder().encode(JSON.stringify({ error: `host function ${fn} failed` }))
+                    )
+                }),
+              log: (level, message) =>
+                runFork(
+                  Effect.logWithLevel(fromExtismLevel(level), message).pipe(
+                    Effect.annotateLogs("plugin", pluginId)
+                  )
+                )
+            })
+          ),
+          () =>
+            Effect.sync(() => {
+              open = false
+              pool.unregister(key)
+            })
+        )
+
+        const call = (exportName: string, input: Uint8Array, callOptions?: CallOptions) =>
+          Effect.suspend(() => {
+            if (!open) {
+              return Effect.fail(
+                new PluginUnavailableError({
+                  pluginId,
+                  export: exportName,
+                  message: `plugin ${pluginId} is unloaded; load it again before calling ${exportName}`
+                })
+              )
+            }
+            if (input.byteLength > options.maxInputBytes) {
+              return Effect.fail(
+                new PluginUnavailableError({
+                  pluginId,
+                  export: exportName,
+                  message: `input of ${input.byteLength} bytes exceeds the limit of ${options.maxInputBytes}`
+                })
+              )
+            }
+            return Effect.async<Uint8Array | null, PluginCallError>((resume) => {
+              const cancel = pool.submit(
+                spec,
+                exportName,
+                input,
+                callOptions?.timeoutMs ?? timeoutMs,
+                (outcome) => resume(outcomeToExit(pluginId, exportName, outcome))
+              )
+              return Effect.sync(cancel)
+            })
+          })
+
+        // Run the module's start code once now, so a broken or looping start fails the load.
+        const started = yield* Effect.async<CallOutcome>((resume) => {
+          pool.submit(spec, null, new Uint8Array(0), timeoutMs, (outcome) => resume(Effect.succeed(outcome)))
+        })
+        if (started._tag !== "Done") {
+          open = false
+          pool.unregister(key)
+          const detail =
+            started._tag === "Failed"
+              ? started.failure.message
+              : started._tag === "TimedOut"
+                ? `its start code did not finish within ${timeoutMs} ms`
+                : started._tag === "Crashed"
+                  ? started.message
+                  : "the engine is shutting down"
+          return yield* new PluginLoadError({
+            pluginId,
+            reason: started._tag === "Failed" && started.failure.kind === "link" ? "Link" : "Start",
+            message: `plugin ${pluginId} could not start: ${detail}`
+          })
+        }
+        const exports = new Set(
+          instance.compiled.shape.exports.filter((e) => e.kind === "function").map((e) => e.name)
+        )
+        return { pluginId, exports, call } satisfies RunningPlugin
+      })
+
+    return WasmRuntime.of({
+      options,
+      compile,
+      instantiate,
+      workerThreadIds: Effect.sync(() => pool.threadIds)
+    })
+  })
+
+/** The execution layer with the given settings (missing ones take their defaults). */
+export const layer = (options: Partial<RuntimeOptions> = {}): Layer.Layer<WasmRuntime> =>
+  Layer.scoped(WasmRuntime, make({ ...RuntimeOptions.defaults(), ...options }))

@@ -1,0 +1,223 @@
+/**
+ * An execution worker: holds Wasm instances of many plugins and runs one export call at a time.
+ * Host functions are synchronous stubs that block on the shared control block until the main
+ * thread answers, so the guest sees an ordinary synchronous call.
+ */
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads"
+import { Kernel, KernelAbort } from "./Kernel.js"
+import {
+  type CallFailure,
+  Control,
+  type MainToWorker,
+  type PluginSpec,
+  type WorkerToMain
+} from "./protocol.js"
+import { makeWasi } from "./Wasi.js"
+
+interface Live {
+  readonly spec: PluginSpec
+  readonly kernel: Kernel
+  readonly instance: WebAssembly.Instance
+  readonly flushWasi: () => void
+}
+
+const { control, replyPort } = workerData as { control: SharedArrayBuffer; replyPort: MessagePort }
+const port = parentPort!
+const header = new Int32Array(control, 0, Control.headerBytes / 4)
+const inline = new Uint8Array(control, Control.headerBytes, Control.inlineBytes)
+const encoder = new TextEncoder()
+
+const specs = new Map<string, PluginSpec>()
+const live = new Map<string, Live>()
+let currentCall = 0
+
+const post = (message: WorkerToMain, transfer?: Array<ArrayBuffer>): void =>
+  port.postMessage(message, transfer ?? [])
+
+/** Sends a host call to the main thread and blocks until its reply is in. Never throws for service errors. */
+const hostCall = (key: string, fn: string, payload: Uint8Array): Uint8Array => {
+  Atomics.store(header, Control.state, Control.idle)
+  post({ t: "host", callId: currentCall, key, fn, payload })
+  Atomics.wait(header, Control.state, Control.idle)
+  const state = Atomics.load(header, Control.state)
+  Atomics.store(header, Control.state, Control.idle)
+  if (state === Control.inlineReply) {
+    return inline.slice(0, Atomics.load(header, Control.length))
+  }
+  const message = receiveMessageOnPort(replyPort)
+  return message === undefined
+    ? encoder.encode('{"error":"host reply lost"}')
+    : (message.message as Uint8Array)
+}
+
+const instantiate = (spec: PluginSpec): Live => {
+  // Filled in once the instance exists; WASI reads it lazily.
+  const memory: { current?: WebAssembly.Memory } = {}
+  const log = (level: number, message: string): void => post({ t: "log", key: spec.key, level, message })
+  const kernel = new Kernel(spec.config, spec.limits, spec.logLevel, log)
+  const env: Record<string, unknown> = kernel.imports()
+  if (spec.envHttp) {
+    // Extism's built-in HTTP functions, answered by the host's HTTP service.
+    let lastStatus = 0
+    let lastHeaders = ""
+    env.http_request = (request: bigint, body: bigint) => {
+      const payload = JSON.stringify({
+        request: JSON.parse(kernel.readString(request) || "{}") as unknown,
+        body: Buffer.from(kernel.read(body)).toString("base64")
+      })
+      const reply = JSON.parse(
+        new TextDecoder().decode(hostCall(spec.key, "http_request", encoder.encode(payload)))
+      ) as {
+        status?: number
+        headers?: Record<string, string>
+        body?: string
+        error?: string
+      }
+      lastStatus = reply.status ?? 0
+      lastHeaders = JSON.stringify(reply.headers ?? {})
+      if (reply.error !== undefined) {
+        log(4, `http_request failed: ${reply.error}`)
+        return 0n
+      }
+      return kernel.store(Buffer.from(reply.body ?? "", "base64"))
+    }
+    env.http_status_code = () => lastStatus
+    env.http_headers = () => kernel.storeString(lastHeaders)
+  }
+  const user: Record<string, (handle: bigint) => bigint> = {}
+  for (const fn of spec.userFunctions) {
+    user[fn] = (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
+  }
+  const wasi = makeWasi({ memory: () => memory.current, log })
+  const instance = new WebAssembly.Instance(spec.module, {
+    "extism:host/env": env as WebAssembly.ModuleImports,
+    "extism:host/user": user,
+    wasi_snapshot_preview1: wasi.imports as WebAssembly.ModuleImports
+  })
+  const exported = instance.exports.memory
+  if (exported instanceof WebAssembly.Memory) memory.current = exported
+  kernel.begin(new Uint8Array(0))
+  try {
+    if (typeof instance.exports._initialize === "function") instance.exports._initialize()
+    else if (typeof instance.exports._start === "function")
+      runCommandStart(instance.exports._start as () => void)
+    if (typeof instance.exports.hs_init === "function") instance.exports.hs_init()
+  } finally {
+    kernel.end()
+  }
+  return { spec, kernel, instance, flushWasi: wasi.flush }
+}
+
+const runCommandStart = (start: () => void): void => {
+  try {
+    start()
+  } catch (error) {
+    // A command module's `_start` commonly ends with proc_exit(0); that is a normal start.
+    if (!(error instanceof KernelAbort && error.kind === "procExit" && error.code === 0)) throw error
+  }
+}
+
+const classify = (error: unknown, instance: Live | undefined): CallFailure => {
+  if (error instanceof KernelAbort) {
+    return error.code === undefined
+      ? { kind: error.kind, message: error.message }
+      : { kind: error.kind, message: error.message, code: error.code }
+  }
+  if (error instanceof RangeError && /call stack/i.test(error.message)) {
+    return { kind: "stack", message: "the plugin exhausted its stack (runaway recursion)" }
+  }
+  if (error instanceof WebAssembly.LinkError) return { kind: "link", message: error.message }
+  if (error instanceof WebAssembly.RuntimeError) {
+    const memory = instance?.instance.exports.memory
+    const cap = instance?.spec.limits.maxLinearMemoryBytes ?? Infinity
+    if (memory instanceof WebAssembly.Memory && cap - memory.buffer.byteLength < 2 * 1024 * 1024) {
+      return {
+        kind: "memory",
+        message: `the plugin trapped (${error.message}) after reaching its memory limit of ${cap} bytes`
+      }
+    }
+    return { kind: "trap", message: error.message }
+  }
+  if (error instanceof Error) return { kind: "trap", message: `${error.name}: ${error.message}` }
+  return { kind: "trap", message: String(error) }
+}
+
+const runCall = (message: Extract<MainToWorker, { t: "call" }>): WorkerToMain => {
+  const callId = message.callId
+  const spec = message.spec ?? specs.get(message.key)
+  if (spec === undefined) {
+    return {
+      t: "failed",
+      callId,
+      failure: { kind: "instantiate", message: `plugin ${message.key} is not loaded here` }
+    }
+  }
+  specs.set(spec.key, spec)
+  let entry = spec.freshInstance ? undefined : live.get(spec.key)
+  if (entry === undefined) {
+    try {
+      entry = instantiate(spec)
+    } catch (error) {
+      const failure = classify(error, undefined)
+      return {
+        t: "failed",
+        callId,
+        failure:
+          failure.kind === "link"
+            ? failure
+            : { ...failure, kind: failure.kind === "trap" ? "instantiate" : failure.kind }
+      }
+    }
+    if (!spec.freshInstance) live.set(spec.key, entry)
+  }
+  if (message.fn === null) return { t: "done", callId, output: null }
+  const fn = entry.instance.exports[message.fn]
+  if (typeof fn !== "function") {
+    return {
+      t: "failed",
+      callId,
+      failure: { kind: "missingExport", message: `the plugin has no export ${message.fn}` }
+    }
+  }
+  const kernel = entry.kernel
+  kernel.begin(message.input)
+  try {
+    const rc = Number((fn as () => number | bigint)())
+    const error = kernel.error()
+    if (error !== null) return { t: "failed", callId, failure: { kind: "plugin", message: error } }
+    if (rc === -2)
+      return { t: "failed", callId, failure: { kind: "notImplemented", message: "not implemented" } }
+    if (rc !== 0) {
+      return {
+        t: "failed",
+        callId,
+        failure: { kind: "exitCode", message: `exited with code ${rc}`, code: rc }
+      }
+    }
+    return { t: "done", callId, output: kernel.output() }
+  } catch (error) {
+    // After a trap the guest's own state may be half-updated: never reuse that instance.
+    live.delete(spec.key)
+    return { t: "failed", callId, failure: classify(error, entry) }
+  } finally {
+    entry.flushWasi()
+    kernel.end()
+  }
+}
+
+port.on("message", (message: MainToWorker) => {
+  if (message.t === "drop") {
+    specs.delete(message.key)
+    live.delete(message.key)
+    return
+  }
+  currentCall = message.callId
+  const reply = runCall(message)
+  if (reply.t === "done" && reply.output !== null) {
+    post(reply, [reply.output.buffer as ArrayBuffer])
+  } else {
+    post(reply)
+  }
+})
+
+post({ t: "ready" })
