@@ -198,7 +198,17 @@ const runCall = (message: Extract<MainToWorker, { t: "call" }>): WorkerToMain =>
   } catch (error) {
     // After a trap the guest's own state may be half-updated: never reuse that instance.
     live.delete(spec.key)
-    return { t: "failed", callId, failure: classify(error, entry) }
+    const failure = classify(error, entry)
+    // A guest that aborts (e.g. AssemblyScript's abort) often sets its reason before trapping.
+    const reason = kernel.error()
+    return {
+      t: "failed",
+      callId,
+      failure:
+        reason !== null && failure.kind === "trap"
+          ? { ...failure, message: `${reason} (${failure.message})` }
+          : failure
+    }
   } finally {
     entry.flushWasi()
     kernel.end()

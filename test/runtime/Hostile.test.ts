@@ -1,0 +1,217 @@
+/**
+ * Every hostile or broken plugin fails alone, with a typed error, while a healthy plugin loaded in
+ * the same engine keeps answering in the same test.
+ */
+import { expect, layer } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Engine from "../../src/Engine.js"
+import * as MetadataAgent from "../../src/capabilities/MetadataAgent.js"
+import { type LoadedPlugin, PluginLoader } from "../../src/loader/PluginLoader.js"
+import { WasmRuntime } from "../../src/runtime/WasmRuntime.js"
+import { fixture } from "../support/fixtures.js"
+
+const artist = { id: "ar-1", name: "Healthy" }
+const bio = JSON.stringify(artist)
+
+/** Runs `hostile` while a healthy plugin answers continuously; checks every healthy answer. */
+const alongsideHealthy = <A, E>(healthy: LoadedPlugin, hostile: Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    const agent = MetadataAgent.fromPlugin(healthy)
+    let answered = 0
+    const keepAnswering = Effect.gen(function* () {
+      for (;;) {
+        const answer = yield* agent.getArtistBiography(artist)
+        expect(answer).toEqual(Option.some("Biography for Healthy"))
+        answered++
+        yield* Effect.sleep("5 millis")
+      }
+    })
+    const fiber = yield* Effect.fork(keepAnswering)
+    const result = yield* Effect.either(hostile)
+    yield* Effect.sleep("30 millis")
+    const exit = yield* Fiber.interrupt(fiber)
+    // Interrupted is the expected end; any other failure is a wrong or failed healthy answer.
+    expect(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Cause.pretty(exit.cause) : "").toBe(
+      ""
+    )
+    expect(answered).toBeGreaterThan(0)
+    expect(yield* agent.getArtistBiography(artist)).toEqual(Option.some("Biography for Healthy"))
+    return result
+  })
+
+const loadHealthy = Effect.flatMap(PluginLoader, (loader) => loader.loadFile(fixture("agent-full")))
+
+const callFixture = (id: string, options: Parameters<PluginLoader["Type"]["loadFile"]>[1] = {}) =>
+  Effect.flatMap(PluginLoader, (loader) =>
+    loader
+      .loadFile(fixture(id), options)
+      .pipe(Effect.flatMap((plugin) => plugin.call("nd_get_artist_biography", bio)))
+  )
+
+layer(Engine.layer({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excludeTestServices: true })(
+  "hostile plugins",
+  (it) => {
+    it.scoped(
+      "an endless loop in an export times out, only its worker is replaced, and the plugin still serves",
+      () =>
+        Effect.gen(function* () {
+          const runtime = yield* WasmRuntime
+          const before = yield* runtime.workerThreadIds
+          const loader = yield* PluginLoader
+          const looping = yield* loader.loadFile(fixture("loop-export"), { timeoutMs: 300 })
+          const result = yield* alongsideHealthy(
+            yield* loadHealthy,
+            looping.call("nd_get_artist_biography", bio)
+          )
+          expect(result._tag).toBe("Left")
+          const error = result._tag === "Left" ? result.left : undefined
+          expect(error).toMatchObject({ _tag: "PluginTimeoutError", timeoutMs: 300, pluginId: "loop-export" })
+          expect(error?.message).toContain("raise its timeout")
+          expect(yield* looping.call("ping")).toBeNull()
+          const after = yield* runtime.workerThreadIds
+          expect(after).toHaveLength(before.length)
+          expect(after.filter((id) => !before.includes(id))).toHaveLength(1)
+        })
+    )
+
+    it.scoped("an endless loop in the start function fails the load", () =>
+      Effect.gen(function* () {
+        const loader = yield* PluginLoader
+        const result = yield* alongsideHealthy(
+          yield* loadHealthy,
+          loader.loadFile(fixture("loop-start"), { timeoutMs: 300 })
+        )
+        expect(result._tag === "Left" && result.left).toMatchObject({
+          _tag: "PluginLoadError",
+          reason: "Start"
+        })
+        expect(result._tag === "Left" && result.left.message).toContain("did not finish within 300 ms")
+      })
+    )
+
+    it.scoped("memory.grow beyond the plugin's memory limit fails with a memory error", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(
+          yield* loadHealthy,
+          callFixture("memory-hog", { memoryLimitBytes: 32 * 1024 * 1024 })
+        )
+        expect(result._tag === "Left" && result.left).toMatchObject({
+          _tag: "PluginMemoryError",
+          pluginId: "memory-hog"
+        })
+      })
+    )
+
+    it.scoped("allocating host memory without end fails with a memory error, not a hang", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(
+          yield* loadHealthy,
+          callFixture("alloc-hog", { memoryLimitBytes: 64 * 1024 * 1024 })
+        )
+        expect(result._tag === "Left" && result.left).toMatchObject({ _tag: "PluginMemoryError" })
+        expect(result._tag === "Left" && result.left.message).toContain("host memory")
+      })
+    )
+
+    it.scoped("a trap is a typed trap error and the instance is not reused", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(yield* loadHealthy, callFixture("trap"))
+        expect(result._tag === "Left" && result.left).toMatchObject({ _tag: "PluginTrapError" })
+        expect(result._tag === "Left" && result.left.message).toContain("unreachable")
+      })
+    )
+
+    it.scoped("runaway recursion is a trap that names the stack", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(yield* loadHealthy, callFixture("deep-recursion"))
+        expect(result._tag === "Left" && result.left).toMatchObject({ _tag: "PluginTrapError" })
+        expect(result._tag === "Left" && result.left.message).toContain("stack")
+      })
+    )
+
+    it.scoped("a non-zero return code without an error is a failure with that code", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(yield* loadHealthy, callFixture("exit-42"))
+        expect(result._tag === "Left" && result.left).toMatchObject({
+          _tag: "PluginFailedError",
+          exitCode: 42
+        })
+        expect(result._tag === "Left" && result.left.message).toContain("exited with code 42")
+      })
+    )
+
+    it.scoped("return code -2 is 'not implemented', which metadata clients treat as a miss", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(yield* loadHealthy, callFixture("not-implemented"))
+        expect(result._tag === "Left" && result.left).toMatchObject({ _tag: "PluginNotImplementedError" })
+        const loader = yield* PluginLoader
+        const agent = MetadataAgent.fromPlugin(yield* loader.loadFile(fixture("not-implemented")))
+        expect(yield* agent.getArtistBiography(artist)).toEqual(Option.none())
+      })
+    )
+
+    it.scoped("a 64 MB output is refused as too large", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(yield* loadHealthy, callFixture("huge-output"))
+        expect(result._tag === "Left" && result.left).toMatchObject({
+          _tag: "PluginOutputError",
+          reason: "TooLarge"
+        })
+      })
+    )
+
+    it.scoped("importing a host function without its permission fails the load, naming both", () =>
+      Effect.gen(function* () {
+        const loader = yield* PluginLoader
+        const result = yield* alongsideHealthy(
+          yield* loadHealthy,
+          loader.loadFile(fixture("forbidden-import"))
+        )
+        expect(result._tag === "Left" && result.left).toMatchObject({
+          _tag: "PluginLoadError",
+          reason: "Link",
+          missingImport: { module: "extism:host/user", name: "kvstore_get" },
+          permission: "kvstore"
+        })
+        expect(result._tag === "Left" && result.left.message).toContain('needs the "kvstore" permission')
+      })
+    )
+
+    it.scoped("importing from an unknown module fails the load", () =>
+      Effect.gen(function* () {
+        const loader = yield* PluginLoader
+        const result = yield* alongsideHealthy(yield* loadHealthy, loader.loadFile(fixture("unknown-module")))
+        expect(result._tag === "Left" && result.left).toMatchObject({
+          _tag: "PluginLoadError",
+          reason: "Link",
+          missingImport: { module: "env", name: "mystery" }
+        })
+      })
+    )
+
+    it.scoped("proc_exit ends the call with a typed error naming the exit code", () =>
+      Effect.gen(function* () {
+        const result = yield* alongsideHealthy(yield* loadHealthy, callFixture("proc-exit"))
+        expect(result._tag === "Left" && result.left).toMatchObject({ _tag: "PluginTrapError" })
+        expect(result._tag === "Left" && result.left.message).toContain("proc_exit(3)")
+      })
+    )
+
+    it.scoped("several loopers at once never take every worker from a healthy plugin", () =>
+      Effect.gen(function* () {
+        const loader = yield* PluginLoader
+        const looping = yield* loader.loadFile(fixture("loop-export"), { timeoutMs: 400 })
+        const loops = Effect.all(
+          Array.from({ length: 4 }, () => Effect.either(looping.call("nd_get_artist_biography", bio))),
+          { concurrency: "unbounded" }
+        )
+        const result = yield* alongsideHealthy(yield* loadHealthy, loops)
+        expect(result._tag === "Right" && result.right.every((r) => r._tag === "Left")).toBe(true)
+      })
+    )
+  }
+)
