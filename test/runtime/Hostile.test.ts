@@ -18,7 +18,7 @@ const artist = { id: "ar-1", name: "Healthy" }
 const bio = JSON.stringify(artist)
 
 /** Runs `hostile` while a healthy plugin answers continuously; checks every healthy answer. */
-const alongsideHealthy = <A, E>(healthy: LoadedPlugin, hostile: Effect.Effect<A, E>) =>
+const alongsideHealthy = <A, E, R>(healthy: LoadedPlugin, hostile: Effect.Effect<A, E, R>) =>
   Effect.gen(function* () {
     const agent = MetadataAgent.fromPlugin(healthy)
     let answered = 0

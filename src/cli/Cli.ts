@@ -1,0 +1,165 @@
+/**
+ * The `ndp` command line: inspect a package, call one export, run the demo. Exit codes are part
+ * of the interface (docs/cli.md): 0 ok, 1 usage, 2 the call failed, 3 the plugin could not load.
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Engine from "../Engine.js"
+import { PluginLoader } from "../loader/PluginLoader.js"
+import { parseConfigPairs } from "../manifest/PluginConfig.js"
+import { demo } from "./Demo.js"
+
+export const ExitCode = { ok: 0, usage: 1, callFailed: 2, cannotLoad: 3 } as const
+
+const setExitCode = (code: number) =>
+  Effect.sync(() => {
+    process.exitCode = code
+  })
+
+// A one-shot command needs one worker: fast to start, and timeouts still work.
+const oneShotEngine = (timeoutMs: Option.Option<number>) =>
+  Engine.layer({
+    runtime: { poolSize: 1, ...(Option.isSome(timeoutMs) ? { defaultTimeoutMs: timeoutMs.value } : {}) }
+  })
+
+const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object on stdout"))
+const packageFile = Args.file({ name: "file.ndp", exists: "yes" }).pipe(
+  Args.withDescription("the plugin package (.ndp)")
+)
+
+const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
+
+const inspect = Command.make("inspect", { file: packageFile, json }, ({ file, json }) =>
+  Effect.gen(function* () {
+    const loader = yield* PluginLoader
+    const report = yield* Effect.either(loader.inspectFile(file))
+    if (report._tag === "Left") {
+      yield* json
+        ? printJson({ ok: false, problems: [report.left.message] })
+        : Console.error(`cannot read ${file}: ${report.left.message}`)
+      return yield* setExitCode(ExitCode.cannotLoad)
+    }
+    const r = report.right
+    const loadable = r.problems.length === 0
+    if (json) {
+      yield* printJson({ ...r, loadable })
+    } else {
+      const m = r.manifest
+      yield* Console.log(`${r.id}  ${m ? `${m.name} ${m.version} by ${m.author}` : "(manifest unreadable)"}`)
+      if (m?.description) yield* Console.log(`  ${m.description}`)
+      yield* Console.log(`  sha256        ${r.sha256}`)
+      yield* Console.log(`  capabilities  ${r.capabilities.join(", ") || "(none)"}`)
+      yield* Console.log(`  permissions   ${m ? Object.keys(m.permissions).join(", ") || "(none)" : "?"}`)
+      yield* Console.log(`  exports       ${r.exports.join(", ")}`)
+      yield* Console.log(
+        `  imports       ${r.imports.map((i) => `${i.module}.${i.name}`).join(", ") || "(none)"}`
+      )
+      for (const w of r.warnings) yield* Console.log(`  warning: ${w}`)
+      for (const p of r.problems) yield* Console.log(`  problem: ${p}`)
+      yield* Console.log(loadable ? "  loadable" : "  NOT loadable")
+    }
+    yield* setExitCode(loadable ? ExitCode.ok : ExitCode.cannotLoad)
+  }).pipe(Effect.provide(oneShotEngine(Option.none())))
+).pipe(Command.withDescription("show a package's manifest, permissions, capabilities, imports and problems"))
+
+const call = Command.make(
+  "call",
+  {
+    file: packageFile,
+    exportName: Args.text({ name: "export" }).pipe(
+      Args.withDescription("the export to call, e.g. nd_get_artist_biography")
+    ),
+    input: Options.text("input").pipe(Options.optional, Options.withDescription("the call's input, as JSON")),
+    config: Options.text("config").pipe(
+      Options.repeated,
+      Options.withDescription("plugin configuration as key=value (repeatable); values are strings")
+    ),
+    dataDir: Options.directory("data-dir").pipe(
+      Options.optional,
+      Options.withDescription("where host services keep the plugin's data")
+    ),
+    timeoutMs: Options.integer("timeout-ms").pipe(
+      Options.optional,
+      Options.withDescription("call timeout in ms")
+    ),
+    json
+  },
+  ({ config, exportName, file, input, json, timeoutMs }) =>
+    Effect.gen(function* () {
+      const fail = (code: number, tag: string, message: string) =>
+        Effect.zipRight(
+          json
+            ? printJson({ ok: false, error: { tag, message } })
+            : Console.error(`error [${tag}]: ${message}`),
+          setExitCode(code)
+        )
+      if (Option.isSome(input)) {
+        const parsed = Effect.try(() => JSON.parse(input.value) as unknown)
+        if ((yield* Effect.either(parsed))._tag === "Left") {
+          return yield* fail(ExitCode.usage, "InvalidInput", `--input is not valid JSON: ${input.value}`)
+        }
+      }
+      const configObject = yield* Effect.either(parseConfigPairs(config))
+      if (configObject._tag === "Left") {
+        return yield* fail(ExitCode.cannotLoad, configObject.left._tag, configObject.left.message)
+      }
+      const loader = yield* PluginLoader
+      const plugin = yield* Effect.either(loader.loadFile(file, { config: configObject.right }))
+      if (plugin._tag === "Left") {
+        return yield* fail(ExitCode.cannotLoad, plugin.left._tag, plugin.left.message)
+      }
+      const started = performance.now()
+      const result = yield* Effect.either(
+        plugin.right.call(
+          exportName,
+          Option.getOrElse(input, () => "")
+        )
+      )
+      const ms = Math.round((performance.now() - started) * 1000) / 1000
+      if (result._tag === "Left") {
+        return yield* fail(ExitCode.callFailed, result.left._tag, result.left.message)
+      }
+      const text = result.right === null ? "" : new TextDecoder().decode(result.right)
+      let output: unknown = null
+      if (text !== "") {
+        try {
+          output = JSON.parse(text)
+        } catch {
+          output = text
+        }
+      }
+      if (json) {
+        yield* printJson({ ok: true, output, ms })
+      } else {
+        yield* Console.log(
+          typeof output === "string" || output === null ? text : JSON.stringify(output, null, 2)
+        )
+        yield* Console.error(`ok in ${ms} ms`)
+      }
+      yield* setExitCode(ExitCode.ok)
+    }).pipe(Effect.scoped, Effect.provide(oneShotEngine(timeoutMs)))
+).pipe(Command.withDescription("load a plugin with the given config and call one export"))
+
+const demoCommand = Command.make(
+  "demo",
+  {
+    folder: Options.directory("folder").pipe(
+      Options.withDefault("build/fixtures"),
+      Options.withDescription("where the demo plugins are (built by npm run build:fixtures)")
+    )
+  },
+  ({ folder }) => demo(folder).pipe(Effect.provide(Layer.fresh(Engine.layer())))
+).pipe(Command.withDescription("load the bundled demo plugins and show what they answer"))
+
+const ndp = Command.make("ndp").pipe(
+  Command.withDescription("run and inspect Navidrome-compatible WebAssembly plugins"),
+  Command.withSubcommands([inspect, call, demoCommand])
+)
+
+/** The program for `process.argv`. */
+export const run = Command.run(ndp, { name: "ndp", version: "0.1.0" })
