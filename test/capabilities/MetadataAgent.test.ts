@@ -17,7 +17,9 @@ layer(Engine.layer({ runtime: { poolSize: 2, defaultTimeoutMs: 5_000 } }))("Meta
       const agent = MetadataAgent.fromPlugin(plugin)
 
       expect(yield* agent.getArtistMBID(artist)).toEqual(Option.some("mbid-Björk 東京"))
-      expect(yield* agent.getArtistURL(artist)).toEqual(Option.some("https://music.example.org/artist/Björk 東京"))
+      expect(yield* agent.getArtistURL(artist)).toEqual(
+        Option.some("https://music.example.org/artist/Björk 東京")
+      )
       expect(yield* agent.getArtistBiography(artist)).toEqual(Option.some("Biography for Björk 東京"))
 
       const similar = Option.getOrThrow(yield* agent.getSimilarArtists({ ...artist, limit: 3 }))
@@ -50,7 +52,10 @@ layer(Engine.layer({ runtime: { poolSize: 2, defaultTimeoutMs: 5_000 } }))("Meta
         yield* agent.getSimilarSongsByAlbum(track),
         yield* agent.getSimilarSongsByArtist({ id: "ar-1", name: "Jóga", count: 2 })
       ]) {
-        expect(Option.getOrThrow(songs).map((s) => s.name)).toEqual(["Jóga Similar Song 1", "Jóga Similar Song 2"])
+        expect(Option.getOrThrow(songs).map((s) => s.name)).toEqual([
+          "Jóga Similar Song 1",
+          "Jóga Similar Song 2"
+        ])
       }
     })
   )
