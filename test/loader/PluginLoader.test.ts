@@ -1,4 +1,4 @@
-import { expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
@@ -152,7 +152,9 @@ layer(Engine.layer({ runtime: { poolSize: 2 } }), { excludeTestServices: true })
       expect(error).toMatchObject({ _tag: "PluginLoadError", reason: "Config" })
     })
   )
+})
 
+describe("PluginLoader unload", () => {
   it.live("closing a plugin's scope unloads it: calls fail typed, and nothing is left behind", () =>
     Effect.gen(function* () {
       const runtime = yield* WasmRuntime
