@@ -82,13 +82,13 @@ const kindOf = (text: string | null | undefined): ScrobblerErrorKind => {
 }
 
 export interface ScrobblerOptions {
-  /** Whether the administrator allowed this user for the plugin (default: everyone). */
+  /** Whether the administrator allowed this user for the plugin (default: the plugin's own allowance). */
   readonly allowsUser?: (username: string) => boolean
 }
 
 /** The scrobbler client of a loaded plugin. */
 export const fromPlugin = (
-  plugin: Pick<LoadedPlugin, "id" | "exports" | "call">,
+  plugin: Pick<LoadedPlugin, "id" | "exports" | "call"> & Partial<Pick<LoadedPlugin, "allowsUser">>,
   options: ScrobblerOptions = {}
 ): Scrobbler => {
   const fail = (kind: ScrobblerErrorKind, message: string, callError?: string) =>
@@ -119,7 +119,7 @@ export const fromPlugin = (
       Effect.withSpan(`Scrobbler.${exportName}`, { attributes: { plugin: plugin.id } })
     )
 
-  const allows = options.allowsUser ?? (() => true)
+  const allows = options.allowsUser ?? plugin.allowsUser ?? (() => false)
 
   return {
     pluginId: plugin.id,

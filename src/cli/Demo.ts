@@ -48,7 +48,7 @@ export const demo = (folder: string) =>
     yield* section("Loading demo plugins")
     const full = yield* load("agent-full")
     const partial = yield* load("agent-partial")
-    const scrobbler = yield* load("scrobbler")
+    const scrobbler = yield* load("scrobbler", { users: "all" })
     const draft = yield* load("scrobbler-draft", {
       config: { error: "service busy", error_type: "retry_later" }
     })

@@ -12,12 +12,25 @@ import type { Manifest, PermissionName } from "../manifest/Manifest.js"
 import type { HostFunctionHandler } from "./HostCodec.js"
 import * as ConfigService from "./config/ConfigService.js"
 
+/** Who or what the administrator allowed a plugin to see: everything, or a list. */
+export type AccessList<A> = "all" | ReadonlyArray<A>
+
+/** Whether `item` is within `access`. */
+export const isAllowed = <A>(access: AccessList<A>, item: A): boolean =>
+  access === "all" || access.includes(item)
+
 /** What a host service knows about the plugin it serves. */
 export interface PluginContext {
   readonly pluginId: string
   readonly manifest: Manifest
   /** The flattened configuration, as the guest sees it. */
   readonly config: Readonly<Record<string, string>>
+  /** The engine's data folder; per-plugin data lives under `plugins/<pluginId>/`. */
+  readonly dataFolder: string
+  /** The users the administrator allowed for this plugin (user names). */
+  readonly users: AccessList<string>
+  /** The libraries the administrator allowed for this plugin (library IDs). */
+  readonly libraries: AccessList<number>
 }
 
 /** A permission, or `config`, which every plugin has. */
@@ -77,10 +90,10 @@ export const hostFunctionCatalog: ReadonlyMap<string, Grant> = new Map<string, G
   ["http_send", "http"]
 ])
 
-/** The installed host services. Later layers add providers; Config is always there. */
+/** The installed host services and where they keep data. */
 export class HostFunctions extends Context.Tag("ndp-engine/HostFunctions")<
   HostFunctions,
-  { readonly providers: ReadonlyArray<HostServiceProvider> }
+  { readonly providers: ReadonlyArray<HostServiceProvider>; readonly dataFolder: string }
 >() {}
 
 /** Whether the manifest grants `grant`. */
@@ -106,7 +119,9 @@ export const makeHandlers = (
     return handlers
   })
 
-/** The registry with the services of this engine version. */
-export const layer: Layer.Layer<HostFunctions> = Layer.succeed(HostFunctions, {
-  providers: [ConfigService.provider]
-})
+/** A registry with exactly these providers (Config is always added). */
+export const layerWith = (
+  dataFolder: string,
+  providers: ReadonlyArray<HostServiceProvider>
+): Layer.Layer<HostFunctions> =>
+  Layer.succeed(HostFunctions, { dataFolder, providers: [ConfigService.provider, ...providers] })

@@ -54,12 +54,16 @@ export const planImports = (
     switch (i.module) {
       case EXTISM_ENV: {
         if (kernelHttpFunctionNames.has(i.name)) {
-          if (isGranted(manifest, "http")) envHttp = true
-          else
+          if (!isGranted(manifest, "http")) {
             problem(
               `imports ${describe(i)}, which needs the "http" permission; declare it in manifest.json`,
               "http"
             )
+          } else if (!provided.has("http_request")) {
+            problem(`imports ${describe(i)}, whose "http" service is not installed in this engine`, "http")
+          } else {
+            envHttp = true
+          }
         } else if (!kernelFunctionNames.has(i.name)) {
           problem(
             `imports ${describe(i)}, which is not an Extism kernel function; rebuild the plugin with a current PDK`

@@ -11,7 +11,13 @@ import type * as LogLevel from "effect/LogLevel"
 import type * as Scope from "effect/Scope"
 import { type CapabilityName, detectCapabilities } from "../capabilities/Capabilities.js"
 import { runInit } from "../capabilities/Lifecycle.js"
-import { HostFunctions, makeHandlers, type PluginContext } from "../host/HostFunctions.js"
+import {
+  type AccessList,
+  HostFunctions,
+  isAllowed,
+  makeHandlers,
+  type PluginContext
+} from "../host/HostFunctions.js"
 import { encodeError, type HostFunctionHandler } from "../host/HostCodec.js"
 import { checkCapabilityRules, decodeManifest, type Manifest } from "../manifest/Manifest.js"
 import { flattenConfig, validateConfig } from "../manifest/PluginConfig.js"
@@ -41,6 +47,10 @@ export interface LoadOptions {
   /** The most verbose guest log level passed on to Effect's logger (default Info). */
   readonly logLevel?: LogLevel.LogLevel | undefined
   readonly packageLimits?: PackageLimits | undefined
+  /** The users the administrator allows this plugin to see and act for (default: none). */
+  readonly users?: AccessList<string> | undefined
+  /** The libraries the administrator allows this plugin to see (default: none). */
+  readonly libraries?: AccessList<number> | undefined
 }
 
 /** A loaded, running plugin. Valid until the scope it was loaded in closes. */
@@ -51,6 +61,8 @@ export interface LoadedPlugin {
   readonly capabilities: ReadonlyArray<CapabilityName>
   readonly exports: ReadonlySet<string>
   readonly warnings: ReadonlyArray<string>
+  /** Whether the administrator allowed this user for the plugin. */
+  readonly allowsUser: (username: string) => boolean
   /** Calls an export with raw input bytes (a string is sent as UTF-8). */
   readonly call: (
     exportName: string,
@@ -153,11 +165,19 @@ const make = Effect.gen(function* () {
             new PluginLoadError({ pluginId: id, reason: "Config", message: `plugin ${id}: ${error.message}` })
         )
       )
-      const context: PluginContext = { pluginId: id, manifest, config: flattenConfig(config) }
+      const users = options.users ?? []
+      const context: PluginContext = {
+        pluginId: id,
+        manifest,
+        config: flattenConfig(config),
+        dataFolder: registry.dataFolder,
+        users,
+        libraries: options.libraries ?? []
+      }
       const handlers: Record<string, HostFunctionHandler> = yield* makeHandlers(
         registry.providers,
         context,
-        new Set(plan.userFunctions)
+        new Set([...plan.userFunctions, ...(plan.envHttp ? ["http_request"] : [])])
       )
       const running = yield* runtime.instantiate({
         pluginId: id,
@@ -182,6 +202,7 @@ const make = Effect.gen(function* () {
         capabilities,
         exports,
         warnings,
+        allowsUser: (username) => isAllowed(users, username),
         call: (exportName, input = new Uint8Array(0), callOptions) =>
           running.call(exportName, typeof input === "string" ? encoder.encode(input) : input, callOptions)
       }

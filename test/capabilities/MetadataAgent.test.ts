@@ -1,14 +1,14 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Engine from "../../src/Engine.js"
 import * as MetadataAgent from "../../src/capabilities/MetadataAgent.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
+import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
 
 const artist = { id: "ar-1", name: "Björk 東京" }
 
-layer(Engine.layer({ runtime: { poolSize: 2, defaultTimeoutMs: 5_000 } }))("MetadataAgent", (it) => {
+layer(testEngine({ runtime: { poolSize: 2, defaultTimeoutMs: 5_000 } }))("MetadataAgent", (it) => {
   it.scoped("answers all eleven metadata calls from a real plugin, non-ASCII intact", () =>
     Effect.gen(function* () {
       const loader = yield* PluginLoader

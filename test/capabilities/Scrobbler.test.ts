@@ -1,8 +1,8 @@
 import { expect, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Engine from "../../src/Engine.js"
 import * as Scrobbler from "../../src/capabilities/Scrobbler.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
+import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
 import { captureLogs } from "../support/logs.js"
 
@@ -20,9 +20,9 @@ const track: Scrobbler.TrackInfo = {
 }
 
 const load = (id: string, config: Record<string, string> = {}) =>
-  Effect.flatMap(PluginLoader, (loader) => loader.loadFile(fixture(id), { config }))
+  Effect.flatMap(PluginLoader, (loader) => loader.loadFile(fixture(id), { config, users: "all" }))
 
-layer(Engine.layer({ runtime: { poolSize: 2 } }), { excludeTestServices: true })("Scrobbler", (it) => {
+layer(testEngine({ runtime: { poolSize: 2 } }), { excludeTestServices: true })("Scrobbler", (it) => {
   for (const id of ["scrobbler", "scrobbler-draft"]) {
     it.scoped(`${id}: authorization comes from the plugin, and a user not allowed is never asked`, () =>
       Effect.gen(function* () {
@@ -88,6 +88,7 @@ layer(Engine.layer({ runtime: { poolSize: 2 } }), { excludeTestServices: true })
       const scrobbler = Scrobbler.fromPlugin({
         id: "trap",
         exports: new Set(["nd_scrobbler_scrobble"]),
+        allowsUser: () => true,
         // The trap fixture traps in its only export; route the scrobble there.
         call: (_name, input) => trap.call("nd_get_artist_biography", input)
       })

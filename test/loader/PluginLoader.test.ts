@@ -5,9 +5,9 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Scope from "effect/Scope"
 import { readFileSync } from "node:fs"
-import * as Engine from "../../src/Engine.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../../src/runtime/WasmRuntime.js"
+import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
 import { captureLogs } from "../support/logs.js"
 
@@ -16,7 +16,7 @@ const text = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDeco
 const loadFull = (config: Record<string, unknown> = {}, options: { freshInstance?: boolean } = {}) =>
   Effect.flatMap(PluginLoader, (loader) => loader.loadFile(fixture("agent-full"), { config, ...options }))
 
-layer(Engine.layer({ runtime: { poolSize: 2 } }), { excludeTestServices: true })("PluginLoader", (it) => {
+layer(testEngine({ runtime: { poolSize: 2 } }), { excludeTestServices: true })("PluginLoader", (it) => {
   it.scoped("config_get crosses the host-call channel in both directions, misses as {}", () =>
     Effect.gen(function* () {
       const plugin = yield* loadFull({ greeting: "hej då", retries: 3, nested: { b: 1, a: [true] } })
@@ -169,6 +169,6 @@ describe("PluginLoader unload", () => {
         expect(error._tag).toBe("PluginUnavailableError")
       }
       expect(yield* runtime.workerThreadIds).toEqual(workers)
-    }).pipe(Effect.provide(Engine.layer({ runtime: { poolSize: 2 } })))
+    }).pipe(Effect.provide(testEngine({ runtime: { poolSize: 2 } })))
   )
 })

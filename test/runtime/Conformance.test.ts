@@ -7,8 +7,8 @@ import { expect, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { unzipSync } from "fflate"
 import { readFileSync } from "node:fs"
-import * as Engine from "../../src/Engine.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
+import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
 
 const calls: ReadonlyArray<readonly [string, string]> = [
@@ -22,7 +22,7 @@ const calls: ReadonlyArray<readonly [string, string]> = [
   ["var_roundtrip", "a var"]
 ]
 
-layer(Engine.layer({ runtime: { poolSize: 1 } }))("Extism conformance", (it) => {
+layer(testEngine({ runtime: { poolSize: 1 } }))("Extism conformance", (it) => {
   it.scoped("the engine answers exactly as the reference SDK does", () =>
     Effect.gen(function* () {
       const wasm = unzipSync(readFileSync(fixture("agent-full")))["plugin.wasm"]!

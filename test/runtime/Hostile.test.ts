@@ -8,10 +8,10 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as Engine from "../../src/Engine.js"
 import * as MetadataAgent from "../../src/capabilities/MetadataAgent.js"
 import { type LoadedPlugin, PluginLoader } from "../../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../../src/runtime/WasmRuntime.js"
+import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
 
 const artist = { id: "ar-1", name: "Healthy" }
@@ -52,7 +52,7 @@ const callFixture = (id: string, options: Parameters<PluginLoader["Type"]["loadF
       .pipe(Effect.flatMap((plugin) => plugin.call("nd_get_artist_biography", bio)))
   )
 
-layer(Engine.layer({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excludeTestServices: true })(
+layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excludeTestServices: true })(
   "hostile plugins",
   (it) => {
     it.scoped(

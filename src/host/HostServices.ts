@@ -1,0 +1,41 @@
+/**
+ * Assembles every host service of this engine version into the host-function registry. Services
+ * that need something from the embedding server (its users, its artwork URLs) take it as a
+ * requirement of this layer; `Engine.layer` supplies embedded defaults.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { ArtworkSettings } from "./artwork/ArtworkSettings.js"
+import * as ArtworkService from "./artwork/ArtworkService.js"
+import * as CacheService from "./cache/CacheService.js"
+import { HostFunctions, layerWith } from "./HostFunctions.js"
+import * as HttpService from "./http/HttpService.js"
+import * as KvStoreService from "./kvstore/KvStoreService.js"
+import { UserDirectory } from "./users/UserDirectory.js"
+import * as UsersService from "./users/UsersService.js"
+
+/** Settings of the host services. */
+export interface HostOptions {
+  /** Where plugins' data lives (`<dataFolder>/plugins/<id>/…`). */
+  readonly dataFolder: string
+  readonly cache?: Partial<CacheService.CacheOptions> | undefined
+  readonly http?: Partial<HttpService.HttpOptions> | undefined
+}
+
+/** The registry with all installed host services. */
+export const layer = (
+  options: HostOptions
+): Layer.Layer<HostFunctions, never, UserDirectory | ArtworkSettings> =>
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      const directory = yield* UserDirectory
+      const artwork = yield* ArtworkSettings
+      return layerWith(options.dataFolder, [
+        CacheService.provider({ ...CacheService.defaultCacheOptions, ...options.cache }),
+        KvStoreService.provider,
+        HttpService.provider({ ...HttpService.defaultHttpOptions, ...options.http }),
+        ArtworkService.provider(artwork),
+        UsersService.provider(directory)
+      ])
+    })
+  )
