@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Engine from "../Engine.js"
+import { upsertUsers } from "../embedded/EmbeddedDatabase.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { parseConfigPairs } from "../manifest/PluginConfig.js"
 import { demo } from "./Demo.js"
@@ -22,9 +23,10 @@ const setExitCode = (code: number) =>
   })
 
 // A one-shot command needs one worker: fast to start, and timeouts still work.
-const oneShotEngine = (timeoutMs: Option.Option<number>) =>
+const oneShotEngine = (timeoutMs: Option.Option<number>, dataDir: Option.Option<string> = Option.none()) =>
   Engine.layer({
-    runtime: { poolSize: 1, ...(Option.isSome(timeoutMs) ? { defaultTimeoutMs: timeoutMs.value } : {}) }
+    runtime: { poolSize: 1, ...(Option.isSome(timeoutMs) ? { defaultTimeoutMs: timeoutMs.value } : {}) },
+    dataFolder: Option.getOrUndefined(dataDir)
   })
 
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object on stdout"))
@@ -81,7 +83,17 @@ const call = Command.make(
     ),
     dataDir: Options.directory("data-dir").pipe(
       Options.optional,
-      Options.withDescription("where host services keep the plugin's data")
+      Options.withDescription("where host services keep the plugin's data (default ./ndp-data)")
+    ),
+    user: Options.text("user").pipe(
+      Options.repeated,
+      Options.withDescription(
+        "add this user to the embedded directory and allow it for the plugin (repeatable)"
+      )
+    ),
+    admin: Options.text("admin").pipe(
+      Options.repeated,
+      Options.withDescription("as --user, as an administrator (repeatable)")
     ),
     timeoutMs: Options.integer("timeout-ms").pipe(
       Options.optional,
@@ -89,7 +101,7 @@ const call = Command.make(
     ),
     json
   },
-  ({ config, exportName, file, input, json, timeoutMs }) =>
+  ({ admin, config, dataDir, exportName, file, input, json, timeoutMs, user }) =>
     Effect.gen(function* () {
       const fail = (code: number, tag: string, message: string) =>
         Effect.zipRight(
@@ -108,8 +120,15 @@ const call = Command.make(
       if (configObject._tag === "Left") {
         return yield* fail(ExitCode.cannotLoad, configObject.left._tag, configObject.left.message)
       }
+      const users = [
+        ...user.map((userName) => ({ userName, name: userName, isAdmin: false })),
+        ...admin.map((userName) => ({ userName, name: userName, isAdmin: true }))
+      ]
+      yield* upsertUsers(users)
       const loader = yield* PluginLoader
-      const plugin = yield* Effect.either(loader.loadFile(file, { config: configObject.right }))
+      const plugin = yield* Effect.either(
+        loader.loadFile(file, { config: configObject.right, users: users.map((u) => u.userName) })
+      )
       if (plugin._tag === "Left") {
         return yield* fail(ExitCode.cannotLoad, plugin.left._tag, plugin.left.message)
       }
@@ -142,7 +161,7 @@ const call = Command.make(
         yield* Console.error(`ok in ${ms} ms`)
       }
       yield* setExitCode(ExitCode.ok)
-    }).pipe(Effect.scoped, Effect.provide(oneShotEngine(timeoutMs)))
+    }).pipe(Effect.scoped, Effect.provide(oneShotEngine(timeoutMs, dataDir)))
 ).pipe(Command.withDescription("load a plugin with the given config and call one export"))
 
 const demoCommand = Command.make(
@@ -151,9 +170,14 @@ const demoCommand = Command.make(
     folder: Options.directory("folder").pipe(
       Options.withDefault("build/fixtures"),
       Options.withDescription("where the demo plugins are (built by npm run build:fixtures)")
+    ),
+    dataDir: Options.directory("data-dir").pipe(
+      Options.withDefault("build/demo-data"),
+      Options.withDescription("where the demo keeps plugin data")
     )
   },
-  ({ folder }) => demo(folder).pipe(Effect.provide(Layer.fresh(Engine.layer())))
+  ({ dataDir, folder }) =>
+    demo(folder).pipe(Effect.provide(Layer.fresh(Engine.layer({ dataFolder: dataDir }))))
 ).pipe(Command.withDescription("load the bundled demo plugins and show what they answer"))
 
 const ndp = Command.make("ndp").pipe(

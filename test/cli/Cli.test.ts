@@ -1,6 +1,9 @@
 /** The `ndp` program as a user runs it: a real process, real packages, exit codes and JSON. */
 import { describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { fixture } from "../support/fixtures.js"
 
@@ -81,5 +84,37 @@ describe("ndp call", () => {
     const { code, stderr } = ndp("call", fixture("agent-full"), "echo", "--input", "{nope")
     expect(code).toBe(1)
     expect(stderr).toContain("--input is not valid JSON")
+  })
+
+  it("--user and --admin add users to the embedded directory and allow them for the plugin", () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "ndp-cli-"))
+    try {
+      const { code, stdout } = ndp(
+        "call",
+        fixture("host-users"),
+        "call_users_getusers",
+        "--user",
+        "carol",
+        "--admin",
+        "dave",
+        "--data-dir",
+        dataDir,
+        "--json"
+      )
+      expect(code).toBe(0)
+      // Only the users named on the command line are allowed, not the demo users.
+      expect(JSON.parse(stdout)).toMatchObject({
+        ok: true,
+        output: {
+          result: [
+            { userName: "carol", name: "carol" },
+            { userName: "dave", name: "dave", isAdmin: true }
+          ]
+        }
+      })
+      expect(existsSync(join(dataDir, "ndp.db"))).toBe(true)
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
   })
 })
