@@ -8,12 +8,11 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Layer from "effect/Layer"
 import { resolve } from "node:path"
 import * as EmbeddedDatabase from "./embedded/EmbeddedDatabase.js"
-import type { ArtworkSettings } from "./host/artwork/ArtworkSettings.js"
+import * as EmbeddedLibrary from "./embedded/EmbeddedLibrary.js"
 import type * as CacheService from "./host/cache/CacheService.js"
 import type * as HostFunctions from "./host/HostFunctions.js"
 import * as HostServices from "./host/HostServices.js"
 import type * as HttpService from "./host/http/HttpService.js"
-import type { UserDirectory } from "./host/users/UserDirectory.js"
 import * as PluginLoader from "./loader/PluginLoader.js"
 import * as WasmRuntime from "./runtime/WasmRuntime.js"
 
@@ -33,10 +32,10 @@ export type EngineServices = PluginLoader.PluginLoader | WasmRuntime.WasmRuntime
 
 const dataFolderOf = (options: EngineOptions): string => resolve(options.dataFolder ?? "ndp-data")
 
-/** The engine with the server's own user directory and artwork settings. */
+/** The engine with the server's own users, artwork settings, library catalogue and Subsonic router. */
 export const layerWithServer = (
   options: EngineOptions = {}
-): Layer.Layer<EngineServices, never, UserDirectory | ArtworkSettings> =>
+): Layer.Layer<EngineServices, never, HostServices.ServerServices> =>
   PluginLoader.layer.pipe(
     Layer.provideMerge(WasmRuntime.layer(options.runtime)),
     Layer.provideMerge(
@@ -48,9 +47,12 @@ export const layerWithServer = (
 /** The engine with embedded defaults (SQLite in the data folder, demo users): runs out of the box. */
 export const layer = (
   options: EngineOptions = {}
-): Layer.Layer<EngineServices | UserDirectory | ArtworkSettings | SqlClient.SqlClient> =>
+): Layer.Layer<EngineServices | HostServices.ServerServices | SqlClient.SqlClient> =>
   layerWithServer(options).pipe(
     Layer.provideMerge(
-      EmbeddedDatabase.layer({ dataFolder: dataFolderOf(options), baseUrl: options.artworkBaseUrl })
+      Layer.merge(
+        EmbeddedDatabase.layer({ dataFolder: dataFolderOf(options), baseUrl: options.artworkBaseUrl }),
+        EmbeddedLibrary.layer({ dataFolder: dataFolderOf(options) })
+      )
     )
   )

@@ -7,6 +7,7 @@
 import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type { HostCallContext } from "../runtime/WasmRuntime.js"
 
 /** A host service refused or failed a request; travels to the guest as `{"error": message}`. */
 export class HostCallError extends Schema.TaggedError<HostCallError>()("HostCallError", {
@@ -14,7 +15,10 @@ export class HostCallError extends Schema.TaggedError<HostCallError>()("HostCall
 }) {}
 
 /** A handler of one host function: request bytes in, response bytes out, never failing. */
-export type HostFunctionHandler = (payload: Uint8Array) => Effect.Effect<Uint8Array>
+export type HostFunctionHandler = (payload: Uint8Array, call?: HostCallContext) => Effect.Effect<Uint8Array>
+
+/** For handlers invoked outside a plugin call (tests, the host itself): already finished. */
+export const noCall: HostCallContext = { callFinished: Effect.void }
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
@@ -109,11 +113,11 @@ export const hostFunction =
   <A, I, E extends { readonly message: string }>(
     name: string,
     schema: Schema.Schema<A, I>,
-    handler: (request: A) => Effect.Effect<unknown, E>
+    handler: (request: A, call: HostCallContext) => Effect.Effect<unknown, E>
   ): HostFunctionHandler =>
-  (payload) =>
+  (payload, call = noCall) =>
     decodeRequest(schema)(payload).pipe(
-      Effect.flatMap(handler),
+      Effect.flatMap((request) => handler(request, call)),
       Effect.map(encodeResponse),
       Effect.catchAll((error) => Effect.succeed(encodeError(error.message))),
       Effect.catchAllDefect((defect) =>

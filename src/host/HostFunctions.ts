@@ -9,6 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Manifest, PermissionName } from "../manifest/Manifest.js"
+import type { PluginCallError } from "../runtime/PluginError.js"
+import type { Mount } from "../runtime/worker/protocol.js"
 import type { HostFunctionHandler } from "./HostCodec.js"
 import * as ConfigService from "./config/ConfigService.js"
 
@@ -31,6 +33,14 @@ export interface PluginContext {
   readonly users: AccessList<string>
   /** The libraries the administrator allowed for this plugin (library IDs). */
   readonly libraries: AccessList<number>
+  /**
+   * Calls one of the plugin's own exports (for callbacks: scheduler, WebSocket). Waits until the
+   * plugin has finished loading. Never use it to wait inside a host call: fork the callback.
+   */
+  readonly callPlugin: (
+    exportName: string,
+    input: string
+  ) => Effect.Effect<Uint8Array | null, PluginCallError>
 }
 
 /** A permission, or `config`, which every plugin has. */
@@ -43,6 +53,8 @@ export interface HostServiceProvider {
   readonly make: (
     context: PluginContext
   ) => Effect.Effect<Record<string, HostFunctionHandler>, never, Scope.Scope>
+  /** Host folders this service makes visible to the plugin's WASI filesystem. */
+  readonly mounts?: (context: PluginContext) => Effect.Effect<ReadonlyArray<Mount>>
 }
 
 /** Every known host function name and the grant it needs, whether or not a provider is installed. */
@@ -118,6 +130,20 @@ export const makeHandlers = (
     }
     return handlers
   })
+
+/** The WASI mounts every granted provider offers the plugin. */
+export const collectMounts = (
+  providers: ReadonlyArray<HostServiceProvider>,
+  context: PluginContext
+): Effect.Effect<ReadonlyArray<Mount>> =>
+  Effect.map(
+    Effect.forEach(providers, (provider) =>
+      provider.mounts !== undefined && isGranted(context.manifest, provider.grant)
+        ? provider.mounts(context)
+        : Effect.succeed<ReadonlyArray<Mount>>([])
+    ),
+    (lists) => lists.flat()
+  )
 
 /** A registry with exactly these providers (Config is always added). */
 export const layerWith = (

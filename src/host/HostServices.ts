@@ -12,8 +12,14 @@ import type { HostFunctions } from "./HostFunctions.js"
 import { layerWith } from "./HostFunctions.js"
 import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
+import { LibraryCatalog } from "./library/LibraryCatalog.js"
+import * as LibraryService from "./library/LibraryService.js"
+import * as SchedulerService from "./scheduler/SchedulerService.js"
+import * as SubsonicService from "./subsonic/SubsonicService.js"
+import { SubsonicRouter } from "./subsonic/SubsonicRouter.js"
 import { UserDirectory } from "./users/UserDirectory.js"
 import * as UsersService from "./users/UsersService.js"
+import * as WebSocketService from "./websocket/WebSocketService.js"
 
 /** Settings of the host services. */
 export interface HostOptions {
@@ -23,20 +29,27 @@ export interface HostOptions {
   readonly http?: Partial<HttpService.HttpOptions> | undefined
 }
 
+/** What the embedding server supplies (or `Engine.layer` with its embedded defaults). */
+export type ServerServices = UserDirectory | ArtworkSettings | LibraryCatalog | SubsonicRouter
+
 /** The registry with all installed host services. */
-export const layer = (
-  options: HostOptions
-): Layer.Layer<HostFunctions, never, UserDirectory | ArtworkSettings> =>
+export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, ServerServices> =>
   Layer.unwrapEffect(
     Effect.gen(function* () {
       const directory = yield* UserDirectory
       const artwork = yield* ArtworkSettings
+      const catalog = yield* LibraryCatalog
+      const router = yield* SubsonicRouter
       return layerWith(options.dataFolder, [
         CacheService.provider({ ...CacheService.defaultCacheOptions, ...options.cache }),
         KvStoreService.provider,
         HttpService.provider({ ...HttpService.defaultHttpOptions, ...options.http }),
         ArtworkService.provider(artwork),
-        UsersService.provider(directory)
+        UsersService.provider(directory),
+        SchedulerService.provider,
+        WebSocketService.provider,
+        LibraryService.provider(catalog),
+        SubsonicService.provider(router, directory)
       ])
     })
   )

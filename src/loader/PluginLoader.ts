@@ -5,6 +5,7 @@
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as LogLevel from "effect/LogLevel"
@@ -13,6 +14,7 @@ import { type CapabilityName, detectCapabilities } from "../capabilities/Capabil
 import { runInit } from "../capabilities/Lifecycle.js"
 import {
   type AccessList,
+  collectMounts,
   HostFunctions,
   isAllowed,
   makeHandlers,
@@ -29,9 +31,9 @@ import {
   readPackageFile
 } from "../package/PluginPackage.js"
 import type { PluginCallError } from "../runtime/PluginError.js"
-import { PluginLoadError } from "../runtime/PluginError.js"
+import { PluginLoadError, PluginUnavailableError } from "../runtime/PluginError.js"
 import type { WasmImport } from "../runtime/WasmBinary.js"
-import { type CallOptions, WasmRuntime } from "../runtime/WasmRuntime.js"
+import { type CallOptions, type RunningPlugin, WasmRuntime } from "../runtime/WasmRuntime.js"
 import { planImports } from "./Linker.js"
 
 /** How to load one plugin. */
@@ -166,7 +168,11 @@ const make = Effect.gen(function* () {
         )
       )
       const users = options.users ?? []
+      // Callbacks (scheduler, WebSocket) may be set up before the plugin is running: they wait.
+      const self = yield* Deferred.make<RunningPlugin, PluginUnavailableError>()
       const context: PluginContext = {
+        callPlugin: (exportName, input) =>
+          Effect.flatMap(Deferred.await(self), (running) => running.call(exportName, encoder.encode(input))),
         pluginId: id,
         manifest,
         config: flattenConfig(config),
@@ -179,22 +185,34 @@ const make = Effect.gen(function* () {
         context,
         new Set([...plan.userFunctions, ...(plan.envHttp ? ["http_request"] : [])])
       )
-      const running = yield* runtime.instantiate({
-        pluginId: id,
-        compiled,
-        config: context.config,
-        userFunctions: plan.userFunctions,
-        envHttp: plan.envHttp,
-        host: (fn, payload) => {
-          const handler = handlers[fn]
-          return handler === undefined
-            ? Effect.succeed(encodeError(`host function ${fn} is not available to plugin ${id}`))
-            : handler(payload)
-        },
-        timeoutMs: options.timeoutMs,
-        freshInstance: options.freshInstance,
-        logLevel: options.logLevel
-      })
+      const mounts = yield* collectMounts(registry.providers, context)
+      const running = yield* runtime
+        .instantiate({
+          pluginId: id,
+          compiled,
+          config: context.config,
+          userFunctions: plan.userFunctions,
+          envHttp: plan.envHttp,
+          host: (fn, payload, call) => {
+            const handler = handlers[fn]
+            return handler === undefined
+              ? Effect.succeed(encodeError(`host function ${fn} is not available to plugin ${id}`))
+              : handler(payload, call)
+          },
+          timeoutMs: options.timeoutMs,
+          freshInstance: options.freshInstance,
+          logLevel: options.logLevel,
+          mounts
+        })
+        .pipe(
+          Effect.tapError(() =>
+            Deferred.fail(
+              self,
+              new PluginUnavailableError({ pluginId: id, export: "", message: `plugin ${id} failed to load` })
+            )
+          )
+        )
+      yield* Deferred.succeed(self, running)
       const plugin: LoadedPlugin = {
         id,
         sha256: contents.sha256,

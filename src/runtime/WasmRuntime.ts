@@ -25,7 +25,7 @@ import {
   PluginUnavailableError
 } from "./PluginError.js"
 import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
-import { LogLevels, type PluginSpec } from "./worker/protocol.js"
+import { LogLevels, type Mount, type PluginSpec } from "./worker/protocol.js"
 
 /** Settings of the execution layer; every field has a default (see `RuntimeOptions.defaults`). */
 export interface RuntimeOptions {
@@ -71,8 +71,18 @@ export interface CompiledModule {
   readonly memoryLimitBytes: number
 }
 
+/** The plugin call a host call belongs to. */
+export interface HostCallContext {
+  /** Completes when that plugin call has returned (or failed); for work that must not re-enter it. */
+  readonly callFinished: Effect.Effect<void>
+}
+
 /** Answers one host call of a plugin with a JSON (or raw) response. Must not fail. */
-export type HostCallHandler = (fn: string, payload: Uint8Array) => Effect.Effect<Uint8Array>
+export type HostCallHandler = (
+  fn: string,
+  payload: Uint8Array,
+  call: HostCallContext
+) => Effect.Effect<Uint8Array>
 
 export interface InstantiateOptions {
   readonly pluginId: string
@@ -87,6 +97,8 @@ export interface InstantiateOptions {
   /** A fresh instance for every call, for plugins that keep state they should not. */
   readonly freshInstance?: boolean | undefined
   readonly logLevel?: LogLevel.LogLevel | undefined
+  /** Host folders visible read-only to the plugin's WASI filesystem calls. */
+  readonly mounts?: ReadonlyArray<Mount> | undefined
 }
 
 export interface CallOptions {
@@ -330,6 +342,7 @@ const make = (options: RuntimeOptions) =>
           envHttp: instance.envHttp,
           logLevel: toExtismLevel(logLevel),
           freshInstance: instance.freshInstance ?? false,
+          mounts: instance.mounts ?? [],
           limits: {
             maxHostMemoryBytes: instance.compiled.memoryLimitBytes,
             maxOutputBytes: options.maxOutputBytes,
@@ -341,15 +354,18 @@ const make = (options: RuntimeOptions) =>
         yield* Effect.acquireRelease(
           Effect.sync(() =>
             pool.register(key, {
-              host: (fn, payload, reply) =>
-                runCallback(instance.host(fn, payload), {
-                  onExit: (exit) =>
-                    reply(
-                      Exit.isSuccess(exit)
-                        ? exit.value
-                        : new TextEncoder().encode(JSON.stringify({ error: `host function ${fn} failed` }))
-                    )
-                }),
+              host: (fn, payload, reply, callFinished) =>
+                runCallback(
+                  instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) }),
+                  {
+                    onExit: (exit) =>
+                      reply(
+                        Exit.isSuccess(exit)
+                          ? exit.value
+                          : new TextEncoder().encode(JSON.stringify({ error: `host function ${fn} failed` }))
+                      )
+                  }
+                ),
               log: (level, message) =>
                 runFork(
                   Effect.logWithLevel(fromExtismLevel(level), message).pipe(

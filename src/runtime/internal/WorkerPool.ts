@@ -29,7 +29,13 @@ export type CallOutcome =
   | { readonly _tag: "Closed" }
 
 /** Answers one host call; must call `reply` exactly once and never throw. */
-export type HostHandler = (fn: string, payload: Uint8Array, reply: (response: Uint8Array) => void) => void
+export type HostHandler = (
+  fn: string,
+  payload: Uint8Array,
+  reply: (response: Uint8Array) => void,
+  /** Resolves once the plugin call that made this host call has finished, however it ended. */
+  callFinished: Promise<void>
+) => void
 
 export interface PluginRegistration {
   readonly host: HostHandler
@@ -51,6 +57,8 @@ interface Job {
   readonly timeoutMs: number
   readonly resolve: (outcome: CallOutcome) => void
   settled: boolean
+  /** Created on first use by a host call, resolved when the job settles. */
+  finished?: { readonly promise: Promise<void>; readonly resolve: () => void }
 }
 
 interface Slot {
@@ -233,7 +241,7 @@ export class WorkerPool {
         if (registration === undefined) {
           reply(new TextEncoder().encode('{"error":"plugin is unloaded"}'))
         } else {
-          registration.host(message.fn, message.payload, reply)
+          registration.host(message.fn, message.payload, reply, this.finishedOf(job))
         }
         return
       }
@@ -306,6 +314,19 @@ export class WorkerPool {
     if (job.settled) return
     job.settled = true
     job.resolve(outcome)
+    job.finished?.resolve()
+  }
+
+  private finishedOf(job: Job): Promise<void> {
+    if (job.finished === undefined) {
+      let resolve: () => void = () => undefined
+      const promise = new Promise<void>((done) => {
+        resolve = done
+      })
+      job.finished = { promise, resolve }
+      if (job.settled) resolve()
+    }
+    return job.finished.promise
   }
 
   private pump(): void {

@@ -20,6 +20,14 @@ export interface PluginSpec {
   readonly logLevel: number
   readonly limits: KernelLimits
   readonly freshInstance: boolean
+  /** Host folders the plugin's WASI filesystem sees read-only (empty: no filesystem at all). */
+  readonly mounts: ReadonlyArray<Mount>
+}
+
+/** A host folder visible to a plugin at `guestPath` (e.g. `/libraries/1`), read-only. */
+export interface Mount {
+  readonly guestPath: string
+  readonly hostPath: string
 }
 
 export interface KernelLimits {
