@@ -4,10 +4,13 @@
  * Provide `Engine.layer()`, load plugins with `PluginLoader`, and talk to them through the typed
  * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`).
  */
+export * as ArtworkSettings from "./host/artwork/ArtworkSettings.js"
 export * as Capabilities from "./capabilities/Capabilities.js"
 export * as Engine from "./Engine.js"
 export * as HostCodec from "./host/HostCodec.js"
 export * as HostFunctions from "./host/HostFunctions.js"
+export * as HostServices from "./host/HostServices.js"
+export * as LibraryCatalog from "./host/library/LibraryCatalog.js"
 export * as Lifecycle from "./capabilities/Lifecycle.js"
 export * as Manifest from "./manifest/Manifest.js"
 export * as MetadataAgent from "./capabilities/MetadataAgent.js"
@@ -15,5 +18,9 @@ export * as PluginConfig from "./manifest/PluginConfig.js"
 export * as PluginError from "./runtime/PluginError.js"
 export * as PluginLoader from "./loader/PluginLoader.js"
 export * as PluginPackage from "./package/PluginPackage.js"
+export * as PluginManager from "./manager/PluginManager.js"
+export * as Registry from "./manager/Registry.js"
 export * as Scrobbler from "./capabilities/Scrobbler.js"
+export * as SubsonicRouter from "./host/subsonic/SubsonicRouter.js"
+export * as UserDirectory from "./host/users/UserDirectory.js"
 export * as WasmRuntime from "./runtime/WasmRuntime.js"

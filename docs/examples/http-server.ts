@@ -54,12 +54,16 @@ const routes = HttpRouter.empty.pipe(
 )
 
 /** The whole server as one layer: routes, the plugin, the engine, and a Node HTTP listener. */
-export const ServerLive = (options: { readonly port: number; readonly pluginPath: string }) =>
+export const ServerLive = (options: {
+  readonly port: number
+  readonly pluginPath: string
+  readonly dataFolder?: string
+}) =>
   routes.pipe(
     HttpServer.serve(),
     HttpServer.withLogAddress,
     Layer.provide(BiographiesLive(options.pluginPath)),
-    Layer.provide(Engine.layer()),
+    Layer.provide(Engine.layer({ dataFolder: options.dataFolder })),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: "127.0.0.1" }))
   )
 

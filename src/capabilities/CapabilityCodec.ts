@@ -24,7 +24,9 @@ export const parseOutput = (
     try {
       text = decoder.decode(output).trim()
       if (text === "") return Effect.void
-      return Effect.succeed(JSON.parse(text) as unknown)
+      // A Go plugin returning a nil response writes `null`: the zero value, like empty output.
+      const json = JSON.parse(text) as unknown
+      return json === null ? Effect.void : Effect.succeed(json)
     } catch (error) {
       return Effect.fail(
         new PluginOutputError({

@@ -118,7 +118,7 @@ const call = Command.make(
       }
       const configObject = yield* Effect.either(parseConfigPairs(config))
       if (configObject._tag === "Left") {
-        return yield* fail(ExitCode.cannotLoad, configObject.left._tag, configObject.left.message)
+        return yield* fail(ExitCode.usage, configObject.left._tag, configObject.left.message)
       }
       const users = [
         ...user.map((userName) => ({ userName, name: userName, isAdmin: false })),

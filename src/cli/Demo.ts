@@ -50,6 +50,7 @@ export const demo = (folder: string) =>
     const partial = yield* load("agent-partial")
     const scrobbler = yield* load("scrobbler", { users: "all" })
     const draft = yield* load("scrobbler-draft", {
+      users: "all",
       config: { error: "service busy", error_type: "retry_later" }
     })
     yield* load("lifecycle", { config: { greeting: "hello from the demo" } })

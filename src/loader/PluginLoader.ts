@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as LogLevel from "effect/LogLevel"
 import type * as Scope from "effect/Scope"
+import { basename } from "node:path"
 import { type CapabilityName, detectCapabilities } from "../capabilities/Capabilities.js"
 import { runInit } from "../capabilities/Lifecycle.js"
 import {
@@ -117,7 +118,7 @@ const make = Effect.gen(function* () {
   const readFile = (path: string, limits?: PackageLimits) =>
     readPackageFile(path, limits).pipe(
       Effect.provideService(FileSystem.FileSystem, fs),
-      Effect.mapError((error) => fromPackage(path)(error))
+      Effect.mapError((error) => fromPackage(basename(path).replace(/\.ndp$/, ""))(error))
     )
 
   const manifestOf = (id: string, json: string) =>

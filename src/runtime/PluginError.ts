@@ -14,16 +14,7 @@ const callFields = {
 /** The plugin could not be loaded: bad package, manifest, config, module, imports or start. */
 export class PluginLoadError extends Schema.TaggedError<PluginLoadError>()("PluginLoadError", {
   pluginId: Schema.String,
-  reason: Schema.Literal(
-    "Package",
-    "Manifest",
-    "Config",
-    "Compile",
-    "Link",
-    "Memory",
-    "Start",
-    "Unavailable"
-  ),
+  reason: Schema.Literal("Package", "Manifest", "Config", "Compile", "Link", "Memory", "Start"),
   message: Schema.String,
   /** For `Link`: the import that cannot be satisfied. */
   missingImport: Schema.optional(Schema.Struct({ module: Schema.String, name: Schema.String })),

@@ -354,8 +354,8 @@ const make = (options: RuntimeOptions) =>
         yield* Effect.acquireRelease(
           Effect.sync(() =>
             pool.register(key, {
-              host: (fn, payload, reply, callFinished) =>
-                runCallback(
+              host: (fn, payload, reply, callFinished) => {
+                const cancel = runCallback(
                   instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) }),
                   {
                     onExit: (exit) =>
@@ -365,7 +365,10 @@ const make = (options: RuntimeOptions) =>
                           : new TextEncoder().encode(JSON.stringify({ error: `host function ${fn} failed` }))
                       )
                   }
-                ),
+                )
+                // Nobody waits for the answer once the plugin call is over (e.g. it timed out).
+                void callFinished.then(() => cancel())
+              },
               log: (level, message) =>
                 runFork(
                   Effect.logWithLevel(fromExtismLevel(level), message).pipe(
@@ -449,5 +452,9 @@ const make = (options: RuntimeOptions) =>
   })
 
 /** The execution layer with the given settings (missing ones take their defaults). */
-export const layer = (options: Partial<RuntimeOptions> = {}): Layer.Layer<WasmRuntime> =>
-  Layer.scoped(WasmRuntime, make({ ...RuntimeOptions.defaults(), ...options }))
+export const layer = (options: Partial<RuntimeOptions> = {}): Layer.Layer<WasmRuntime> => {
+  const merged = { ...RuntimeOptions.defaults(), ...options }
+  // The per-plugin cap follows the pool size actually used, unless set explicitly.
+  const maxWorkersPerPlugin = options.maxWorkersPerPlugin ?? Math.max(1, merged.poolSize - 1)
+  return Layer.scoped(WasmRuntime, make({ ...merged, maxWorkersPerPlugin }))
+}

@@ -125,4 +125,15 @@ describe("MetadataAgent output decoding", () => {
       expect(error.message).toContain("name")
     })
   )
+
+  it.effect("a bare JSON null output (a Go plugin's nil response) is a miss", () =>
+    Effect.gen(function* () {
+      const agent = MetadataAgent.fromPlugin({
+        id: "fake",
+        exports: new Set(["nd_get_artist_biography"]),
+        call: () => Effect.succeed(new TextEncoder().encode("null"))
+      })
+      expect(yield* agent.getArtistBiography({ id: "1", name: "a" })).toEqual(Option.none())
+    })
+  )
 })

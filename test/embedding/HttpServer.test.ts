@@ -4,6 +4,7 @@ import { expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { ServerLive } from "../../docs/examples/http-server.js"
+import { tempDataFolder } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
 
 it.live("the documented HTTP server answers from a real plugin", () =>
@@ -20,5 +21,14 @@ it.live("the documented HTTP server answers from a real plugin", () =>
     })
     const miss = yield* Effect.promise(() => fetch(`${base}/artist/Nobody/biography`))
     expect(miss.status).toBe(404)
-  }).pipe(Effect.provide(Layer.fresh(ServerLive({ port: 0, pluginPath: fixture("agent-full") }))))
+  }).pipe(
+    Effect.provide(
+      Layer.unwrapScoped(
+        Effect.map(tempDataFolder, (dataFolder) =>
+          Layer.fresh(ServerLive({ port: 0, pluginPath: fixture("agent-full"), dataFolder }))
+        )
+      )
+    ),
+    Effect.scoped
+  )
 )

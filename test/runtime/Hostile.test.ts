@@ -7,6 +7,8 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
+import { readdirSync } from "node:fs"
 import * as Option from "effect/Option"
 import * as MetadataAgent from "../../src/capabilities/MetadataAgent.js"
 import { type LoadedPlugin, PluginLoader } from "../../src/loader/PluginLoader.js"
@@ -211,6 +213,42 @@ layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excl
         )
         const result = yield* alongsideHealthy(yield* loadHealthy, loops)
         expect(result._tag === "Right" && result.right.every((r) => r._tag === "Left")).toBe(true)
+      })
+    )
+
+    it.scoped("timeouts replace workers without leaving threads behind", () =>
+      Effect.gen(function* () {
+        const threads = () => readdirSync("/proc/self/task").length
+        const loader = yield* PluginLoader
+        const looping = yield* loader.loadFile(fixture("loop-export"), { timeoutMs: 100 })
+        yield* looping.call("ping")
+        const before = threads()
+        for (let i = 0; i < 5; i++) yield* Effect.either(looping.call("nd_get_artist_biography", bio))
+        yield* looping.call("ping")
+        // Terminated workers take a moment to exit; allow for that, then compare.
+        yield* Effect.sleep("300 millis")
+        expect(threads()).toBeLessThanOrEqual(before)
+      })
+    )
+
+    it.scoped("calls still queued when their plugin unloads fail as unavailable", () =>
+      Effect.gen(function* () {
+        const loader = yield* PluginLoader
+        const scope = yield* Scope.make()
+        const looping = yield* loader
+          .loadFile(fixture("loop-export"), { timeoutMs: 500 })
+          .pipe(Scope.extend(scope))
+        // Occupy every worker this plugin may use, then queue one more call behind them.
+        const busy = yield* Effect.forkAll(
+          [1, 2].map(() => Effect.either(looping.call("nd_get_artist_biography", bio)))
+        )
+        yield* Effect.sleep("50 millis")
+        const queued = yield* Effect.fork(Effect.either(looping.call("ping")))
+        yield* Effect.sleep("20 millis")
+        yield* Scope.close(scope, Exit.void)
+        const result = yield* Fiber.join(queued)
+        expect(result._tag === "Left" && result.left._tag).toBe("PluginUnavailableError")
+        yield* Fiber.join(busy)
       })
     )
   }

@@ -11,8 +11,10 @@ import type { HostServiceProvider } from "../HostFunctions.js"
 const KeyRequest = Schema.Struct({ key: Schema.String })
 const PrefixRequest = Schema.Struct({ prefix: Schema.optionalWith(Schema.String, { default: () => "" }) })
 
-// Base-10 integers that fit an int64 exactly as a JS number; anything else reads as "not exists".
-const INTEGER = /^[+-]?\d{1,16}$/
+// Base-10 integers, as Go's strconv.ParseInt(s, 10, 64) accepts them; anything else reads as "not exists".
+const INTEGER = /^[+-]?\d+$/
+const INT64_MIN = -(2n ** 63n)
+const INT64_MAX = 2n ** 63n - 1n
 
 const lookup = (config: Readonly<Record<string, string>>, key: string): string | undefined =>
   Object.prototype.hasOwnProperty.call(config, key) ? config[key] : undefined
@@ -24,16 +26,20 @@ export const functions = (config: Readonly<Record<string, string>>) => ({
     return Effect.succeed(value === undefined ? {} : { value, exists: true })
   }),
   config_getint: hostFunction("config_getint", KeyRequest, ({ key }) => {
-    const value = lookup(config, key)?.trim()
+    const value = lookup(config, key)
     if (value === undefined || !INTEGER.test(value)) return Effect.succeed({})
-    const parsed = Number.parseInt(value, 10)
-    return Effect.succeed(Number.isSafeInteger(parsed) ? { value: parsed, exists: true } : {})
+    const parsed = BigInt(value)
+    // JSON numbers beyond 2^53 lose precision in JavaScript readers; Go reads them exactly.
+    return Effect.succeed(
+      parsed < INT64_MIN || parsed > INT64_MAX ? {} : { value: Number(parsed), exists: true }
+    )
   }),
   config_keys: hostFunction("config_keys", PrefixRequest, ({ prefix }) =>
     Effect.succeed({
       keys: Object.keys(config)
         .filter((key) => key.startsWith(prefix))
-        .sort()
+        // Code-point order, as Go sorts strings.
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
     })
   )
 })

@@ -130,9 +130,16 @@ export class WorkerPool {
     this.registrations.set(key, registration)
   }
 
-  /** Forgets a plugin: its instances are dropped from every worker. Queued calls still run first. */
+  /** Forgets a plugin: its instances are dropped from every worker; its queued calls fail as closed. */
   unregister(key: string): void {
     this.registrations.delete(key)
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const job = this.queue[i]!
+      if (job.spec.key === key) {
+        this.queue.splice(i, 1)
+        this.settle(job, { _tag: "Closed" })
+      }
+    }
     for (const slot of this.slots) {
       if (slot.known.delete(key)) this.send(slot, { t: "drop", key })
     }
@@ -151,7 +158,7 @@ export class WorkerPool {
     resolve: (outcome: CallOutcome) => void
   ): () => void {
     const job: Job = { callId: this.nextCallId++, spec, fn, input, timeoutMs, resolve, settled: false }
-    if (this.closed) {
+    if (this.closed || !this.registrations.has(spec.key)) {
       resolve({ _tag: "Closed" })
       return () => undefined
     }
@@ -222,8 +229,13 @@ export class WorkerPool {
     })
   }
 
+  /** Events of a replaced worker (or of its slot object) are ignored: the slot has moved on. */
+  private isCurrent(slot: Slot, worker: Worker): boolean {
+    return this.slots[slot.index] === slot && slot.worker === worker
+  }
+
   private onMessage(slot: Slot, worker: Worker, message: WorkerToMain): void {
-    if (slot.worker !== worker) return
+    if (!this.isCurrent(slot, worker)) return
     switch (message.t) {
       case "log": {
         this.registrations.get(message.key)?.log(message.level, message.message)
@@ -235,7 +247,7 @@ export class WorkerPool {
         if (job === undefined || job.callId !== message.callId) return
         const reply = (response: Uint8Array): void => {
           // Only the call that asked may receive the answer (generation check).
-          if (slot.worker !== worker || slot.job !== job) return
+          if (!this.isCurrent(slot, worker) || slot.job !== job) return
           this.writeReply(slot, response)
         }
         if (registration === undefined) {
@@ -277,7 +289,7 @@ export class WorkerPool {
   }
 
   private onCrash(slot: Slot, worker: Worker, message: string): void {
-    if (slot.worker !== worker || this.closed) return
+    if (!this.isCurrent(slot, worker) || this.closed) return
     const job = slot.job
     this.finish(slot, job)
     if (job !== undefined) this.settle(job, { _tag: "Crashed", message })
@@ -295,8 +307,10 @@ export class WorkerPool {
     const old = slot.worker
     slot.ready = false
     slot.replyPort.close()
-    await this.spawn(slot.index)
+    // Spawning puts a new slot object in the array, so the old worker's exit event is ignored.
+    const spawned = this.spawn(slot.index)
     await old.terminate()
+    await spawned
   }
 
   private finish(slot: Slot, job: Job | undefined): void {

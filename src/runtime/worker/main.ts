@@ -88,7 +88,7 @@ const instantiate = (spec: PluginSpec): Live => {
   for (const fn of spec.userFunctions) {
     user[fn] = (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
   }
-  const wasi = makeWasi({ memory: () => memory.current, log })
+  const wasi = makeWasi({ memory: () => memory.current, log, mounts: spec.mounts })
   const instance = new WebAssembly.Instance(spec.module, {
     "extism:host/env": env as WebAssembly.ModuleImports,
     "extism:host/user": user,
@@ -183,7 +183,8 @@ const runCall = (message: Extract<MainToWorker, { t: "call" }>): WorkerToMain =>
   kernel.begin(message.input)
   try {
     const rc = Number((fn as () => number | bigint)())
-    const error = kernel.error()
+    // As in Extism's Go SDK (which Navidrome uses), the error is read only when rc is non-zero.
+    const error = rc === 0 ? null : kernel.error()
     if (error !== null) return { t: "failed", callId, failure: { kind: "plugin", message: error } }
     if (rc === -2)
       return { t: "failed", callId, failure: { kind: "notImplemented", message: "not implemented" } }
