@@ -1,0 +1,201 @@
+/**
+ * The plugin registry: one row per plugin file in `<dataFolder>/ndp.db` (table `plugins`), holding
+ * what the administrator decided (enabled, config, users, libraries) and what the engine saw
+ * (path, manifest, SHA-256, last error). Every change is written here before it takes effect.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import type { AccessList } from "../host/HostFunctions.js"
+
+/** A registry failure (the database could not be read or written). */
+export class RegistryError extends Schema.TaggedError<RegistryError>()("RegistryError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/** One registered plugin. */
+export interface PluginRecord {
+  readonly id: string
+  readonly path: string
+  /** The manifest as read from the package (raw JSON text; may be unreadable). */
+  readonly manifest: string
+  readonly config: Readonly<Record<string, unknown>>
+  readonly users: AccessList<string>
+  readonly libraries: AccessList<number>
+  readonly enabled: boolean
+  readonly lastError: string | null
+  readonly sha256: string
+  readonly createdAt: number
+  readonly updatedAt: number
+}
+
+interface Row {
+  readonly id: string
+  readonly path: string
+  readonly manifest: string
+  readonly config: string
+  readonly users: string
+  readonly all_users: number
+  readonly libraries: string
+  readonly all_libraries: number
+  readonly enabled: number
+  readonly last_error: string | null
+  readonly sha256: string
+  readonly created_at: number
+  readonly updated_at: number
+}
+
+const parseJson = <A>(text: string, fallback: A): A => {
+  try {
+    return JSON.parse(text) as A
+  } catch {
+    return fallback
+  }
+}
+
+const fromRow = (row: Row): PluginRecord => ({
+  id: row.id,
+  path: row.path,
+  manifest: row.manifest,
+  config: parseJson<Record<string, unknown>>(row.config, {}),
+  users: row.all_users === 1 ? "all" : parseJson<Array<string>>(row.users, []),
+  libraries: row.all_libraries === 1 ? "all" : parseJson<Array<number>>(row.libraries, []),
+  enabled: row.enabled === 1,
+  lastError: row.last_error,
+  sha256: row.sha256,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at
+})
+
+const migrations = Migrator.fromRecord({
+  "0001_plugins": Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`CREATE TABLE plugins (
+      id TEXT PRIMARY KEY,
+      path TEXT NOT NULL,
+      manifest TEXT NOT NULL,
+      config TEXT NOT NULL DEFAULT '{}',
+      users TEXT NOT NULL DEFAULT '[]',
+      all_users INTEGER NOT NULL DEFAULT 0,
+      libraries TEXT NOT NULL DEFAULT '[]',
+      all_libraries INTEGER NOT NULL DEFAULT 0,
+      enabled INTEGER NOT NULL DEFAULT 0,
+      last_error TEXT,
+      sha256 TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL
+    )`
+  )
+})
+
+/** What may change on a registered plugin. */
+export type PluginPatch = Partial<Omit<PluginRecord, "id" | "createdAt" | "updatedAt">>
+
+export class Registry extends Context.Tag("ndp-engine/Registry")<
+  Registry,
+  {
+    readonly list: Effect.Effect<ReadonlyArray<PluginRecord>, RegistryError>
+    readonly get: (id: string) => Effect.Effect<Option.Option<PluginRecord>, RegistryError>
+    /** Registers a new plugin (disabled, no config, no users or libraries). */
+    readonly insert: (
+      record: Pick<PluginRecord, "id" | "path" | "manifest" | "sha256" | "lastError">
+    ) => Effect.Effect<PluginRecord, RegistryError>
+    readonly update: (id: string, patch: PluginPatch) => Effect.Effect<PluginRecord, RegistryError>
+    readonly remove: (id: string) => Effect.Effect<void, RegistryError>
+    /** The latest `updatedAt` of any row, and the row count: a cheap change detector. */
+    readonly version: Effect.Effect<string, RegistryError>
+  }
+>() {}
+
+const make = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const fail = (what: string) => (cause: unknown) =>
+    new RegistryError({ message: `plugin registry: could not ${what}`, cause })
+
+  const get = (id: string) =>
+    sql<Row>`SELECT * FROM plugins WHERE id = ${id}`.pipe(
+      Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), fromRow)),
+      Effect.mapError(fail(`read plugin ${id}`))
+    )
+
+  const getOrFail = (id: string) =>
+    Effect.flatMap(get(id), (record) =>
+      Option.match(record, {
+        onNone: () => Effect.fail(new RegistryError({ message: `plugin ${id} is not registered` })),
+        onSome: Effect.succeed
+      })
+    )
+
+  return Registry.of({
+    list: sql<Row>`SELECT * FROM plugins ORDER BY id`.pipe(
+      Effect.map((rows) => rows.map(fromRow)),
+      Effect.mapError(fail("list plugins"))
+    ),
+    get,
+    insert: (record) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`INSERT INTO plugins (id, path, manifest, sha256, last_error, created_at, updated_at)
+          VALUES (${record.id}, ${record.path}, ${record.manifest}, ${record.sha256}, ${record.lastError}, ${now}, ${now})`.pipe(
+          Effect.mapError(fail(`register plugin ${record.id}`))
+        )
+        return yield* getOrFail(record.id)
+      }),
+    update: (id, patch) =>
+      Effect.gen(function* () {
+        const current = yield* getOrFail(id)
+        const next = { ...current, ...patch }
+        const now = Math.max(yield* Clock.currentTimeMillis, current.updatedAt + 1)
+        yield* sql`UPDATE plugins SET
+            path = ${next.path},
+            manifest = ${next.manifest},
+            config = ${JSON.stringify(next.config)},
+            users = ${JSON.stringify(next.users === "all" ? [] : next.users)},
+            all_users = ${next.users === "all" ? 1 : 0},
+            libraries = ${JSON.stringify(next.libraries === "all" ? [] : next.libraries)},
+            all_libraries = ${next.libraries === "all" ? 1 : 0},
+            enabled = ${next.enabled ? 1 : 0},
+            last_error = ${next.lastError},
+            sha256 = ${next.sha256},
+            updated_at = ${now}
+          WHERE id = ${id}`.pipe(Effect.mapError(fail(`update plugin ${id}`)))
+        return yield* getOrFail(id)
+      }),
+    remove: (id) =>
+      sql`DELETE FROM plugins WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(fail(`remove ${id}`))),
+    version: sql<{
+      v: string
+    }>`SELECT COALESCE(MAX(updated_at), 0) || ':' || COUNT(*) AS v FROM plugins`.pipe(
+      Effect.map((rows) => rows[0]?.v ?? "0:0"),
+      Effect.mapError(fail("read the registry version"))
+    )
+  })
+})
+
+/** The registry in `<dataFolder>/ndp.db`, migrated. */
+export const layer = (dataFolder: string): Layer.Layer<Registry, RegistryError> =>
+  Layer.effect(Registry, make).pipe(
+    Layer.provide(
+      Layer.effectDiscard(Migrator.make({})({ loader: migrations, table: "ndp_registry_migrations" }))
+    ),
+    Layer.provide(
+      Layer.unwrapEffect(
+        Effect.sync(() => {
+          mkdirSync(dataFolder, { recursive: true })
+          return SqliteClient.layer({ filename: join(dataFolder, "ndp.db") })
+        })
+      )
+    ),
+    Layer.mapError(
+      (cause) => new RegistryError({ message: `cannot open the plugin registry in ${dataFolder}`, cause })
+    )
+  )
