@@ -9,7 +9,10 @@ import type * as Effect from "effect/Effect"
 export interface Library {
   readonly id: number
   readonly name: string
-  /** The library's folder on the server (shown to plugins only with `filesystem: true`). */
+  /**
+   * The library's folder on the server, absolute (shown to plugins only with `filesystem: true`, and
+   * then mounted read-only at `/libraries/<id>`).
+   */
   readonly path: string
   /** Unix seconds of the last scan. */
   readonly lastScanAt: number
@@ -22,10 +25,11 @@ export interface Library {
   readonly totalDuration: number
 }
 
+/** The server's libraries (supplied by the embedding server, or `EmbeddedLibrary`). */
 export class LibraryCatalog extends Context.Tag("ndp-engine/LibraryCatalog")<
   LibraryCatalog,
   {
-    /** Every library of the server, by ID. */
+    /** Every library of the server, ordered by ID. */
     readonly list: Effect.Effect<ReadonlyArray<Library>>
   }
 >() {}

@@ -1,10 +1,72 @@
-/** The Library host service (being written: provides nothing yet, so its imports fail to link). */
+/**
+ * The Library host service (`library`): `library_getlibrary {id} → {result}` and
+ * `library_getalllibraries → {result}`, limited to the libraries the administrator allowed for the
+ * plugin; a library not allowed reads exactly like one that does not exist. With
+ * `library.filesystem: true` each library also carries its `path` and its `mountPoint`
+ * (`/libraries/<id>`), where the plugin's WASI filesystem sees it read-only (`mounts`).
+ */
 import * as Effect from "effect/Effect"
-import type { HostServiceProvider } from "../HostFunctions.js"
-import type { LibraryCatalog } from "./LibraryCatalog.js"
+import * as Schema from "effect/Schema"
+import type { Mount } from "../../runtime/worker/protocol.js"
+import { HostCallError, hostFunction } from "../HostCodec.js"
+import { type HostServiceProvider, isAllowed, type PluginContext } from "../HostFunctions.js"
+import type { Library, LibraryCatalog } from "./LibraryCatalog.js"
 
-export const provider = (_catalog: LibraryCatalog["Type"]): HostServiceProvider => ({
-  grant: "library",
-  functions: [],
-  make: () => Effect.succeed({})
+/** Where a library's folder appears in the plugin's WASI filesystem. */
+export const mountPoint = (id: number): string => `/libraries/${id}`
+
+/** Whether the manifest asks for read-only filesystem access to the libraries. */
+export const hasFilesystem = (context: PluginContext): boolean =>
+  context.manifest.permissions.library?.filesystem === true
+
+/** A library in the wire form plugins see (zero values are dropped by the codec). */
+export const toWire = (library: Library, filesystem: boolean) => ({
+  id: library.id,
+  name: library.name,
+  ...(filesystem ? { path: library.path, mountPoint: mountPoint(library.id) } : {}),
+  lastScanAt: library.lastScanAt,
+  totalSongs: library.totalSongs,
+  totalAlbums: library.totalAlbums,
+  totalArtists: library.totalArtists,
+  totalSize: library.totalSize,
+  totalDuration: library.totalDuration
 })
+
+const GetLibrary = Schema.Struct({ id: Schema.Int })
+const NoRequest = Schema.Unknown
+
+/** The Library provider over the server's catalogue. */
+export const provider = (catalog: LibraryCatalog["Type"]): HostServiceProvider => {
+  const visible = (context: PluginContext) =>
+    Effect.map(catalog.list, (libraries) =>
+      libraries.filter((library) => isAllowed(context.libraries, library.id))
+    )
+  return {
+    grant: "library",
+    functions: ["library_getlibrary", "library_getalllibraries"],
+    make: (context) => {
+      const filesystem = hasFilesystem(context)
+      return Effect.succeed({
+        library_getlibrary: hostFunction("library_getlibrary", GetLibrary, ({ id }) =>
+          Effect.flatMap(visible(context), (libraries) => {
+            const library = libraries.find((candidate) => candidate.id === id)
+            return library === undefined
+              ? Effect.fail(new HostCallError({ message: `library ${id} not found` }))
+              : Effect.succeed({ result: toWire(library, filesystem) })
+          })
+        ),
+        library_getalllibraries: hostFunction("library_getalllibraries", NoRequest, () =>
+          Effect.map(visible(context), (libraries) => ({
+            result: libraries.map((library) => toWire(library, filesystem))
+          }))
+        )
+      })
+    },
+    mounts: (context) =>
+      hasFilesystem(context)
+        ? Effect.map(visible(context), (libraries) =>
+            libraries.map((library): Mount => ({ guestPath: mountPoint(library.id), hostPath: library.path }))
+          )
+        : Effect.succeed([])
+  }
+}

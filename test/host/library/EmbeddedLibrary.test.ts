@@ -1,0 +1,71 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { demoCatalogue } from "../../../src/embedded/DemoLibrary.js"
+import * as EmbeddedDatabase from "../../../src/embedded/EmbeddedDatabase.js"
+import * as EmbeddedLibrary from "../../../src/embedded/EmbeddedLibrary.js"
+import { LibraryCatalog } from "../../../src/host/library/LibraryCatalog.js"
+import { UserDirectory } from "../../../src/host/users/UserDirectory.js"
+import { tempDataFolder } from "../../support/engine.js"
+
+const listWith = (dataFolder: string) =>
+  Effect.flatMap(LibraryCatalog, (catalog) => catalog.list).pipe(
+    Effect.provide(EmbeddedLibrary.layer({ dataFolder }))
+  )
+
+describe("EmbeddedLibrary", () => {
+  it.scoped("a restart keeps the catalogue and restores missing demo files, touching nothing else", () =>
+    Effect.gen(function* () {
+      const dataFolder = yield* tempDataFolder
+      const first = yield* listWith(dataFolder)
+      expect(first.map((library) => library.id)).toEqual([1])
+      const folder = EmbeddedLibrary.demoLibraryFolder(dataFolder)
+      const song = demoCatalogue.songs[4]!
+      const kept = join(folder, demoCatalogue.songs[0]!.path)
+      const keptTime = statSync(kept).mtimeMs
+      rmSync(join(folder, song.path))
+      // A file of the wrong size (a half-written one) is rewritten too.
+      writeFileSync(join(folder, demoCatalogue.songs[1]!.path), "truncated")
+
+      const second = yield* listWith(dataFolder)
+      expect(second).toEqual(first)
+      expect(statSync(join(folder, song.path)).size).toBe(song.size)
+      expect(statSync(join(folder, demoCatalogue.songs[1]!.path)).size).toBe(demoCatalogue.songs[1]!.size)
+      expect(statSync(kept).mtimeMs).toBe(keptTime)
+    })
+  )
+
+  it.scoped("builds alongside EmbeddedDatabase on one fresh file, as Engine.layer does", () =>
+    Effect.gen(function* () {
+      const dataFolder = yield* tempDataFolder
+      const both = Layer.merge(EmbeddedDatabase.layer({ dataFolder }), EmbeddedLibrary.layer({ dataFolder }))
+      const [users, libraries, migrations] = yield* Effect.gen(function* () {
+        const directory = yield* UserDirectory
+        const catalog = yield* LibraryCatalog
+        const sql = yield* SqlClient.SqlClient
+        return [
+          yield* directory.list,
+          yield* catalog.list,
+          yield* sql<{ name: string }>`SELECT name FROM ndp_library_migrations ORDER BY migration_id`
+        ] as const
+      }).pipe(Effect.provide(both))
+      expect(users.map((user) => user.userName)).toEqual(["admin", "alice", "bob"])
+      expect(libraries.map((library) => library.totalSongs)).toEqual([10])
+      expect(migrations.map((row) => row.name)).toEqual(["catalogue", "demo_library"])
+    })
+  )
+
+  it.scoped("scanFolder reports a file that is not a folder", () =>
+    Effect.gen(function* () {
+      const dataFolder = yield* tempDataFolder
+      const file = join(dataFolder, "file.mp3")
+      writeFileSync(file, "x")
+      const error = yield* Effect.flip(EmbeddedLibrary.scanFolder(file))
+      expect(error.reason).toBe("NotADirectory")
+      expect(readFileSync(file, "utf8")).toBe("x")
+    })
+  )
+})
