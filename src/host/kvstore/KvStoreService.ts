@@ -1,9 +1,145 @@
-/** The KV store host service (being written: provides nothing yet, so kvstore imports fail to link). */
+/**
+ * The KVStore host service (`kvstore`, contract §5): the nine `kvstore_*` functions over one
+ * persistent store per plugin, at `<dataFolder>/plugins/<pluginId>/kvstore.db`, sized by the
+ * manifest's `permissions.kvstore.maxSize`. The store opens when the plugin loads and closes when
+ * it unloads.
+ */
 import * as Effect from "effect/Effect"
-import type { HostServiceProvider } from "../HostFunctions.js"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { join } from "node:path"
+import { defaultKvstoreMaxSizeBytes } from "../../manifest/Manifest.js"
+import {
+  Bytes,
+  decodeRequest,
+  encodeError,
+  type HostFunctionHandler,
+  hostFunction,
+  toBase64
+} from "../HostCodec.js"
+import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
+import * as KvStore from "./KvStore.js"
+import type { KvStoreError } from "./KvStoreError.js"
 
+/** The host functions of this service, in contract order. */
+export const functionNames = [
+  "kvstore_set",
+  "kvstore_get",
+  "kvstore_delete",
+  "kvstore_has",
+  "kvstore_list",
+  "kvstore_getstorageused",
+  "kvstore_setwithttl",
+  "kvstore_getmany",
+  "kvstore_deletebyprefix"
+] as const
+
+// A missing or null field reads as Go's zero value, so the store's own rules word the error.
+const Text = Schema.optionalWith(Schema.String, { default: () => "", nullable: true })
+const Value = Schema.optionalWith(Bytes, { default: () => new Uint8Array(0), nullable: true })
+
+const KeyRequest = Schema.Struct({ key: Text })
+const SetRequest = Schema.Struct({ key: Text, value: Value })
+const SetWithTtlRequest = Schema.Struct({
+  key: Text,
+  value: Value,
+  ttlSeconds: Schema.optionalWith(Schema.Number, { default: () => 0, nullable: true })
+})
+const PrefixRequest = Schema.Struct({ prefix: Text })
+const KeysRequest = Schema.Struct({
+  keys: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [], nullable: true })
+})
+
+const encoder = new TextEncoder()
+const noPayload = new Uint8Array(0)
+
+/**
+ * `kvstore_getmany` is encoded by hand: the codec's `omitZero` would also drop the empty values
+ * inside the `values` map, while a present-but-empty entry must stay (`"k": ""`).
+ */
+const getManyFunction =
+  (store: KvStore.KvStore): HostFunctionHandler =>
+  (payload) =>
+    decodeRequest(KeysRequest)(payload).pipe(
+      Effect.flatMap(({ keys }) => store.getMany(keys)),
+      Effect.map((found) => {
+        // fromEntries defines own properties, so even a key named `__proto__` is kept.
+        const values = Object.fromEntries(Array.from(found, ([key, value]) => [key, toBase64(value)]))
+        return encoder.encode(JSON.stringify(found.size === 0 ? {} : { values }))
+      }),
+      Effect.catchAll((error: { readonly message: string }) => Effect.succeed(encodeError(error.message))),
+      Effect.catchAllDefect((defect) =>
+        Effect.logError("host function kvstore_getmany failed unexpectedly", defect).pipe(
+          Effect.as(encodeError("host function kvstore_getmany failed unexpectedly"))
+        )
+      )
+    )
+
+/** The host functions over one open store. */
+export const functions = (
+  store: KvStore.KvStore
+): Record<(typeof functionNames)[number], HostFunctionHandler> => {
+  const storageUsed = hostFunction("kvstore_getstorageused", Schema.Unknown, () =>
+    Effect.map(store.storageUsed, (bytes) => ({ bytes }))
+  )
+  return {
+    kvstore_set: hostFunction("kvstore_set", SetRequest, ({ key, value }) =>
+      Effect.as(store.set(key, value), {})
+    ),
+    kvstore_get: hostFunction("kvstore_get", KeyRequest, ({ key }) =>
+      Effect.map(
+        store.get(key),
+        Option.match({
+          onNone: () => ({}),
+          onSome: (value) => ({ value: toBase64(value), exists: true })
+        })
+      )
+    ),
+    kvstore_delete: hostFunction("kvstore_delete", KeyRequest, ({ key }) => Effect.as(store.delete(key), {})),
+    kvstore_has: hostFunction("kvstore_has", KeyRequest, ({ key }) =>
+      Effect.map(store.has(key), (exists) => ({ exists }))
+    ),
+    kvstore_list: hostFunction("kvstore_list", PrefixRequest, ({ prefix }) =>
+      Effect.map(store.list(prefix), (keys) => ({ keys }))
+    ),
+    // It takes no parameters, so whatever the guest passed (any handle, even 0) is ignored.
+    kvstore_getstorageused: () => storageUsed(noPayload),
+    kvstore_setwithttl: hostFunction("kvstore_setwithttl", SetWithTtlRequest, ({ key, ttlSeconds, value }) =>
+      Effect.as(store.setWithTtl(key, value, ttlSeconds), {})
+    ),
+    kvstore_getmany: getManyFunction(store),
+    kvstore_deletebyprefix: hostFunction("kvstore_deletebyprefix", PrefixRequest, ({ prefix }) =>
+      Effect.map(store.deleteByPrefix(prefix), (deletedCount) => ({ deletedCount }))
+    )
+  }
+}
+
+/** Every function answering `{"error"}`: what a plugin gets when its store cannot be opened. */
+const unavailable = (error: KvStoreError): Record<string, HostFunctionHandler> => {
+  const response = encodeError(`kvstore unavailable: ${error.message}`)
+  return Object.fromEntries(functionNames.map((name) => [name, () => Effect.succeed(response)]))
+}
+
+/** Where a plugin's store lives. */
+export const storePath = (context: Pick<PluginContext, "dataFolder" | "pluginId">): string =>
+  join(context.dataFolder, "plugins", context.pluginId, "kvstore.db")
+
+/** The KVStore service: one store per plugin, opened in the plugin's scope. */
 export const provider: HostServiceProvider = {
   grant: "kvstore",
-  functions: [],
-  make: () => Effect.succeed({})
+  functions: functionNames,
+  make: (context) =>
+    KvStore.make({
+      filename: storePath(context),
+      maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes
+    }).pipe(
+      Effect.map((store): Record<string, HostFunctionHandler> => functions(store)),
+      // A store that cannot open must not keep the plugin from loading: its calls fail in-band.
+      Effect.catchAll((error) =>
+        Effect.logError(`kvstore of plugin ${context.pluginId} cannot be opened`, error).pipe(
+          Effect.as(unavailable(error))
+        )
+      ),
+      Effect.annotateLogs("plugin", context.pluginId)
+    )
 }
