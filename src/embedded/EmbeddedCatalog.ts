@@ -8,6 +8,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { migrate as runMigrations } from "../internal/migrate.js"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment } from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
@@ -156,10 +157,10 @@ const migrations = Migrator.fromRecord({
 })
 
 /** Brings the catalogue's tables up to date (idempotent; safe on a database `EmbeddedDatabase` uses). */
-export const migrate: Effect.Effect<void, EmbeddedLibraryError, SqlClient.SqlClient> = Migrator.make({})({
-  loader: migrations,
-  table: MIGRATIONS_TABLE
-}).pipe(
+export const migrate: Effect.Effect<void, EmbeddedLibraryError, SqlClient.SqlClient> = runMigrations(
+  MIGRATIONS_TABLE,
+  migrations
+).pipe(
   Effect.asVoid,
   Effect.mapError(
     (cause) =>

@@ -5,6 +5,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { migrate } from "../internal/migrate.js"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -45,7 +46,7 @@ export interface EmbeddedOptions {
 
 /** The embedded database's SQL client, migrated. */
 export const sqlLayer = (dataFolder: string): Layer.Layer<SqlClient.SqlClient> =>
-  Layer.effectDiscard(Migrator.make({})({ loader: migrations, table: "ndp_migrations" })).pipe(
+  Layer.effectDiscard(migrate("ndp_migrations", migrations)).pipe(
     Layer.provideMerge(
       Layer.unwrapEffect(
         Effect.sync(() => {

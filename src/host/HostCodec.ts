@@ -25,17 +25,29 @@ const decoder = new TextDecoder("utf-8", { fatal: true })
 
 const camel = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
 
-/** Adds camelCase spellings of snake_case keys (`ttl_seconds` → `ttlSeconds`) unless already present. */
-export const normaliseKeys = (value: unknown): unknown => {
-  if (Array.isArray(value)) return value.map(normaliseKeys)
-  if (value === null || typeof value !== "object") return value
-  const out: Record<string, unknown> = {}
-  for (const [key, member] of Object.entries(value)) out[key] = normaliseKeys(member)
-  for (const [key, member] of Object.entries(value)) {
+const aliasKeys = (value: object): Record<string, unknown> => {
+  const entries = Object.entries(value)
+  const present = new Set(entries.map(([key]) => key))
+  const aliases = entries.flatMap(([key, member]) => {
     const alias = camel(key)
-    if (alias !== key && !(alias in out)) out[alias] = normaliseKeys(member)
-  }
-  return out
+    return alias !== key && !present.has(alias) ? [[alias, member] as const] : []
+  })
+  // fromEntries: a member named `__proto__` stays a member instead of changing the prototype.
+  return Object.fromEntries([...entries, ...aliases])
+}
+
+/**
+ * Adds camelCase spellings of snake_case request fields (`ttl_seconds` → `ttlSeconds`) unless
+ * already present: at the top level and in `http_send`'s `request` object, never inside map
+ * fields such as `headers` or `values`, whose keys are data.
+ */
+export const normaliseKeys = (value: unknown): unknown => {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return value
+  const top = aliasKeys(value)
+  const request = top.request
+  if (request !== null && typeof request === "object" && !Array.isArray(request))
+    top.request = aliasKeys(request)
+  return top
 }
 
 const isZero = (value: unknown): boolean =>
@@ -60,7 +72,8 @@ export const omitZero = (value: unknown): unknown => {
 }
 
 /** Encodes a response object as the guest expects it. */
-export const encodeResponse = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(omitZero(value)))
+export const encodeResponse = (value: unknown): Uint8Array =>
+  encoder.encode(JSON.stringify(omitZero(value) ?? {}))
 
 export const encodeError = (message: string): Uint8Array => encoder.encode(JSON.stringify({ error: message }))
 

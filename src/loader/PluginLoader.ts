@@ -9,7 +9,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as LogLevel from "effect/LogLevel"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { basename } from "node:path"
 import { type CapabilityName, detectCapabilities } from "../capabilities/Capabilities.js"
 import { runInit } from "../capabilities/Lifecycle.js"
@@ -181,11 +181,16 @@ const make = Effect.gen(function* () {
         users,
         libraries: options.libraries ?? []
       }
+      // Host services live in their own scope, closed before the instance is unregistered (see
+      // below), so that on unload they can still call the plugin (e.g. a WebSocket's on_close).
+      const servicesScope = yield* Effect.acquireRelease(Scope.make(), (scope, exit) =>
+        Scope.close(scope, exit)
+      )
       const handlers: Record<string, HostFunctionHandler> = yield* makeHandlers(
         registry.providers,
         context,
         new Set([...plan.userFunctions, ...(plan.envHttp ? ["http_request"] : [])])
-      )
+      ).pipe(Scope.extend(servicesScope))
       const mounts = yield* collectMounts(registry.providers, context)
       const running = yield* runtime
         .instantiate({
@@ -214,6 +219,8 @@ const make = Effect.gen(function* () {
           )
         )
       yield* Deferred.succeed(self, running)
+      // Finalizers run last-added first: this one runs before the instance's own.
+      yield* Effect.addFinalizer((exit) => Scope.close(servicesScope, exit))
       const plugin: LoadedPlugin = {
         id,
         sha256: contents.sha256,

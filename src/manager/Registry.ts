@@ -5,6 +5,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { migrate } from "../internal/migrate.js"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -184,9 +185,7 @@ const make = Effect.gen(function* () {
 /** The registry in `<dataFolder>/ndp.db`, migrated. */
 export const layer = (dataFolder: string): Layer.Layer<Registry, RegistryError> =>
   Layer.effect(Registry, make).pipe(
-    Layer.provide(
-      Layer.effectDiscard(Migrator.make({})({ loader: migrations, table: "ndp_registry_migrations" }))
-    ),
+    Layer.provide(Layer.effectDiscard(migrate("ndp_registry_migrations", migrations))),
     Layer.provide(
       Layer.unwrapEffect(
         Effect.sync(() => {

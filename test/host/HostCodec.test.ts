@@ -24,16 +24,28 @@ describe("host JSON codecs", () => {
     expect(omitZero({ list: [0, "", { a: 1, b: 0 }] })).toEqual({ list: [0, "", { a: 1 }] })
   })
 
-  it("accepts the README draft's snake_case request fields", () => {
+  it("accepts the README draft's snake_case request fields, but never renames map keys", () => {
     expect(
-      normaliseKeys({ ttl_seconds: 5, schedule_id: "x", nested: { cron_expression: "@daily" } })
-    ).toMatchObject({
+      normaliseKeys({
+        ttl_seconds: 5,
+        schedule_id: "x",
+        request: { timeout_ms: 100, headers: { x_api_key: "k" } },
+        headers: { x_trace_id: "t" }
+      })
+    ).toEqual({
+      ttl_seconds: 5,
       ttlSeconds: 5,
+      schedule_id: "x",
       scheduleId: "x",
-      nested: { cronExpression: "@daily" }
+      request: { timeout_ms: 100, timeoutMs: 100, headers: { x_api_key: "k" } },
+      headers: { x_trace_id: "t" }
     })
     // The canonical spelling wins when both are present.
     expect(normaliseKeys({ ttl_seconds: 5, ttlSeconds: 7 })).toMatchObject({ ttlSeconds: 7 })
+    // A member called __proto__ stays data.
+    const odd = normaliseKeys(JSON.parse('{"__proto__":{"polluted":true}}')) as Record<string, unknown>
+    expect(Object.getPrototypeOf(odd)).toBe(Object.prototype)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
   })
 
   it.effect("bytes decode from padded base64 and from arrays of numbers", () =>

@@ -38,8 +38,11 @@ const post = (message: WorkerToMain, transfer?: Array<ArrayBuffer>): void =>
 const hostCall = (key: string, fn: string, payload: Uint8Array): Uint8Array => {
   Atomics.store(header, Control.state, Control.idle)
   post({ t: "host", callId: currentCall, key, fn, payload })
-  Atomics.wait(header, Control.state, Control.idle)
-  const state = Atomics.load(header, Control.state)
+  // Loop: a notify left over from the previous reply may wake us before this reply is written.
+  let state: number
+  while ((state = Atomics.load(header, Control.state)) === Control.idle) {
+    Atomics.wait(header, Control.state, Control.idle)
+  }
   Atomics.store(header, Control.state, Control.idle)
   if (state === Control.inlineReply) {
     return inline.slice(0, Atomics.load(header, Control.length))
