@@ -9,8 +9,10 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { resolve } from "node:path"
 import * as Engine from "../Engine.js"
 import { upsertUsers } from "../embedded/EmbeddedDatabase.js"
+import { registerLibrary } from "../embedded/EmbeddedCatalog.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { parseConfigPairs } from "../manifest/PluginConfig.js"
 import { demo } from "./Demo.js"
@@ -91,6 +93,12 @@ const call = Command.make(
         "add this user to the embedded directory and allow it for the plugin (repeatable)"
       )
     ),
+    library: Options.text("library").pipe(
+      Options.repeated,
+      Options.withDescription(
+        "ID=PATH registers a library folder in the embedded catalogue and allows it for the plugin; a bare ID allows an existing library, e.g. 1 for the demo library (repeatable)"
+      )
+    ),
     admin: Options.text("admin").pipe(
       Options.repeated,
       Options.withDescription("as --user, as an administrator (repeatable)")
@@ -101,7 +109,7 @@ const call = Command.make(
     ),
     json
   },
-  ({ admin, config, dataDir, exportName, file, input, json, timeoutMs, user }) =>
+  ({ admin, config, dataDir, exportName, file, input, json, library, timeoutMs, user }) =>
     Effect.gen(function* () {
       const fail = (code: number, tag: string, message: string) =>
         Effect.zipRight(
@@ -125,9 +133,24 @@ const call = Command.make(
         ...admin.map((userName) => ({ userName, name: userName, isAdmin: true }))
       ]
       yield* upsertUsers(users)
+      const libraries: Array<number> = []
+      for (const spec of library) {
+        const match = /^(\d+)(?:=(.+))?$/.exec(spec)
+        if (match === null) {
+          return yield* fail(ExitCode.usage, "InvalidLibrary", `--library takes ID=PATH or ID, got "${spec}"`)
+        }
+        const id = Number(match[1])
+        if (match[2] !== undefined) {
+          const registered = yield* Effect.either(registerLibrary({ id, path: resolve(match[2]) }))
+          if (registered._tag === "Left") {
+            return yield* fail(ExitCode.usage, registered.left._tag, registered.left.message)
+          }
+        }
+        libraries.push(id)
+      }
       const loader = yield* PluginLoader
       const plugin = yield* Effect.either(
-        loader.loadFile(file, { config: configObject.right, users: users.map((u) => u.userName) })
+        loader.loadFile(file, { config: configObject.right, users: users.map((u) => u.userName), libraries })
       )
       if (plugin._tag === "Left") {
         return yield* fail(ExitCode.cannotLoad, plugin.left._tag, plugin.left.message)

@@ -90,6 +90,44 @@ export const demo = (folder: string) =>
     )
     yield* Console.log(`  scrobbler-draft failed as:   ${failed.kind} (${failed.message})`)
 
+    yield* section("Scheduler, library and Subsonic API (host services called from Wasm)")
+    const text = (bytes: Uint8Array | null) => (bytes === null ? "" : new TextDecoder().decode(bytes))
+    const scheduler = yield* load("host-scheduler")
+    const scheduled = yield* scheduler.call(
+      "call_scheduler_scheduleonetime",
+      JSON.stringify({ delaySeconds: 1, payload: "refresh-cache", scheduleId: "demo-job" })
+    )
+    yield* Console.log(`  scheduled a job in 1 s:      ${text(scheduled)}  (its callback logs below)`)
+    yield* Effect.sleep("1200 millis")
+    const library = yield* load("host-library", { libraries: [1] })
+    const libraries = JSON.parse(text(yield* library.call("call_library_getalllibraries", "{}"))) as {
+      result?: ReadonlyArray<{
+        name: string
+        totalSongs?: number
+        totalAlbums?: number
+        totalArtists?: number
+      }>
+    }
+    for (const l of libraries.result ?? []) {
+      yield* Console.log(
+        `  library "${l.name}":          ${l.totalArtists ?? 0} artists, ${l.totalAlbums ?? 0} albums, ${l.totalSongs ?? 0} songs`
+      )
+    }
+    const subsonic = yield* load("host-subsonic", { users: ["alice"] })
+    const albums = JSON.parse(
+      text(
+        yield* subsonic.call(
+          "call_subsonicapi_call",
+          JSON.stringify({ uri: "/rest/getAlbumList2.view?u=alice&type=alphabeticalByName&size=10" })
+        )
+      )
+    ) as { responseJson?: string; error?: string }
+    const list = JSON.parse(albums.responseJson ?? "{}") as {
+      "subsonic-response"?: { albumList2?: { album?: ReadonlyArray<{ name: string; artist: string }> } }
+    }
+    const names = list["subsonic-response"]?.albumList2?.album?.map((a) => `${a.name} (${a.artist})`) ?? []
+    yield* Console.log(`  Subsonic getAlbumList2:      ${names.join(", ") || albums.error || "(none)"}`)
+
     yield* section("A hostile plugin is contained")
     const looping = yield* load("loop-export", { timeoutMs: 500 })
     let answered = 0

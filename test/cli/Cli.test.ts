@@ -1,7 +1,7 @@
 /** The `ndp` program as a user runs it: a real process, real packages, exit codes and JSON. */
 import { describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -115,6 +115,37 @@ describe("ndp call", () => {
       expect(existsSync(join(dataDir, "ndp.db"))).toBe(true)
     } finally {
       rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it("--library registers a folder and allows it; a bare ID allows an existing library", () => {
+    const root = mkdtempSync(join(tmpdir(), "ndp-cli-"))
+    try {
+      const music = join(root, "music")
+      mkdirSync(music)
+      writeFileSync(join(music, "song.flac"), "not really audio")
+      const { code, stdout } = ndp(
+        "call",
+        fixture("host-library"),
+        "call_library_getalllibraries",
+        "--library",
+        `7=${music}`,
+        "--library",
+        "1",
+        "--data-dir",
+        join(root, "data"),
+        "--json"
+      )
+      expect(code).toBe(0)
+      const result = (JSON.parse(stdout) as { output: { result: Array<{ id: number; name: string }> } })
+        .output.result
+      expect(result.map((l) => [l.id, l.name])).toEqual([
+        [1, "Demo Library"],
+        [7, "music"]
+      ])
+      expect(ndp("call", fixture("host-library"), "noop", "--library", "seven").code).toBe(1)
+    } finally {
+      rmSync(root, { recursive: true, force: true })
     }
   })
 })
