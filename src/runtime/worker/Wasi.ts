@@ -1,45 +1,45 @@
 /**
  * WASI preview 1 for plugins, implemented by us because `node:wasi` is not a sandbox. Plugins built
- * with TinyGo, Rust or Python PDKs import it even when they never touch a file. There is no
- * filesystem here: descriptors other than stdio report EBADF and path calls report ENOTCAPABLE.
- * stdout and stderr become plugin log lines.
+ * with TinyGo, Rust or Python PDKs import it even when they never touch a file. stdout and stderr
+ * become plugin log lines; the filesystem is the read-only, jailed `WasiFs` over the plugin's mounts
+ * (none: no preopens, every other descriptor is EBADF). Guest mistakes (bad pointers, bad fds, host
+ * fs errors) come back as errnos, never as exceptions.
  */
 import { KernelAbort } from "./Kernel.js"
+import type { Mount } from "./protocol.js"
+import { Errno, errnoOf, Filetype, GuestMemory } from "./WasiAbi.js"
+import { WasiFs } from "./WasiFs.js"
 
-export const Errno = {
-  success: 0,
-  badf: 8,
-  inval: 28,
-  nosys: 52,
-  notcapable: 76,
-  spipe: 70
-} as const
+export { Errno } from "./WasiAbi.js"
 
-const FILETYPE_CHARACTER_DEVICE = 2
 const ALL_RIGHTS = 0xffff_ffffn
 
 export interface WasiHost {
   /** The instance's exported memory, once instantiated. */
   readonly memory: () => WebAssembly.Memory | undefined
-  /** Receives complete stdout (level 2) and stderr (level 3) lines. */
+  /** Receives complete stdout (level 2) and stderr (level 3) lines, and WASI host errors (level 4). */
   readonly log: (level: number, line: string) => void
+  /** Host folders the guest sees read-only, preopened as fd 3, 4, … in this order. */
+  readonly mounts?: ReadonlyArray<Mount>
+}
+
+export interface Wasi {
+  readonly imports: Record<string, WasiFunction>
+  /** End of a plugin call: emits partial log lines. */
+  readonly flush: () => void
 }
 
 type WasiFunction = (...args: Array<never>) => number | bigint | void
 
 const decoder = new TextDecoder()
+const isStdio = (fd: number): boolean => fd >= 0 && fd <= 2
 
 /** The `wasi_snapshot_preview1` import object for one instance. */
-export const makeWasi = (host: WasiHost): { imports: Record<string, WasiFunction>; flush: () => void } => {
+export const makeWasi = (host: WasiHost): Wasi => {
   const pending: Record<number, string> = { 1: "", 2: "" }
   const sleeper = new Int32Array(new SharedArrayBuffer(4))
-
-  const view = (): DataView => {
-    const memory = host.memory()
-    if (memory === undefined) throw new RangeError("WASI call before the plugin's memory exists")
-    return new DataView(memory.buffer)
-  }
-  const bytes = (): Uint8Array => new Uint8Array(host.memory()!.buffer)
+  const memory = new GuestMemory(host.memory)
+  const fs = new WasiFs(host.mounts ?? [], memory)
 
   const emit = (fd: number, text: string): void => {
     const lines = (pending[fd] + text).split("\n")
@@ -54,33 +54,31 @@ export const makeWasi = (host: WasiHost): { imports: Record<string, WasiFunction
   }
 
   const zeroCounts = (countPtr: number, sizePtr: number): number => {
-    const v = view()
-    v.setUint32(countPtr, 0, true)
-    v.setUint32(sizePtr, 0, true)
+    memory.setU32(countPtr, 0)
+    memory.setU32(sizePtr, 0)
     return Errno.success
   }
-
-  const badf = (): number => Errno.badf
-  const notcapable = (): number => Errno.notcapable
+  /** For calls that only need the fd to exist. */
+  const known = (fd: number): number => (isStdio(fd) || fs.has(fd) ? Errno.success : Errno.badf)
   const nosys = (): number => Errno.nosys
 
-  const imports: Record<string, WasiFunction> = {
+  const functions: Record<string, WasiFunction> = {
     args_get: () => Errno.success,
     args_sizes_get: (countPtr: number, sizePtr: number) => zeroCounts(countPtr, sizePtr),
     environ_get: () => Errno.success,
     environ_sizes_get: (countPtr: number, sizePtr: number) => zeroCounts(countPtr, sizePtr),
     clock_res_get: (_id: number, out: number) => {
-      view().setBigUint64(out, 1000n, true)
+      memory.setU64(out, 1000n)
       return Errno.success
     },
     clock_time_get: (id: number, _precision: bigint, out: number) => {
       const now = id === 0 ? BigInt(Date.now()) * 1_000_000n : id <= 3 ? process.hrtime.bigint() : undefined
       if (now === undefined) return Errno.inval
-      view().setBigUint64(out, now, true)
+      memory.setU64(out, now)
       return Errno.success
     },
     random_get: (ptr: number, length: number) => {
-      const target = bytes().subarray(ptr, ptr + length)
+      const target = memory.bytes(ptr, length)
       // getRandomValues fills at most 64 KiB per call.
       for (let offset = 0; offset < target.length; offset += 65536) {
         crypto.getRandomValues(target.subarray(offset, Math.min(offset + 65536, target.length)))
@@ -88,85 +86,113 @@ export const makeWasi = (host: WasiHost): { imports: Record<string, WasiFunction
       return Errno.success
     },
     fd_write: (fd: number, iovs: number, iovsLength: number, written: number) => {
+      // Filesystem fds are never open for writing.
       if (fd !== 1 && fd !== 2) return Errno.badf
-      const v = view()
-      const memory = bytes()
+      const buffers = memory.iovecs(iovs, iovsLength)
+      memory.bytes(written, 4)
       let total = 0
       let text = ""
-      for (let i = 0; i < iovsLength; i++) {
-        const base = v.getUint32(iovs + i * 8, true)
-        const length = v.getUint32(iovs + i * 8 + 4, true)
-        text += decoder.decode(memory.subarray(base, base + length), { stream: true })
-        total += length
+      for (const buffer of buffers) {
+        text += decoder.decode(buffer, { stream: true })
+        total += buffer.byteLength
       }
       emit(fd, text)
-      v.setUint32(written, total, true)
+      memory.setU32(written, total)
       return Errno.success
     },
-    fd_read: (fd: number, _iovs: number, _iovsLength: number, read: number) => {
-      if (fd !== 0) return Errno.badf
-      view().setUint32(read, 0, true)
-      return Errno.success
+    fd_pwrite: (fd: number) => (isStdio(fd) ? Errno.spipe : Errno.badf),
+    fd_read: (fd: number, iovs: number, iovsLength: number, read: number) => {
+      if (fd === 0) {
+        memory.setU32(read, 0)
+        return Errno.success
+      }
+      if (isStdio(fd)) return Errno.badf
+      return fs.read(fd, iovs, iovsLength, read)
     },
+    fd_pread: (fd: number, iovs: number, iovsLength: number, offset: bigint, read: number) =>
+      isStdio(fd) ? Errno.spipe : fs.read(fd, iovs, iovsLength, read, offset),
     fd_fdstat_get: (fd: number, out: number) => {
-      if (fd > 2) return Errno.badf
-      const v = view()
-      v.setUint8(out, FILETYPE_CHARACTER_DEVICE)
-      v.setUint16(out + 2, 0, true)
-      v.setBigUint64(out + 8, ALL_RIGHTS, true)
-      v.setBigUint64(out + 16, ALL_RIGHTS, true)
+      if (!isStdio(fd)) return fs.fdstatGet(fd, out)
+      memory.bytes(out, 24).fill(0)
+      memory.setU8(out, Filetype.characterDevice)
+      memory.setU64(out + 8, ALL_RIGHTS)
+      memory.setU64(out + 16, ALL_RIGHTS)
       return Errno.success
     },
-    fd_fdstat_set_flags: (fd: number) => (fd > 2 ? Errno.badf : Errno.success),
-    fd_fdstat_set_rights: (fd: number) => (fd > 2 ? Errno.badf : Errno.success),
-    fd_close: (fd: number) => (fd > 2 ? Errno.badf : Errno.success),
-    fd_seek: (fd: number) => (fd > 2 ? Errno.badf : Errno.spipe),
-    fd_tell: (fd: number) => (fd > 2 ? Errno.badf : Errno.spipe),
-    fd_sync: (fd: number) => (fd > 2 ? Errno.badf : Errno.success),
-    fd_datasync: (fd: number) => (fd > 2 ? Errno.badf : Errno.success),
-    fd_advise: badf,
-    fd_allocate: badf,
-    fd_filestat_get: badf,
-    fd_filestat_set_size: badf,
-    fd_filestat_set_times: badf,
-    fd_pread: badf,
-    fd_pwrite: badf,
-    fd_prestat_get: badf,
-    fd_prestat_dir_name: badf,
-    fd_readdir: badf,
-    fd_renumber: badf,
-    path_create_directory: notcapable,
-    path_filestat_get: notcapable,
-    path_filestat_set_times: notcapable,
-    path_link: notcapable,
-    path_open: notcapable,
-    path_readlink: notcapable,
-    path_remove_directory: notcapable,
-    path_rename: notcapable,
-    path_symlink: notcapable,
-    path_unlink_file: notcapable,
+    fd_fdstat_set_flags: (fd: number) => known(fd),
+    fd_fdstat_set_rights: (fd: number, base: bigint, inheriting: bigint) =>
+      isStdio(fd) ? Errno.success : fs.setRights(fd, base, inheriting),
+    fd_filestat_get: (fd: number, out: number) => {
+      if (!isStdio(fd)) return fs.filestatGet(fd, out)
+      memory.bytes(out, 64).fill(0)
+      memory.setU8(out + 16, Filetype.characterDevice)
+      return Errno.success
+    },
+    fd_close: (fd: number) => (isStdio(fd) ? Errno.success : fs.closeFd(fd)),
+    fd_seek: (fd: number, delta: bigint, whence: number, out: number) =>
+      isStdio(fd) ? Errno.spipe : fs.seek(fd, delta, whence, out),
+    fd_tell: (fd: number, out: number) => (isStdio(fd) ? Errno.spipe : fs.tell(fd, out)),
+    fd_sync: (fd: number) => known(fd),
+    fd_datasync: (fd: number) => known(fd),
+    fd_advise: (fd: number) => (fs.has(fd) ? Errno.success : Errno.badf),
+    fd_allocate: (fd: number) => (isStdio(fd) ? Errno.badf : fs.mutateFd(fd)),
+    fd_filestat_set_size: (fd: number) => (isStdio(fd) ? Errno.badf : fs.mutateFd(fd)),
+    fd_filestat_set_times: (fd: number) => (isStdio(fd) ? Errno.badf : fs.mutateFd(fd)),
+    fd_prestat_get: (fd: number, out: number) => fs.prestatGet(fd, out),
+    fd_prestat_dir_name: (fd: number, ptr: number, length: number) => fs.prestatDirName(fd, ptr, length),
+    fd_readdir: (fd: number, buf: number, length: number, cookie: bigint, out: number) =>
+      fs.readdir(fd, buf, length, cookie, out),
+    // stdio stays where the host put it.
+    fd_renumber: (from: number, to: number) =>
+      isStdio(from) || isStdio(to) ? Errno.notcapable : fs.renumber(from, to),
+    path_open: (
+      fd: number,
+      lookupFlags: number,
+      path: number,
+      pathLength: number,
+      oflags: number,
+      rightsBase: bigint,
+      rightsInheriting: bigint,
+      fdflags: number,
+      out: number
+    ) => fs.open(fd, lookupFlags, path, pathLength, oflags, rightsBase, rightsInheriting, fdflags, out),
+    path_filestat_get: (fd: number, lookupFlags: number, path: number, pathLength: number, out: number) =>
+      fs.pathFilestatGet(fd, lookupFlags, path, pathLength, out),
+    path_readlink: (fd: number, path: number, pathLength: number, buf: number, length: number, out: number) =>
+      fs.readlink(fd, path, pathLength, buf, length, out),
+    path_create_directory: (fd: number) => fs.mutatePath(fd),
+    path_filestat_set_times: (fd: number) => fs.mutatePath(fd),
+    path_link: (fd: number, _flags: number, _path: number, _pathLength: number, newFd: number) =>
+      fs.mutatePath(fd, newFd),
+    path_remove_directory: (fd: number) => fs.mutatePath(fd),
+    path_rename: (fd: number, _path: number, _pathLength: number, newFd: number) => fs.mutatePath(fd, newFd),
+    path_symlink: (_path: number, _pathLength: number, fd: number) => fs.mutatePath(fd),
+    path_unlink_file: (fd: number) => fs.mutatePath(fd),
     poll_oneoff: (inPtr: number, outPtr: number, count: number, eventsPtr: number) => {
-      const v = view()
+      const subscriptions = count >>> 0
+      memory.bytes(inPtr, subscriptions * 48)
+      memory.bytes(outPtr, subscriptions * 32)
+      memory.bytes(eventsPtr, 4)
       // Only clock subscriptions can make a plugin wait; the call timeout bounds any sleep.
       let sleepNs = -1n
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < subscriptions; i++) {
         const sub = inPtr + i * 48
-        if (v.getUint8(sub + 8) !== 0) continue
-        const timeout = v.getBigUint64(sub + 24, true)
-        const absolute = (v.getUint16(sub + 40, true) & 1) === 1
+        if (memory.u8(sub + 8) !== 0) continue
+        const timeout = memory.u64(sub + 24)
+        const absolute = (memory.u16(sub + 40) & 1) === 1
         const relative = absolute ? timeout - process.hrtime.bigint() : timeout
         const wait = relative < 0n ? 0n : relative
         if (sleepNs < 0n || wait < sleepNs) sleepNs = wait
       }
       if (sleepNs > 0n) Atomics.wait(sleeper, 0, 0, Number(sleepNs / 1_000_000n))
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < subscriptions; i++) {
         const sub = inPtr + i * 48
         const event = outPtr + i * 32
-        v.setBigUint64(event, v.getBigUint64(sub, true), true)
-        v.setUint16(event + 8, 0, true)
-        v.setUint8(event + 10, v.getUint8(sub + 8))
+        memory.setU64(event, memory.u64(sub))
+        memory.setU16(event + 8, 0)
+        memory.setU8(event + 10, memory.u8(sub + 8))
       }
-      v.setUint32(eventsPtr, count, true)
+      memory.setU32(eventsPtr, subscriptions)
       return Errno.success
     },
     proc_exit: (code: number) => {
@@ -178,6 +204,27 @@ export const makeWasi = (host: WasiHost): { imports: Record<string, WasiFunction
     sock_recv: nosys,
     sock_send: nosys,
     sock_shutdown: nosys
+  }
+
+  const imports: Record<string, WasiFunction> = {}
+  for (const [name, fn] of Object.entries(functions)) {
+    imports[name] = (...args: Array<never>) => {
+      try {
+        return fn(...args)
+      } catch (error) {
+        // proc_exit, and a stack overflow the guest ran into: both must unwind it.
+        if (
+          error instanceof KernelAbort ||
+          (error instanceof RangeError && /call stack/i.test(error.message))
+        )
+          throw error
+        const errno = errnoOf(error)
+        if (errno !== undefined) return errno
+        // A host-side bug must not unwind the guest; it still deserves a log line.
+        host.log(4, `WASI ${name} failed: ${error instanceof Error ? error.message : String(error)}`)
+        return Errno.io
+      }
+    }
   }
   return { imports, flush }
 }
