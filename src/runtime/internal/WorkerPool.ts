@@ -73,6 +73,9 @@ interface Slot {
   ready: boolean
 }
 
+/** How long a plugin that timed out is held to a single worker. */
+const PENALTY_MS = 60_000
+
 let workerSource: string | undefined
 
 /** The worker's code as one CommonJS script, bundled once per process from its TypeScript source. */
@@ -103,6 +106,8 @@ export class WorkerPool {
   private readonly queue: Array<Job> = []
   private readonly registrations = new Map<string, PluginRegistration>()
   private readonly running = new Map<string, number>()
+  /** Plugins held to one worker until the given time (ms), after a timeout. */
+  private readonly penalised = new Map<string, number>()
   private nextCallId = 1
   private closed = false
 
@@ -133,6 +138,7 @@ export class WorkerPool {
   /** Forgets a plugin: its instances are dropped from every worker; its queued calls fail as closed. */
   unregister(key: string): void {
     this.registrations.delete(key)
+    this.penalised.delete(key)
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const job = this.queue[i]!
       if (job.spec.key === key) {
@@ -298,6 +304,9 @@ export class WorkerPool {
 
   private onTimeout(slot: Slot, job: Job): void {
     if (slot.job !== job) return
+    // A plugin that just ran into its timeout is held to one worker for a while: a looping
+    // plugin then burns at most one core, whatever its callers do.
+    this.penalised.set(job.spec.key, Date.now() + PENALTY_MS)
     this.finish(slot, job)
     this.settle(job, { _tag: "TimedOut", timeoutMs: job.timeoutMs })
     void this.replace(slot)
@@ -347,7 +356,7 @@ export class WorkerPool {
     if (this.closed) return
     for (let i = 0; i < this.queue.length;) {
       const job = this.queue[i]!
-      if ((this.running.get(job.spec.key) ?? 0) >= this.options.maxWorkersPerPlugin) {
+      if ((this.running.get(job.spec.key) ?? 0) >= this.capOf(job.spec.key)) {
         i++
         continue
       }
@@ -356,6 +365,14 @@ export class WorkerPool {
       this.queue.splice(i, 1)
       this.start(slot, job)
     }
+  }
+
+  private capOf(key: string): number {
+    const until = this.penalised.get(key)
+    if (until === undefined) return this.options.maxWorkersPerPlugin
+    if (until > Date.now()) return 1
+    this.penalised.delete(key)
+    return this.options.maxWorkersPerPlugin
   }
 
   private pickSlot(key: string): Slot | undefined {
