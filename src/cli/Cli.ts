@@ -16,6 +16,8 @@ import { registerLibrary } from "../embedded/EmbeddedCatalog.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { parseConfigPairs } from "../manifest/PluginConfig.js"
 import { demo } from "./Demo.js"
+import { plugins } from "./Plugins.js"
+import { serve } from "./Serve.js"
 
 export const ExitCode = { ok: 0, usage: 1, callFailed: 2, cannotLoad: 3 } as const
 
@@ -205,7 +207,7 @@ const demoCommand = Command.make(
 
 const ndp = Command.make("ndp").pipe(
   Command.withDescription("run and inspect Navidrome-compatible WebAssembly plugins"),
-  Command.withSubcommands([inspect, call, demoCommand])
+  Command.withSubcommands([inspect, call, demoCommand, serve, plugins])
 )
 
 /** The program for `process.argv`. */

@@ -24,10 +24,13 @@ run(process.argv).pipe(
     disablePrettyLogger: true,
     disableErrorReporting: true,
     teardown: (exit, onExit) =>
+      // Interrupted (a signal): 130, unless the command stopped cleanly and set its code (`serve`).
       onExit(
         Exit.isFailure(exit)
           ? Cause.isInterruptedOnly(exit.cause)
-            ? 130
+            ? typeof process.exitCode === "number"
+              ? process.exitCode
+              : 130
             : 1
           : typeof process.exitCode === "number"
             ? process.exitCode

@@ -15,6 +15,7 @@ import * as Exit from "effect/Exit"
 import * as FiberMap from "effect/FiberMap"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
@@ -63,6 +64,8 @@ export interface ManagerOptions {
   readonly timeoutsMs: Readonly<Record<string, number>>
   /** Per-plugin memory limits, by plugin ID. */
   readonly memoryBytes: Readonly<Record<string, number>>
+  /** The most verbose guest log level passed on (default Info). */
+  readonly logLevel?: LogLevel.LogLevel | undefined
 }
 
 export const defaultManagerOptions = (folder: string): ManagerOptions => ({
@@ -247,6 +250,8 @@ const make = (options: ManagerOptions) =>
       slotOf(r.id).lock.withPermits(1)(
         Effect.gen(function* () {
           const slot = slotOf(r.id)
+          // Another caller may have loaded exactly this while we waited for the lock.
+          if (slot.current !== undefined && slot.current.loadKey === loadKeyOf(r)) return
           const scope = yield* Scope.fork(managerScope, ExecutionStrategy.sequential)
           const loaded = yield* loader
             .loadFile(r.path, {
@@ -254,7 +259,8 @@ const make = (options: ManagerOptions) =>
               users: r.users,
               libraries: r.libraries,
               timeoutMs: options.timeoutsMs[r.id],
-              memoryLimitBytes: options.memoryBytes[r.id]
+              memoryLimitBytes: options.memoryBytes[r.id],
+              logLevel: options.logLevel
             })
             .pipe(Scope.extend(scope), Effect.either)
           if (loaded._tag === "Left" || loaded.right.sha256 !== r.sha256) {
@@ -378,6 +384,14 @@ const make = (options: ManagerOptions) =>
 
     const reconcileAll = Effect.gen(function* () {
       const records = yield* registry.list.pipe(Effect.mapError(registryError("")))
+      // Rows another process deleted (e.g. `ndp plugins rescan` after a file was removed).
+      const known = new Set(records.map((r) => r.id))
+      for (const id of [...slots.keys()]) {
+        if (!known.has(id)) {
+          yield* unload(id)
+          slots.delete(id)
+        }
+      }
       yield* Effect.forEach(records, reconcile, { concurrency: options.loadConcurrency, discard: true })
     })
 

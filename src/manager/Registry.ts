@@ -146,9 +146,8 @@ const make = Effect.gen(function* () {
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         yield* sql`INSERT INTO plugins (id, path, manifest, sha256, last_error, created_at, updated_at)
-          VALUES (${record.id}, ${record.path}, ${record.manifest}, ${record.sha256}, ${record.lastError}, ${now}, ${now})`.pipe(
-          Effect.mapError(fail(`register plugin ${record.id}`))
-        )
+          VALUES (${record.id}, ${record.path}, ${record.manifest}, ${record.sha256}, ${record.lastError}, ${now}, ${now})
+          ON CONFLICT (id) DO NOTHING`.pipe(Effect.mapError(fail(`register plugin ${record.id}`)))
         return yield* getOrFail(record.id)
       }),
     update: (id, patch) =>

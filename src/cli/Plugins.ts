@@ -1,0 +1,276 @@
+/**
+ * `ndp plugins list|enable|disable|config|rescan`: edit the registry of a plugins folder. They load
+ * no plugin (the manager runs with `live: false`), so they work whether or not an `ndp serve` runs
+ * on the same folders; a running server picks the change up from the registry within about 1 s.
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Engine from "../Engine.js"
+import type { AccessList } from "../host/HostFunctions.js"
+import { PluginLoader } from "../loader/PluginLoader.js"
+import { type ManagerSettings, toOptions } from "../manager/ManagerConfig.js"
+import * as PluginManager from "../manager/PluginManager.js"
+import * as Registry from "../manager/Registry.js"
+import { decodeManifest } from "../manifest/Manifest.js"
+import { type ConfigObject, validateConfig } from "../manifest/PluginConfig.js"
+import {
+  CommandFailure,
+  loadSettings,
+  locationOptions,
+  ManagerExitCode,
+  printJson,
+  reportFailure,
+  setExitCode,
+  toFailure,
+  usageFailure
+} from "./ServerOptions.js"
+
+/** One plugin as `list --json` prints it. */
+export interface PluginEntry {
+  readonly id: string
+  readonly name: string
+  readonly version: string
+  readonly enabled: boolean
+  readonly capabilities: ReadonlyArray<string>
+  readonly lastError: string | null
+  readonly users: AccessList<string>
+  readonly libraries: AccessList<number>
+  readonly path: string
+  readonly sha256: string
+}
+
+type Services = PluginManager.PluginManager | Registry.Registry | PluginLoader
+
+// One worker is plenty: these commands only inspect packages, they never run plugin code.
+const registryLayer = (settings: ManagerSettings) => {
+  const { engine, manager } = toOptions(settings, false)
+  return PluginManager.layer(manager).pipe(
+    Layer.provideMerge(Registry.layer(settings.dataFolder)),
+    Layer.provideMerge(Engine.layer({ ...engine, runtime: { ...engine.runtime, poolSize: 1 } }))
+  )
+}
+
+const json = Options.boolean("json").pipe(Options.withDescription("print JSON on stdout"))
+const pluginId = Args.text({ name: "id" }).pipe(
+  Args.withDescription("the plugin ID (its file name without .ndp)")
+)
+
+/** Runs `body` against the registry of the folders the options name, reporting any failure. */
+const withRegistry = <E extends Parameters<typeof toFailure>[0]>(
+  args: Parameters<typeof loadSettings>[0] & { readonly json: boolean },
+  body: Effect.Effect<void, E, Services>
+) =>
+  Effect.gen(function* () {
+    const settings = yield* loadSettings(args)
+    yield* body.pipe(Effect.provide(registryLayer(settings)))
+    yield* setExitCode(ManagerExitCode.ok)
+  }).pipe(Effect.mapError(toFailure), Effect.catchAll(reportFailure(args.json)))
+
+// The manifest lists no capabilities; they are read from the module's exports (no plugin code runs).
+const entryOf = (status: PluginManager.PluginStatus) =>
+  Effect.gen(function* () {
+    const loader = yield* PluginLoader
+    const report = yield* Effect.option(loader.inspectFile(status.path))
+    const entry: PluginEntry = {
+      id: status.id,
+      name: status.name,
+      version: status.version,
+      enabled: status.enabled,
+      capabilities: Option.match(report, {
+        onNone: () => status.capabilities,
+        onSome: (r) => r.capabilities
+      }),
+      lastError: status.lastError,
+      users: status.users,
+      libraries: status.libraries,
+      path: status.path,
+      sha256: status.sha256
+    }
+    return entry
+  })
+
+const accessText = (what: string, list: AccessList<string | number>) =>
+  list === "all" ? `  ${what}: all` : list.length > 0 ? `  ${what}: ${list.join(", ")}` : ""
+
+const entryLine = (e: PluginEntry, width: number) =>
+  `${e.id.padEnd(width)}  ${e.enabled ? "enabled " : "disabled"}  ${e.name} ${e.version}  [${e.capabilities.join(", ")}]` +
+  accessText("users", e.users) +
+  accessText("libraries", e.libraries) +
+  (e.lastError === null ? "" : `  error: ${e.lastError}`)
+
+const printEntries = (json: boolean) =>
+  Effect.gen(function* () {
+    const manager = yield* PluginManager.PluginManager
+    const entries = yield* Effect.forEach(yield* manager.list, entryOf)
+    if (json) return yield* printJson(entries)
+    if (entries.length === 0) return yield* Console.log("(no plugins)")
+    const width = Math.max(...entries.map((e) => e.id.length))
+    for (const e of entries) yield* Console.log(entryLine(e, width))
+  })
+
+const printChanged = (json: boolean, verb: string, status: PluginManager.PluginStatus) =>
+  Effect.gen(function* () {
+    const entry = yield* entryOf(status)
+    yield* json ? printJson({ ok: true, plugin: entry }) : Console.log(`${verb} ${entry.id}`)
+  })
+
+const list = Command.make("list", { ...locationOptions, json }, (args) =>
+  withRegistry(args, printEntries(args.json))
+).pipe(Command.withDescription("list the registered plugins (syncing the folder first)"))
+
+const rescan = Command.make("rescan", { ...locationOptions, json }, (args) =>
+  withRegistry(
+    args,
+    Effect.gen(function* () {
+      yield* (yield* PluginManager.PluginManager).rescan
+      yield* printEntries(args.json)
+    })
+  )
+).pipe(Command.withDescription("sync the plugins folder into the registry, then list"))
+
+const enable = Command.make(
+  "enable",
+  {
+    ...locationOptions,
+    json,
+    id: pluginId,
+    user: Options.text("user").pipe(
+      Options.repeated,
+      Options.withDescription("allow exactly these users (repeatable); replaces the plugin's list")
+    ),
+    allUsers: Options.boolean("all-users").pipe(Options.withDescription("allow every user")),
+    library: Options.integer("library").pipe(
+      Options.repeated,
+      Options.withDescription("allow exactly these library IDs (repeatable); replaces the plugin's list")
+    ),
+    allLibraries: Options.boolean("all-libraries").pipe(Options.withDescription("allow every library"))
+  },
+  (args) =>
+    withRegistry(
+      args,
+      Effect.gen(function* () {
+        if (args.allUsers && args.user.length > 0) {
+          return yield* usageFailure("ConflictingOptions", "give either --all-users or --user, not both")
+        }
+        if (args.allLibraries && args.library.length > 0) {
+          return yield* usageFailure(
+            "ConflictingOptions",
+            "give either --all-libraries or --library, not both"
+          )
+        }
+        const manager = yield* PluginManager.PluginManager
+        if (args.allUsers || args.user.length > 0) {
+          yield* manager.setUsers(args.id, args.allUsers ? "all" : args.user)
+        }
+        if (args.allLibraries || args.library.length > 0) {
+          yield* manager.setLibraries(args.id, args.allLibraries ? "all" : args.library)
+        }
+        yield* printChanged(args.json, "enabled", yield* manager.enable(args.id))
+      })
+    )
+).pipe(
+  Command.withDescription(
+    "enable a plugin (a running ndp serve loads it); --user/--all-users and --library/--all-libraries satisfy its permission gates"
+  )
+)
+
+const disable = Command.make("disable", { ...locationOptions, json, id: pluginId }, (args) =>
+  withRegistry(
+    args,
+    Effect.flatMap(PluginManager.PluginManager, (manager) =>
+      Effect.flatMap(manager.disable(args.id), (status) => printChanged(args.json, "disabled", status))
+    )
+  )
+).pipe(Command.withDescription("disable a plugin (a running ndp serve unloads it)"))
+
+/** `key=value` → [key, value]; the value is JSON when it parses as JSON, else the text itself. */
+export const parseSetPair = (pair: string): [string, unknown] | undefined => {
+  const at = pair.indexOf("=")
+  if (at <= 0) return undefined
+  const text = pair.slice(at + 1)
+  let value: unknown = text
+  try {
+    value = JSON.parse(text)
+  } catch {
+    // Not JSON: the text is the value.
+  }
+  return [pair.slice(0, at), value]
+}
+
+const config = Command.make(
+  "config",
+  {
+    ...locationOptions,
+    json,
+    id: pluginId,
+    set: Options.text("set").pipe(
+      Options.repeated,
+      Options.withDescription(
+        "key=value (repeatable); the value is parsed as JSON if it can be, else kept as text"
+      )
+    ),
+    unset: Options.text("unset").pipe(Options.repeated, Options.withDescription("remove a key (repeatable)")),
+    replace: Options.boolean("replace").pipe(
+      Options.withDescription("start from an empty configuration instead of the current one")
+    )
+  },
+  (args) =>
+    withRegistry(
+      args,
+      Effect.gen(function* () {
+        const manager = yield* PluginManager.PluginManager
+        const current = yield* manager.get(args.id)
+        if (args.set.length === 0 && args.unset.length === 0 && !args.replace) {
+          return yield* args.json
+            ? printJson({ ok: true, id: args.id, config: current.config })
+            : Console.log(JSON.stringify(current.config, null, 2))
+        }
+        const next: Record<string, unknown> = args.replace ? {} : { ...current.config }
+        for (const key of args.unset) delete next[key]
+        for (const pair of args.set) {
+          const parsed = parseSetPair(pair)
+          if (parsed === undefined) {
+            return yield* usageFailure("InvalidPair", `--set ${JSON.stringify(pair)} is not key=value`)
+          }
+          next[parsed[0]] = parsed[1]
+        }
+        yield* checkConfig(args.id, next)
+        yield* printChanged(args.json, "configured", yield* manager.setConfig(args.id, next))
+      })
+    )
+).pipe(
+  Command.withDescription(
+    "show a plugin's configuration, or change it with --set/--unset (validated against its manifest's schema)"
+  )
+)
+
+// The manager validates too, but only this check keeps the per-field issues for printing.
+const checkConfig = (id: string, config: ConfigObject) =>
+  Effect.gen(function* () {
+    const registry = yield* Registry.Registry
+    const record = yield* registry.get(id)
+    if (Option.isNone(record)) return
+    const manifest = yield* Effect.option(decodeManifest(record.value.manifest))
+    if (Option.isNone(manifest)) return
+    const checked = yield* Effect.either(validateConfig(manifest.value, config))
+    if (checked._tag === "Left") {
+      return yield* new CommandFailure({
+        code: ManagerExitCode.refused,
+        tag: "ManagerError",
+        reason: "InvalidConfig",
+        message: `invalid configuration for plugin ${id}`,
+        issues: checked.left.issues ?? [{ path: "", message: checked.left.message }]
+      })
+    }
+  })
+
+/** `ndp plugins …`. */
+export const plugins = Command.make("plugins").pipe(
+  Command.withDescription("list, enable, disable, configure and rescan the plugins of a folder"),
+  Command.withSubcommands([list, enable, disable, config, rescan])
+)

@@ -1,0 +1,140 @@
+/**
+ * What `ndp serve` and `ndp plugins …` share: the options naming the folders and the settings file,
+ * how they become settings, the exit codes, and how a failure is reported (text or `--json`).
+ */
+import * as Options from "@effect/cli/Options"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ManagerConfig from "../manager/ManagerConfig.js"
+import type { ManagerError } from "../manager/PluginManager.js"
+import type { RegistryError } from "../manager/Registry.js"
+import type { ConfigIssue } from "../manifest/PluginConfig.js"
+
+/**
+ * Exit codes of `serve` and `plugins` (docs/manager.md): 0 ok, 1 usage or bad settings, 3 a plugin
+ * cannot load, 4 the manager refused (unknown plugin, permission gate, invalid config), 5 the
+ * registry could not be opened or written.
+ */
+export const ManagerExitCode = { ok: 0, usage: 1, cannotLoad: 3, refused: 4, registry: 5 } as const
+
+/** The options naming where plugins and data live. */
+export const locationOptions = {
+  folder: Options.directory("folder").pipe(
+    Options.optional,
+    Options.withDescription("the plugins folder (*.ndp); default <data-dir>/plugins")
+  ),
+  dataDir: Options.directory("data-dir").pipe(
+    Options.optional,
+    Options.withDescription("the data folder holding the registry ndp.db; default ./ndp-data")
+  ),
+  configFile: Options.file("config-file", { exists: "yes" }).pipe(
+    Options.optional,
+    Options.withDescription("settings file (.toml or .json) with a [Plugins] block")
+  )
+}
+
+/** Prints one JSON value on stdout. */
+export const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
+
+/** Sets the process's exit code (the entry program exits with it). */
+export const setExitCode = (code: number) =>
+  Effect.sync(() => {
+    process.exitCode = code
+  })
+
+/** A command ended without doing what was asked; `code` is the exit code. */
+export class CommandFailure extends Data.TaggedError("CommandFailure")<{
+  readonly code: number
+  readonly tag: string
+  readonly reason: string
+  readonly message: string
+  readonly hint?: string | undefined
+  readonly issues?: ReadonlyArray<ConfigIssue> | undefined
+}> {}
+
+/** A usage mistake the option parser cannot see (conflicting flags, a malformed pair). */
+export const usageFailure = (reason: string, message: string) =>
+  new CommandFailure({ code: ManagerExitCode.usage, tag: "UsageError", reason, message })
+
+/** Maps the manager's, the registry's and the settings' errors to a failure with its exit code. */
+export const toFailure = (
+  error: ManagerError | RegistryError | ManagerConfig.ManagerConfigError | CommandFailure
+): CommandFailure => {
+  switch (error._tag) {
+    case "CommandFailure":
+      return error
+    case "ManagerConfigError":
+      return new CommandFailure({
+        code: ManagerExitCode.usage,
+        tag: error._tag,
+        reason: error.reason,
+        message: error.message
+      })
+    case "RegistryError":
+      return new CommandFailure({
+        code: ManagerExitCode.registry,
+        tag: error._tag,
+        reason: "Registry",
+        message: error.message
+      })
+    case "ManagerError": {
+      const code =
+        error.reason === "Registry"
+          ? ManagerExitCode.registry
+          : error.reason === "LoadFailed"
+            ? ManagerExitCode.cannotLoad
+            : ManagerExitCode.refused
+      const hint =
+        error.reason !== "PermissionGate"
+          ? undefined
+          : error.message.includes("library")
+            ? "pass --library ID (repeatable) or --all-libraries to enable"
+            : "pass --user NAME (repeatable) or --all-users to enable"
+      return new CommandFailure({ code, tag: error._tag, reason: error.reason, message: error.message, hint })
+    }
+  }
+}
+
+/** Prints a failure (stderr, or `{ok: false, error}` on stdout with `--json`) and sets its exit code. */
+export const reportFailure = (json: boolean) => (failure: CommandFailure) =>
+  Effect.zipRight(
+    json
+      ? printJson({
+          ok: false,
+          error: {
+            tag: failure.tag,
+            reason: failure.reason,
+            message: failure.message,
+            ...(failure.issues === undefined ? {} : { issues: failure.issues })
+          }
+        })
+      : Console.error(
+          [
+            `error [${failure.reason}]: ${failure.message}`,
+            ...(failure.issues ?? []).map((i) => `  ${i.path === "" ? "(config)" : i.path}: ${i.message}`),
+            ...(failure.hint === undefined ? [] : [`  ${failure.hint}`])
+          ].join("\n")
+        ),
+    setExitCode(failure.code)
+  )
+
+/** Settings from `--config-file`, the environment and the given flags (flags win). */
+export const loadSettings = (
+  args: {
+    readonly folder: Option.Option<string>
+    readonly dataDir: Option.Option<string>
+    readonly configFile: Option.Option<string>
+  },
+  extra: Partial<Record<ManagerConfig.SettingKey, string>> = {}
+): Effect.Effect<ManagerConfig.ManagerSettings, ManagerConfig.ManagerConfigError, FileSystem.FileSystem> =>
+  ManagerConfig.load({
+    file: Option.getOrUndefined(args.configFile),
+    overrides: {
+      ...extra,
+      ...Option.match(args.folder, { onNone: () => ({}), onSome: (Folder) => ({ Folder }) }),
+      ...Option.match(args.dataDir, { onNone: () => ({}), onSome: (DataFolder) => ({ DataFolder }) })
+    }
+  })

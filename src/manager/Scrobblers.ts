@@ -1,0 +1,448 @@
+/**
+ * Scrobbling through every loaded Scrobbler plugin, with a durable retry queue.
+ *
+ * `nowPlaying` and `scrobble` go to each loaded plugin with the Scrobbler capability for which the
+ * user is allowed (`plugin.allowsUser`) and authorized (`isAuthorized`, asked on every send). What a
+ * failure does depends on its kind:
+ *
+ * - `retry_later`: the scrobble is stored in `<dataFolder>/ndp.db` (table `scrobble_queue`, with the
+ *   plugin ID, the username and the full request) and retried with exponential backoff until it is
+ *   accepted or ages out. Now-playing updates are never queued: they are stale by then.
+ * - `unrecoverable`: dropped and logged.
+ * - `not_authorized`: the user is marked unauthorized for the plugin (table `scrobble_unauthorized`)
+ *   and skipped while `isAuthorized` says false; the mark is cleared once it says true again.
+ *
+ * A fiber in the service's scope processes the queue: on start, then every `tick`. Per plugin and
+ * user, rows are sent oldest first; a row is deleted right after the plugin accepts it, so a row is
+ * sent once per process — a crash between acceptance and the delete sends it again after restart.
+ * Rows of a plugin that is no longer registered (its file was removed) are discarded.
+ */
+import { migrate } from "../internal/migrate.js"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import * as Scrobbler from "../capabilities/Scrobbler.js"
+import type { LoadedPlugin } from "../loader/PluginLoader.js"
+import { PluginManager } from "./PluginManager.js"
+import * as ScrobbleQueue from "./ScrobbleQueue.js"
+
+/** The scrobble store could not be opened, read or written. */
+export class ScrobblersError extends Schema.TaggedError<ScrobblersError>()("ScrobblersError", {
+  reason: Schema.Literal("Open", "Storage"),
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+export interface ScrobblersOptions {
+  /** Where `ndp.db` lives (the registry's data folder). */
+  readonly dataFolder: string
+  /** How often the queue is processed (default 10 s). */
+  readonly tick?: Duration.DurationInput
+  /** The first retry delay; it doubles with each failed attempt (default 30 s). */
+  readonly retryInitial?: Duration.DurationInput
+  /** The longest retry delay (default 1 h). */
+  readonly retryMax?: Duration.DurationInput
+  /** Queued scrobbles older than this are dropped (default 24 h). */
+  readonly maxAge?: Duration.DurationInput
+  /** Rows read per plugin and pass (default 500). */
+  readonly batchSize?: number
+}
+
+/** What happened to a send for one plugin. */
+export type Outcome = "sent" | "queued" | "dropped" | "not_allowed" | "not_authorized"
+
+export interface Delivery {
+  readonly pluginId: string
+  readonly outcome: Outcome
+}
+
+export type QueuedScrobble = ScrobbleQueue.QueuedScrobble
+export type UnauthorizedUser = ScrobbleQueue.UnauthorizedUser
+
+export class Scrobblers extends Context.Tag("ndp-engine/Scrobblers")<
+  Scrobblers,
+  {
+    /** Sends a now-playing update to every scrobbler; failures are logged, never queued. */
+    readonly nowPlaying: (
+      username: string,
+      track: Scrobbler.TrackInfo,
+      position: number
+    ) => Effect.Effect<ReadonlyArray<Delivery>, ScrobblersError>
+    /** Sends a scrobble (`timestamp`: Unix seconds) to every scrobbler, queueing it where asked to retry. */
+    readonly scrobble: (
+      username: string,
+      track: Scrobbler.TrackInfo,
+      timestamp: number
+    ) => Effect.Effect<ReadonlyArray<Delivery>, ScrobblersError>
+    /** Processes the queue now (what the background fiber does every tick). */
+    readonly flush: Effect.Effect<void, ScrobblersError>
+    /** Queued scrobbles, oldest first. */
+    readonly pending: Effect.Effect<ReadonlyArray<QueuedScrobble>, ScrobblersError>
+    /** Users marked not authorized, by plugin. */
+    readonly unauthorized: Effect.Effect<ReadonlyArray<UnauthorizedUser>, ScrobblersError>
+  }
+>() {}
+
+const ArtistCredit = Schema.Struct({
+  id: Schema.optionalWith(Schema.String, { exact: true }),
+  name: Schema.String,
+  mbid: Schema.optionalWith(Schema.String, { exact: true })
+})
+
+const TrackInfo = Schema.Struct({
+  id: Schema.String,
+  title: Schema.String,
+  album: Schema.String,
+  artist: Schema.String,
+  albumArtist: Schema.String,
+  artists: Schema.Array(ArtistCredit),
+  albumArtists: Schema.Array(ArtistCredit),
+  duration: Schema.Number,
+  trackNumber: Schema.Number,
+  discNumber: Schema.Number,
+  mbzRecordingId: Schema.optionalWith(Schema.String, { exact: true }),
+  mbzAlbumId: Schema.optionalWith(Schema.String, { exact: true }),
+  mbzReleaseGroupId: Schema.optionalWith(Schema.String, { exact: true }),
+  mbzReleaseTrackId: Schema.optionalWith(Schema.String, { exact: true })
+})
+
+const StoredRequest: Schema.Schema<Scrobbler.ScrobbleRequest, string> = Schema.parseJson(
+  Schema.Struct({ username: Schema.String, track: TrackInfo, timestamp: Schema.Number })
+)
+
+// Fields the server added beyond the contract are sent again on retry, as they were the first time.
+const decodeStored = Schema.decodeUnknownOption(StoredRequest, { onExcessProperty: "preserve" })
+
+/** The result of one send, before the caller decides what it means (queue, drop, report). */
+type Sent =
+  | { readonly _tag: "Sent" }
+  | { readonly _tag: "Skipped"; readonly outcome: "not_allowed" | "not_authorized" }
+  | { readonly _tag: "Failed"; readonly retry: boolean; readonly error: Scrobbler.ScrobblerError }
+
+const sent: Sent = { _tag: "Sent" }
+
+const isScrobbler = (plugin: LoadedPlugin) => plugin.capabilities.includes("Scrobbler")
+
+const make = (options: ScrobblersOptions) =>
+  Effect.gen(function* () {
+    const manager = yield* PluginManager
+    const rawStore = yield* ScrobbleQueue.make
+    const tick = options.tick ?? "10 seconds"
+    const retryInitialMs = Duration.toMillis(options.retryInitial ?? "30 seconds")
+    const retryMaxMs = Duration.toMillis(options.retryMax ?? "1 hour")
+    const maxAgeMs = Duration.toMillis(options.maxAge ?? "24 hours")
+    const batchSize = options.batchSize ?? 500
+
+    const storage = <A, E>(what: string, effect: Effect.Effect<A, E>) =>
+      Effect.mapError(
+        effect,
+        (cause) =>
+          new ScrobblersError({ reason: "Storage", message: `scrobble queue: could not ${what}`, cause })
+      )
+
+    const store = {
+      enqueue: (row: Omit<QueuedScrobble, "id">) => storage("store a scrobble", rawStore.enqueue(row)),
+      hasBacklog: (pluginId: string, username: string) =>
+        storage("read the queue", rawStore.hasBacklog(pluginId, username)),
+      isMarked: (pluginId: string, username: string) =>
+        storage("read authorization marks", rawStore.isMarked(pluginId, username))
+    }
+
+    /** The delay before attempt `attempts + 1`. */
+    const retryDelay = (attempts: number) =>
+      Math.min(retryInitialMs * 2 ** Math.max(0, attempts - 1), retryMaxMs)
+
+    /** Sends one request to one plugin, handling authorization and its marks. */
+    const deliver = (
+      plugin: LoadedPlugin,
+      username: string,
+      send: (client: Scrobbler.Scrobbler) => Effect.Effect<void, Scrobbler.ScrobblerError>
+    ): Effect.Effect<Sent, ScrobblersError> =>
+      Effect.gen(function* () {
+        if (!plugin.allowsUser(username)) return { _tag: "Skipped", outcome: "not_allowed" } as const
+        const client = Scrobbler.fromPlugin(plugin)
+        const failed = (error: Scrobbler.ScrobblerError) =>
+          Effect.gen(function* () {
+            if (error.kind === "not_authorized") {
+              if (!(yield* store.isMarked(plugin.id, username))) {
+                const now = yield* Clock.currentTimeMillis
+                yield* storage("mark a user", rawStore.mark(plugin.id, username, now))
+                yield* Effect.logWarning(
+                  `scrobbler ${plugin.id} says user ${username} is not authorized; skipping them until it says they are: ${error.message}`
+                )
+              }
+              return { _tag: "Skipped", outcome: "not_authorized" } as const
+            }
+            // An unloaded plugin or a stopping engine is not the plugin's refusal: try again later.
+            const retry = error.kind === "retry_later" || error.callError === "PluginUnavailableError"
+            return { _tag: "Failed", retry, error } as const
+          })
+        const authorized = yield* Effect.either(client.isAuthorized(username))
+        if (authorized._tag === "Left") return yield* failed(authorized.left)
+        if (!authorized.right) return { _tag: "Skipped", outcome: "not_authorized" } as const
+        if (yield* store.isMarked(plugin.id, username)) {
+          yield* storage("clear a mark", rawStore.unmark(plugin.id, username))
+          yield* Effect.logInfo(`scrobbler ${plugin.id} authorizes user ${username} again`)
+        }
+        const result = yield* Effect.either(send(client))
+        return result._tag === "Right" ? sent : yield* failed(result.left)
+      })
+
+    /**
+     * The version of each plugin the queue knows: a new one (reloaded, enabled again) gets its rows
+     * retried at the next pass whatever their backoff.
+     */
+    const seen = new Map<string, LoadedPlugin>()
+
+    /** Runs `f` on each loaded scrobbler plugin, concurrently. */
+    const eachScrobbler = (
+      f: (plugin: LoadedPlugin) => Effect.Effect<Outcome, ScrobblersError>
+    ): Effect.Effect<ReadonlyArray<Delivery>, ScrobblersError> =>
+      Effect.flatMap(manager.loadedIds, (ids) =>
+        Effect.forEach(
+          ids,
+          (id) =>
+            manager
+              .use(id, (plugin) =>
+                Effect.suspend(() => {
+                  if (!isScrobbler(plugin)) return Effect.succeedNone
+                  // First contact: what is queued now was refused by this very version, so no wake-up.
+                  if (!seen.has(id)) seen.set(id, plugin)
+                  return Effect.map(f(plugin), (outcome) => Option.some<Delivery>({ pluginId: id, outcome }))
+                })
+              )
+              .pipe(
+                // Unloaded since `loadedIds` was read: nothing to send to.
+                Effect.catchTag("ManagerError", () => Effect.succeedNone),
+                Effect.annotateLogs("plugin", id)
+              ),
+          { concurrency: "unbounded" }
+        ).pipe(Effect.map((found) => found.flatMap(Option.toArray)))
+      )
+
+    const nowPlaying = Effect.fn("Scrobblers.nowPlaying")(function* (
+      username: string,
+      track: Scrobbler.TrackInfo,
+      position: number
+    ) {
+      return yield* eachScrobbler((plugin) =>
+        Effect.gen(function* () {
+          const result = yield* deliver(plugin, username, (c) => c.nowPlaying({ username, track, position }))
+          if (result._tag === "Sent") return "sent"
+          if (result._tag === "Skipped") return result.outcome
+          yield* Effect.logWarning(
+            `scrobbler ${plugin.id} failed now playing for ${username} (${result.error.kind}; not retried): ${result.error.message}`
+          )
+          return "dropped"
+        })
+      ).pipe(Effect.annotateLogs("user", username))
+    })
+
+    const scrobble = Effect.fn("Scrobblers.scrobble")(function* (
+      username: string,
+      track: Scrobbler.TrackInfo,
+      timestamp: number
+    ) {
+      const request: Scrobbler.ScrobbleRequest = { username, track, timestamp }
+      const json = JSON.stringify(request)
+      const enqueue = (pluginId: string, attempts: number, lastError: string | null) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          yield* store.enqueue({
+            pluginId,
+            username,
+            request: json,
+            attempts,
+            nextAttemptAt: now + (attempts === 0 ? 0 : retryDelay(attempts)),
+            createdAt: now,
+            lastError
+          })
+        })
+      return yield* eachScrobbler((plugin) =>
+        Effect.gen(function* () {
+          if (!plugin.allowsUser(username)) return "not_allowed"
+          // Keeps the user's scrobbles in order: a new one waits behind those already queued.
+          if (yield* store.hasBacklog(plugin.id, username)) {
+            yield* enqueue(plugin.id, 0, null)
+            return "queued"
+          }
+          const result = yield* deliver(plugin, username, (c) => c.scrobble(request))
+          if (result._tag === "Sent") return "sent"
+          if (result._tag === "Skipped") return result.outcome
+          if (result.retry) {
+            yield* enqueue(plugin.id, 1, result.error.message)
+            yield* Effect.logInfo(
+              `scrobbler ${plugin.id} asked to retry a scrobble for ${username}; queued: ${result.error.message}`
+            )
+            return "queued"
+          }
+          yield* Effect.logWarning(
+            `scrobbler ${plugin.id} refused a scrobble for ${username} (${result.error.kind}); dropped: ${result.error.message}`
+          )
+          return "dropped"
+        })
+      ).pipe(Effect.annotateLogs("user", username))
+    })
+
+    /** Sends a plugin's due rows, oldest first per user; stops for a user at their first row not sent. */
+    const drain = (pluginId: string) =>
+      Effect.gen(function* () {
+        const rows = yield* storage("read the queue", rawStore.rowsOf(pluginId, batchSize))
+        const blocked = new Set<string>()
+        for (const row of rows) {
+          if (blocked.has(row.username)) continue
+          const now = yield* Clock.currentTimeMillis
+          if (row.nextAttemptAt > now) {
+            blocked.add(row.username)
+            continue
+          }
+          const drop = (why: string) =>
+            Effect.zipRight(
+              storage("delete a scrobble", rawStore.remove(row.id)),
+              Effect.logWarning(`queued scrobble ${row.id} for ${row.username} dropped: ${why}`)
+            )
+          const request = decodeStored(row.request)
+          if (Option.isNone(request)) {
+            yield* drop("its stored request is unreadable")
+            continue
+          }
+          const result = yield* manager
+            .use(pluginId, (plugin) =>
+              isScrobbler(plugin)
+                ? deliver(plugin, row.username, (c) => c.scrobble(request.value))
+                : Effect.succeed<Sent>({
+                    _tag: "Failed",
+                    retry: false,
+                    error: new Scrobbler.ScrobblerError({
+                      pluginId,
+                      kind: "unrecoverable",
+                      message: `plugin ${pluginId} is no longer a scrobbler`
+                    })
+                  })
+            )
+            .pipe(
+              Effect.map(Option.some),
+              Effect.catchTag("ManagerError", () => Effect.succeedNone)
+            )
+          // Unloaded meanwhile: its rows wait for it to come back.
+          if (Option.isNone(result)) return
+          const outcome = result.value
+          if (outcome._tag === "Sent") {
+            yield* storage("delete a sent scrobble", rawStore.remove(row.id))
+            yield* Effect.logInfo(
+              `queued scrobble ${row.id} for ${row.username} delivered (attempt ${row.attempts + 1})`
+            )
+          } else if (outcome._tag === "Skipped") {
+            yield* drop(
+              outcome.outcome === "not_allowed" ? "the user is no longer allowed" : "not authorized"
+            )
+          } else if (outcome.retry) {
+            const attempts = row.attempts + 1
+            const delay = retryDelay(attempts)
+            yield* storage(
+              "reschedule a scrobble",
+              rawStore.reschedule(
+                row.id,
+                attempts,
+                (yield* Clock.currentTimeMillis) + delay,
+                outcome.error.message
+              )
+            )
+            yield* Effect.logInfo(
+              `queued scrobble ${row.id} for ${row.username} still refused (attempt ${attempts}); next try in ${Duration.format(delay)}: ${outcome.error.message}`
+            )
+            blocked.add(row.username)
+          } else {
+            yield* drop(`${outcome.error.kind}: ${outcome.error.message}`)
+          }
+        }
+      }).pipe(Effect.annotateLogs("plugin", pluginId))
+
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const pass = lock.withPermits(1)(
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const counts = yield* storage("count the queue", rawStore.counts)
+        // Without the list (registry unreadable) nothing is discarded this pass.
+        const listed = yield* Effect.option(manager.list)
+        const registered = new Set(
+          Option.match(listed, { onNone: () => [], onSome: (l) => l.map((s) => s.id) })
+        )
+        for (const pluginId of Option.isSome(listed)
+          ? yield* storage("list queued plugins", rawStore.plugins)
+          : []) {
+          if (registered.has(pluginId)) continue
+          yield* storage("discard a removed plugin's scrobbles", rawStore.dropPlugin(pluginId))
+          seen.delete(pluginId)
+          const count = counts.find((c) => c.pluginId === pluginId)?.count ?? 0
+          yield* Effect.logInfo(`plugin ${pluginId} was removed; discarded its ${count} queued scrobbles`)
+        }
+        for (const { count, pluginId } of yield* storage(
+          "drop old scrobbles",
+          rawStore.dropOlderThan(now - maxAgeMs)
+        )) {
+          yield* Effect.logWarning(
+            `dropped ${count} queued scrobbles for plugin ${pluginId}: not accepted within ${Duration.format(maxAgeMs)}`
+          )
+        }
+        const queued = new Set(counts.map((c) => c.pluginId))
+        for (const id of yield* manager.loadedIds) {
+          const version = yield* Effect.option(manager.use(id, Effect.succeed))
+          if (Option.isNone(version)) continue
+          if (seen.get(id) !== version.value) {
+            seen.set(id, version.value)
+            if (queued.has(id)) yield* storage("wake the queue", rawStore.wake(id, now))
+          }
+          if (queued.has(id)) yield* drain(id)
+        }
+      })
+    )
+
+    yield* Effect.forkScoped(
+      pass.pipe(
+        Effect.catchAll((error) => Effect.logWarning(`scrobble queue pass failed: ${error.message}`)),
+        // A bug in one pass must not stop the queue for the rest of the process.
+        Effect.catchAllDefect((defect) => Effect.logError("scrobble queue pass crashed", defect)),
+        Effect.repeat(Schedule.spaced(tick))
+      )
+    )
+
+    return Scrobblers.of({
+      nowPlaying,
+      scrobble,
+      flush: pass.pipe(Effect.withSpan("Scrobblers.flush")),
+      pending: storage("read the queue", rawStore.all),
+      unauthorized: storage("read authorization marks", rawStore.marks)
+    })
+  })
+
+/** Scrobbling over the manager's plugins, with its queue in `<dataFolder>/ndp.db`. */
+export const layer = (options: ScrobblersOptions): Layer.Layer<Scrobblers, ScrobblersError, PluginManager> =>
+  Layer.scoped(Scrobblers, make(options)).pipe(
+    Layer.provide(Layer.effectDiscard(migrate(ScrobbleQueue.migrationsTable, ScrobbleQueue.migrations))),
+    Layer.provide(
+      Layer.unwrapEffect(
+        Effect.sync(() => {
+          mkdirSync(options.dataFolder, { recursive: true })
+          return SqliteClient.layer({ filename: join(options.dataFolder, "ndp.db") })
+        })
+      )
+    ),
+    Layer.mapError(
+      (cause) =>
+        new ScrobblersError({
+          reason: "Open",
+          message: `cannot open the scrobble queue in ${options.dataFolder}`,
+          cause
+        })
+    )
+  )
