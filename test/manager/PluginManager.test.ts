@@ -31,7 +31,10 @@ describe("PluginManager", () => {
             ["agent-full", false, false],
             ["scrobbler", false, false]
           ])
-          expect(yield* Effect.flip(bio("agent-full"))).toMatchObject({ _tag: "ManagerError", reason: "NotLoaded" })
+          expect(yield* Effect.flip(bio("agent-full"))).toMatchObject({
+            _tag: "ManagerError",
+            reason: "NotLoaded"
+          })
           const enabled = yield* manager.enable("agent-full")
           expect(enabled).toMatchObject({ enabled: true, loaded: true, capabilities: ["MetadataAgent"] })
           expect(yield* bio("agent-full")).toMatchObject({ _tag: "Some", value: "Biography for Ana" })
