@@ -99,37 +99,41 @@ const formatIssue = (error: ParseResult.ParseError): string =>
     .join("; ")
 
 /** Parses a request payload (UTF-8 JSON; empty means `{}`) and decodes it with `schema`. */
-export const decodeRequest =
-  <A, I>(schema: Schema.Schema<A, I>) =>
-  (payload: Uint8Array): Effect.Effect<A, HostCallError> =>
-    Effect.gen(function* () {
-      let json: unknown = {}
-      if (payload.byteLength > 0) {
-        try {
-          json = JSON.parse(decoder.decode(payload))
-        } catch (error) {
-          return yield* new HostCallError({
+export const decodeRequest = <A, I>(schema: Schema.Schema<A, I>) => {
+  // Built once per schema: host calls are a hot path.
+  const decode = Schema.decodeUnknownEither(schema)
+  return (payload: Uint8Array): Effect.Effect<A, HostCallError> => {
+    let json: unknown = {}
+    if (payload.byteLength > 0) {
+      try {
+        json = JSON.parse(decoder.decode(payload))
+      } catch (error) {
+        return Effect.fail(
+          new HostCallError({
             message: `invalid request: not UTF-8 JSON (${error instanceof Error ? error.message : String(error)})`
           })
-        }
+        )
       }
-      return yield* Schema.decodeUnknown(schema)(normaliseKeys(json)).pipe(
-        Effect.mapError((error) => new HostCallError({ message: `invalid request: ${formatIssue(error)}` }))
-      )
-    })
+    }
+    const decoded = decode(normaliseKeys(json))
+    return decoded._tag === "Right"
+      ? Effect.succeed(decoded.right)
+      : Effect.fail(new HostCallError({ message: `invalid request: ${formatIssue(decoded.left)}` }))
+  }
+}
 
 /**
  * Builds a host function from a request schema and a handler. Any failure, typed or not, becomes
  * an in-band `{"error"}` response; a defect is logged as well, since it is our bug, not the plugin's.
  */
-export const hostFunction =
-  <A, I, E extends { readonly message: string }>(
-    name: string,
-    schema: Schema.Schema<A, I>,
-    handler: (request: A, call: HostCallContext) => Effect.Effect<unknown, E>
-  ): HostFunctionHandler =>
-  (payload, call = noCall) =>
-    decodeRequest(schema)(payload).pipe(
+export const hostFunction = <A, I, E extends { readonly message: string }>(
+  name: string,
+  schema: Schema.Schema<A, I>,
+  handler: (request: A, call: HostCallContext) => Effect.Effect<unknown, E>
+): HostFunctionHandler => {
+  const decode = decodeRequest(schema)
+  return (payload, call = noCall) =>
+    decode(payload).pipe(
       Effect.flatMap((request) => handler(request, call)),
       Effect.map(encodeResponse),
       Effect.catchAll((error) => Effect.succeed(encodeError(error.message))),
@@ -139,3 +143,4 @@ export const hostFunction =
         )
       )
     )
+}
