@@ -144,7 +144,8 @@ const enable = Command.make(
       Options.withDescription("allow exactly these users (repeatable); replaces the plugin's list")
     ),
     allUsers: Options.boolean("all-users").pipe(Options.withDescription("allow every user")),
-    library: Options.integer("library").pipe(
+    // Text, parsed below: @effect/cli's repeated integer option rejects plain integers.
+    library: Options.text("library").pipe(
       Options.repeated,
       Options.withDescription("allow exactly these library IDs (repeatable); replaces the plugin's list")
     ),
@@ -163,12 +164,22 @@ const enable = Command.make(
             "give either --all-libraries or --library, not both"
           )
         }
+        const libraryIds = args.library.map(Number)
+        const bad = args.library.find(
+          (text, i) => !/^\d+$/.test(text) || !Number.isSafeInteger(libraryIds[i])
+        )
+        if (bad !== undefined) {
+          return yield* usageFailure(
+            "InvalidLibrary",
+            `--library takes a library ID (a whole number), got "${bad}"`
+          )
+        }
         const manager = yield* PluginManager.PluginManager
         if (args.allUsers || args.user.length > 0) {
           yield* manager.setUsers(args.id, args.allUsers ? "all" : args.user)
         }
         if (args.allLibraries || args.library.length > 0) {
-          yield* manager.setLibraries(args.id, args.allLibraries ? "all" : args.library)
+          yield* manager.setLibraries(args.id, args.allLibraries ? "all" : libraryIds)
         }
         yield* printChanged(args.json, "enabled", yield* manager.enable(args.id))
       })

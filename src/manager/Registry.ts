@@ -112,7 +112,7 @@ export class Registry extends Context.Tag("ndp-engine/Registry")<
     ) => Effect.Effect<PluginRecord, RegistryError>
     readonly update: (id: string, patch: PluginPatch) => Effect.Effect<PluginRecord, RegistryError>
     readonly remove: (id: string) => Effect.Effect<void, RegistryError>
-    /** The latest `updatedAt` of any row, and the row count: a cheap change detector. */
+    /** The sum of every row's `updatedAt` and the row count: a cheap change detector. */
     readonly version: Effect.Effect<string, RegistryError>
   }
 >() {}
@@ -172,9 +172,10 @@ const make = Effect.gen(function* () {
       }),
     remove: (id) =>
       sql`DELETE FROM plugins WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(fail(`remove ${id}`))),
+    // updated_at only grows per row, so the sum changes on every update, the count on insert or delete.
     version: sql<{
       v: string
-    }>`SELECT COALESCE(MAX(updated_at), 0) || ':' || COUNT(*) AS v FROM plugins`.pipe(
+    }>`SELECT COALESCE(SUM(updated_at), 0) || ':' || COUNT(*) AS v FROM plugins`.pipe(
       Effect.map((rows) => rows[0]?.v ?? "0:0"),
       Effect.mapError(fail("read the registry version"))
     )

@@ -194,7 +194,7 @@ const outcomeToExit = (
       return Exit.fail(
         new PluginUnavailableError({
           ...fields,
-          message: `the engine is shutting down; ${exportName} of plugin ${pluginId} was not run`
+          message: `plugin ${pluginId} was unloaded (or the engine is shutting down) before ${exportName} could run; load it again and retry`
         })
       )
     case "Failed": {
