@@ -4,6 +4,7 @@
  * read-only filesystem access have something true to show. Everything here is deterministic: the
  * same definitions give the same bytes, so the catalogue can record sizes before the files exist.
  */
+import { crc32 } from "../package/Zip.js"
 import { deflateSync } from "node:zlib"
 
 /** The library ID of the demo library (Navidrome's first library is 1 as well). */
@@ -211,22 +212,6 @@ export const wavDuration = (header: Uint8Array, fileSize: number): number => {
   const view = new DataView(header.buffer, header.byteOffset, header.byteLength)
   const byteRate = view.getUint32(28, true)
   return byteRate > 0 ? Math.round((fileSize - WAV_HEADER_BYTES) / byteRate) : 0
-}
-
-const crcTable = (() => {
-  const table = new Uint32Array(256)
-  for (let n = 0; n < 256; n++) {
-    let c = n
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-    table[n] = c >>> 0
-  }
-  return table
-})()
-
-const crc32 = (bytes: Uint8Array): number => {
-  let crc = 0xffffffff
-  for (const byte of bytes) crc = (crcTable[(crc ^ byte) & 0xff] ?? 0) ^ (crc >>> 8)
-  return (crc ^ 0xffffffff) >>> 0
 }
 
 const pngChunk = (type: string, data: Uint8Array): Uint8Array => {

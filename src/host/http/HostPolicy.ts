@@ -3,7 +3,8 @@
  * globs where `*` crosses dots, case-insensitive, port ignored) and the classification of IP
  * addresses that are refused after DNS resolution unless a host is listed exactly.
  */
-import { isIP } from "node:net"
+import type { LookupAddress, LookupOptions } from "node:dns"
+import { isIP, type LookupFunction } from "node:net"
 
 /** A manifest's `requiredHosts`, normalised for matching. */
 export interface HostAllowList {
@@ -174,3 +175,37 @@ export const classifyAddress = (address: string): AddressKind => {
 
 /** Whether an IP address is an ordinary public one that any allowed host may resolve to. */
 export const isPublicAddress = (address: string): boolean => classifyAddress(address) === "public"
+
+/**
+ * A `lookup` for node:http and ws that resolves every address of the host and, unless the host may
+ * reach private addresses, refuses the connection when any of them is not public. It runs right
+ * before the socket connects, so a second DNS answer cannot slip a private address past the check.
+ */
+export const guardedLookup =
+  (
+    resolve: LookupFunction,
+    mayReachPrivate: boolean,
+    refuse: (address: string, kind: AddressKind) => Error
+  ): LookupFunction =>
+  (hostname: string, options: LookupOptions, callback) => {
+    resolve(hostname, { ...options, all: true }, (error, found) => {
+      if (error !== null) return callback(error, "")
+      const addresses: Array<LookupAddress> =
+        typeof found === "string" ? [{ address: found, family: isIP(found) }] : [...found]
+      const [first] = addresses
+      if (first === undefined) {
+        return callback(
+          Object.assign(new Error(`no address found for ${hostname}`), { code: "ENOTFOUND" }),
+          ""
+        )
+      }
+      if (!mayReachPrivate) {
+        for (const { address } of addresses) {
+          const kind = classifyAddress(address)
+          if (kind !== "public") return callback(refuse(address, kind), "")
+        }
+      }
+      if (options.all === true) callback(null, addresses)
+      else callback(null, first.address, first.family)
+    })
+  }

@@ -10,13 +10,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type { LookupAddress, LookupOptions } from "node:dns"
 import * as http from "node:http"
 import * as https from "node:https"
 import { isIP, type LookupFunction } from "node:net"
 import {
   classifyAddress,
   describeKind,
+  guardedLookup,
   type HostAllowList,
   isListedExactly,
   matchesAllowList,
@@ -199,35 +199,6 @@ const addressRefusal = (host: string, address: string, kind: ReturnType<typeof c
   `host ${JSON.stringify(host)} ${host === address ? "is" : `resolves to ${address}, which is`} a ${describeKind(kind)} address; ` +
   `plugins may reach it only when http.requiredHosts lists ${JSON.stringify(host)} exactly`
 
-/**
- * A `lookup` that resolves every address of the host, refuses the connection when any of them is
- * not public (unless the host may reach private addresses), and answers in the form Node asked for.
- */
-const guardedLookup =
-  (resolve: LookupFunction, host: string, mayReachPrivate: boolean): LookupFunction =>
-  (hostname: string, options: LookupOptions, callback) => {
-    resolve(hostname, { ...options, all: true }, (error, found) => {
-      if (error !== null) return callback(error, "")
-      const addresses: Array<LookupAddress> =
-        typeof found === "string" ? [{ address: found, family: isIP(found) }] : [...found]
-      const [first] = addresses
-      if (first === undefined) {
-        return callback(
-          Object.assign(new Error(`no address found for ${hostname}`), { code: "ENOTFOUND" }),
-          ""
-        )
-      }
-      if (!mayReachPrivate) {
-        for (const { address } of addresses) {
-          const kind = classifyAddress(address)
-          if (kind !== "public") return callback(forbidden(addressRefusal(host, address, kind)), "")
-        }
-      }
-      if (options.all === true) callback(null, addresses)
-      else callback(null, first.address, first.family)
-    })
-  }
-
 const networkError = (target: Target, cause: unknown): HttpError =>
   cause instanceof HttpError
     ? cause
@@ -282,7 +253,9 @@ export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, S
             method: hop.method,
             headers: framed(hop),
             agent: secure ? agents.https : agents.http,
-            lookup: guardedLookup(options.lookup, target.host, target.mayReachPrivate)
+            lookup: guardedLookup(options.lookup, target.mayReachPrivate, (address, kind) =>
+              forbidden(addressRefusal(target.host, address, kind))
+            )
           })
         } catch (cause) {
           // Node validates the method and header names and values as it builds the request.

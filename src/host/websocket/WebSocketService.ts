@@ -18,13 +18,13 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
-import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from "node:dns"
+import { lookup as dnsLookup } from "node:dns"
 import { isIP, type LookupFunction } from "node:net"
 import WebSocket from "ws"
 import type { HostCallContext } from "../../runtime/WasmRuntime.js"
 import { Bytes, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
 import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
-import { classifyAddress, describeKind, normaliseHostname } from "../http/HostPolicy.js"
+import { classifyAddress, describeKind, guardedLookup, normaliseHostname } from "../http/HostPolicy.js"
 import { type HostPatterns, isHostAllowed, isListedExactly, parseHostPatterns } from "./HostPatterns.js"
 import { WebSocketError } from "./WebSocketError.js"
 
@@ -133,36 +133,6 @@ const addressRefusal = (host: string, address: string, kind: ReturnType<typeof c
   `websocket host ${JSON.stringify(host)} ${host === address ? "is" : `resolves to ${address}, which is`} a ` +
   `${describeKind(kind)} address; plugins may reach it only when websocket.requiredHosts lists ` +
   `${JSON.stringify(host)} exactly`
-
-/**
- * A `lookup` that resolves every address of the host and refuses the connection when any of them
- * is not public (unless the host may reach private addresses). It runs right before the socket
- * connects, so a second DNS answer cannot slip a private address past the check.
- */
-const guardedLookup =
-  (resolve: LookupFunction, host: string, mayReachPrivate: boolean): LookupFunction =>
-  (hostname: string, options: LookupOptions, callback) => {
-    resolve(hostname, { ...options, all: true }, (error, found) => {
-      if (error !== null) return callback(error, "")
-      const addresses: Array<LookupAddress> =
-        typeof found === "string" ? [{ address: found, family: isIP(found) }] : [...found]
-      const [first] = addresses
-      if (first === undefined) {
-        return callback(
-          Object.assign(new Error(`no address found for ${hostname}`), { code: "ENOTFOUND" }),
-          ""
-        )
-      }
-      if (!mayReachPrivate) {
-        for (const { address } of addresses) {
-          const kind = classifyAddress(address)
-          if (kind !== "public") return callback(new AddressRefused(addressRefusal(host, address, kind)), "")
-        }
-      }
-      if (options.all === true) callback(null, addresses)
-      else callback(null, first.address, first.family)
-    })
-  }
 
 interface Target {
   readonly url: URL
@@ -278,7 +248,11 @@ export const make = (
             closeTimeout: options.closeTimeoutMs,
             maxPayload: options.maxPayloadBytes,
             followRedirects: false,
-            lookup: guardedLookup(options.lookup, target.host, target.mayReachPrivate)
+            lookup: guardedLookup(
+              options.lookup,
+              target.mayReachPrivate,
+              (address, kind) => new AddressRefused(addressRefusal(target.host, address, kind))
+            )
           }
           const socket = yield* Effect.try({
             try: () => new WebSocket(url, clientOptions),
