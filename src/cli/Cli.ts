@@ -9,7 +9,9 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { resolve } from "node:path"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
 import * as Engine from "../Engine.js"
 import { upsertUsers } from "../embedded/EmbeddedDatabase.js"
 import { registerLibrary } from "../embedded/EmbeddedCatalog.js"
@@ -32,6 +34,17 @@ const oneShotEngine = (timeoutMs: Option.Option<number>, dataDir: Option.Option<
     runtime: { poolSize: 1, ...(Option.isSome(timeoutMs) ? { defaultTimeoutMs: timeoutMs.value } : {}) },
     dataFolder: Option.getOrUndefined(dataDir)
   })
+
+// Inspecting runs no plugin code and keeps no data: a throw-away data folder, removed afterwards.
+const inspectEngine = Layer.unwrapScoped(
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "ndp-inspect-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    ),
+    (dir) => oneShotEngine(Option.none(), Option.some(dir))
+  )
+)
 
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object on stdout"))
 const packageFile = Args.file({ name: "file.ndp", exists: "yes" }).pipe(
@@ -70,7 +83,7 @@ const inspect = Command.make("inspect", { file: packageFile, json }, ({ file, js
       yield* Console.log(loadable ? "  loadable" : "  NOT loadable")
     }
     yield* setExitCode(loadable ? ExitCode.ok : ExitCode.cannotLoad)
-  }).pipe(Effect.provide(oneShotEngine(Option.none())))
+  }).pipe(Effect.provide(inspectEngine))
 ).pipe(Command.withDescription("show a package's manifest, permissions, capabilities, imports and problems"))
 
 const call = Command.make(
