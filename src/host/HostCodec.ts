@@ -75,6 +75,12 @@ export const omitZero = (value: unknown): unknown => {
 export const encodeResponse = (value: unknown): Uint8Array =>
   encoder.encode(JSON.stringify(omitZero(value) ?? {}))
 
+/**
+ * Encodes a response exactly as given, for handlers whose responses hold maps (HTTP headers):
+ * `omitZero` would drop a header whose value is empty. Such handlers omit zero fields themselves.
+ */
+export const encodeResponseAsIs = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value ?? {}))
+
 export const encodeError = (message: string): Uint8Array => encoder.encode(JSON.stringify({ error: message }))
 
 /**
@@ -129,13 +135,14 @@ export const decodeRequest = <A, I>(schema: Schema.Schema<A, I>) => {
 export const hostFunction = <A, I, E extends { readonly message: string }>(
   name: string,
   schema: Schema.Schema<A, I>,
-  handler: (request: A, call: HostCallContext) => Effect.Effect<unknown, E>
+  handler: (request: A, call: HostCallContext) => Effect.Effect<unknown, E>,
+  encode: (response: unknown) => Uint8Array = encodeResponse
 ): HostFunctionHandler => {
   const decode = decodeRequest(schema)
   return (payload, call = noCall) =>
     decode(payload).pipe(
       Effect.flatMap((request) => handler(request, call)),
-      Effect.map(encodeResponse),
+      Effect.map(encode),
       Effect.catchAll((error) => Effect.succeed(encodeError(error.message))),
       Effect.catchAllDefect((defect) =>
         Effect.logError(`host function ${name} failed unexpectedly`, defect).pipe(

@@ -6,11 +6,10 @@
  * exactly, redirects re-checked hop by hop, bodies capped, every request under a deadline.
  */
 import * as Effect from "effect/Effect"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { lookup as dnsLookup } from "node:dns"
 import type { LookupFunction } from "node:net"
-import { Bytes, encodeError, type HostFunctionHandler, toBase64 } from "../HostCodec.js"
+import { Bytes, encodeResponseAsIs, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
 import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
 import * as HttpClient from "./HttpClient.js"
 import { parseAllowList } from "./HostPolicy.js"
@@ -61,72 +60,13 @@ const EnvRequest = Schema.Struct({
   body: Schema.optionalWith(Bytes, { nullable: true })
 })
 
-const decoder = new TextDecoder("utf-8", { fatal: true })
-const encoder = new TextEncoder()
-
-const camel = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
-
-/**
- * Adds camelCase spellings of snake_case keys, as the shared codec does, except inside `headers`:
- * header names are data (`x_api_key` must reach the server alone and unchanged).
- */
-const normaliseKeys = (value: unknown): unknown => {
-  if (Array.isArray(value)) return value.map(normaliseKeys)
-  if (value === null || typeof value !== "object") return value
-  const out: Record<string, unknown> = {}
-  const entries = Object.entries(value)
-  for (const [key, member] of entries) out[key] = key === "headers" ? member : normaliseKeys(member)
-  for (const [key, member] of entries) {
-    const alias = camel(key)
-    if (alias !== key && !(alias in out)) out[alias] = alias === "headers" ? member : normaliseKeys(member)
-  }
-  return out
-}
-
-const formatIssue = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
-    .map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
-    .join("; ")
-
-const badRequest = (message: string, cause?: unknown) =>
-  new HttpClient.HttpError({ reason: "BadRequest", message: `invalid request: ${message}`, cause })
-
-const decode =
-  <A, I>(schema: Schema.Schema<A, I>) =>
-  (payload: Uint8Array): Effect.Effect<A, HttpClient.HttpError> =>
-    Effect.gen(function* () {
-      const json = yield* Effect.try({
-        try: (): unknown => (payload.byteLength === 0 ? {} : JSON.parse(decoder.decode(payload))),
-        catch: (cause) =>
-          badRequest(`not UTF-8 JSON (${cause instanceof Error ? cause.message : String(cause)})`, cause)
-      })
-      return yield* Schema.decodeUnknown(schema)(normaliseKeys(json)).pipe(
-        Effect.mapError((error) => badRequest(formatIssue(error)))
-      )
-    })
-
-/**
- * A host function over the HTTP client: decode, run, encode; every failure in-band as `{"error"}`.
- * Not the shared `hostFunction`: its key normalisation would add aliases to header names, and its
- * omit-zero encoding would drop headers whose value is empty. Handlers omit zero fields themselves.
- */
-const httpFunction =
-  <A, I>(
-    name: string,
-    schema: Schema.Schema<A, I>,
-    handler: (request: A) => Effect.Effect<unknown, HttpClient.HttpError>
-  ): HostFunctionHandler =>
-  (payload) =>
-    decode(schema)(payload).pipe(
-      Effect.flatMap(handler),
-      Effect.map((response) => encoder.encode(JSON.stringify(response))),
-      Effect.catchAll((error) => Effect.succeed(encodeError(error.message))),
-      Effect.catchAllDefect((defect) =>
-        Effect.logError(`host function ${name} failed unexpectedly`, defect).pipe(
-          Effect.as(encodeError(`host function ${name} failed unexpectedly`))
-        )
-      )
-    )
+// Responses carry header maps, so they are encoded as given (see `encodeResponseAsIs`); the
+// handlers below omit their zero fields themselves.
+const httpFunction = <A, I>(
+  name: string,
+  schema: Schema.Schema<A, I>,
+  handler: (request: A) => Effect.Effect<unknown, HttpClient.HttpError>
+): HostFunctionHandler => hostFunction(name, schema, handler, encodeResponseAsIs)
 
 /** A response in wire form, zero fields omitted (Go's `omitempty`); the status is never zero. */
 const wireResponse = (response: HttpClient.IncomingResponse, statusKey: "status" | "statusCode") => ({

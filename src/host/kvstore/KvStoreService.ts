@@ -11,8 +11,8 @@ import { join } from "node:path"
 import { defaultKvstoreMaxSizeBytes } from "../../manifest/Manifest.js"
 import {
   Bytes,
-  decodeRequest,
   encodeError,
+  encodeResponseAsIs,
   type HostFunctionHandler,
   hostFunction,
   toBase64
@@ -50,30 +50,25 @@ const KeysRequest = Schema.Struct({
   keys: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [], nullable: true })
 })
 
-const encoder = new TextEncoder()
 const noPayload = new Uint8Array(0)
 
 /**
- * `kvstore_getmany` is encoded by hand: the codec's `omitZero` would also drop the empty values
- * inside the `values` map, while a present-but-empty entry must stay (`"k": ""`).
+ * `kvstore_getmany` is encoded as given: `omitZero` would also drop the empty values inside the
+ * `values` map, while a present-but-empty entry must stay (`"k": ""`).
  */
-const getManyFunction =
-  (store: KvStore.KvStore): HostFunctionHandler =>
-  (payload) =>
-    decodeRequest(KeysRequest)(payload).pipe(
-      Effect.flatMap(({ keys }) => store.getMany(keys)),
-      Effect.map((found) => {
+const getManyFunction = (store: KvStore.KvStore): HostFunctionHandler =>
+  hostFunction(
+    "kvstore_getmany",
+    KeysRequest,
+    ({ keys }) =>
+      Effect.map(store.getMany(keys), (found) =>
         // fromEntries defines own properties, so even a key named `__proto__` is kept.
-        const values = Object.fromEntries(Array.from(found, ([key, value]) => [key, toBase64(value)]))
-        return encoder.encode(JSON.stringify(found.size === 0 ? {} : { values }))
-      }),
-      Effect.catchAll((error: { readonly message: string }) => Effect.succeed(encodeError(error.message))),
-      Effect.catchAllDefect((defect) =>
-        Effect.logError("host function kvstore_getmany failed unexpectedly", defect).pipe(
-          Effect.as(encodeError("host function kvstore_getmany failed unexpectedly"))
-        )
-      )
-    )
+        found.size === 0
+          ? {}
+          : { values: Object.fromEntries(Array.from(found, ([key, value]) => [key, toBase64(value)])) }
+      ),
+    encodeResponseAsIs
+  )
 
 /** The host functions over one open store. */
 export const functions = (

@@ -176,21 +176,6 @@ export const checkTarget = (raw: string, hosts: HostPatterns): Effect.Effect<Tar
     return { url, host, mayReachPrivate }
   })
 
-/** The header names exactly as the plugin wrote them (the request codec adds camelCase aliases). */
-const rawHeaders = (payload: Uint8Array): Record<string, string> | undefined => {
-  try {
-    const json: unknown = JSON.parse(new TextDecoder().decode(payload))
-    if (typeof json !== "object" || json === null || !("headers" in json)) return undefined
-    const headers: unknown = json.headers
-    if (typeof headers !== "object" || headers === null || Array.isArray(headers)) return undefined
-    const out: Record<string, string> = {}
-    for (const [name, value] of Object.entries(headers)) if (typeof value === "string") out[name] = value
-    return out
-  } catch {
-    return undefined
-  }
-}
-
 /** Builds one plugin's WebSocket functions; connections live in the current scope (the plugin's). */
 export const make = (
   context: PluginContext,
@@ -508,10 +493,9 @@ export const make = (
 
     const closeHandler = hostFunction("websocket_closeconnection", Close, close)
     return {
-      websocket_connect: (payload, call) =>
-        hostFunction("websocket_connect", Connect, (request) =>
-          connect(request, rawHeaders(payload) ?? request.headers)
-        )(payload, call),
+      websocket_connect: hostFunction("websocket_connect", Connect, (request) =>
+        connect(request, request.headers)
+      ),
       websocket_sendtext: hostFunction("websocket_sendtext", SendText, (request) =>
         send(request.connectionId, request.message)
       ),
