@@ -277,35 +277,25 @@ const program = Effect.gen(function* () {
 
   // ── Baseline: the stock Extism JS SDK ────────────────────────────────────────────────────────
   const wasm = wasmOf(fixture("agent-full"))
-  const sdkWorker = yield* stage(
-    `sdk: ${poolSize} runInWorker plugins, noop call + reset`,
-    Effect.acquireUseRelease(
-      Effect.promise(() => createSdkPlugins(wasm, poolSize, true)),
-      (plugins) =>
-        Effect.promise(async () => {
-          const op = callAndReset("noop")
-          await sdkThroughput(plugins, op, IN_FLIGHT, WARMUP_MS)
-          return sdkThroughput(plugins, op, IN_FLIGHT, MEASURE_MS)
-        }),
-      (plugins) => Effect.promise(() => closeAll(plugins))
-    ),
-    (r) => `${formatNumber(r)} calls/s`
-  )
+  // The SDK in worker mode over `plugins` separate SDK plugins (each its own worker), call + reset.
+  const sdkWorkerStage = (plugins: number, name: string) =>
+    stage(
+      name,
+      Effect.acquireUseRelease(
+        Effect.promise(() => createSdkPlugins(wasm, plugins, true)),
+        (created) =>
+          Effect.promise(async () => {
+            const op = callAndReset("noop")
+            await sdkThroughput(created, op, IN_FLIGHT, WARMUP_MS)
+            return sdkThroughput(created, op, IN_FLIGHT, MEASURE_MS)
+          }),
+        (created) => Effect.promise(() => closeAll(created))
+      ),
+      (r) => `${formatNumber(r)} calls/s`
+    )
+  const sdkWorker = yield* sdkWorkerStage(poolSize, `sdk: ${poolSize} runInWorker plugins, noop call + reset`)
   // The issue's baseline: one bare SDK plugin in a worker, as a user of the SDK would create it.
-  const sdkWorkerSingle = yield* stage(
-    "sdk: 1 runInWorker plugin, noop call + reset",
-    Effect.acquireUseRelease(
-      Effect.promise(() => createSdkPlugins(wasm, 1, true)),
-      (plugins) =>
-        Effect.promise(async () => {
-          const op = callAndReset("noop")
-          await sdkThroughput(plugins, op, IN_FLIGHT, WARMUP_MS)
-          return sdkThroughput(plugins, op, IN_FLIGHT, MEASURE_MS)
-        }),
-      (plugins) => Effect.promise(() => closeAll(plugins))
-    ),
-    (r) => `${formatNumber(r)} calls/s`
-  )
+  const sdkWorkerSingle = yield* sdkWorkerStage(1, "sdk: 1 runInWorker plugin, noop call + reset")
   const sdkForeground = yield* stage(
     "sdk: one foreground plugin, sequential noop calls",
     Effect.acquireUseRelease(

@@ -143,8 +143,6 @@ export class PluginManager extends Context.Tag("ndp-engine/PluginManager")<
   }
 >() {}
 
-const sha256OfFile = (path: string): string => createHash("sha256").update(readFileSync(path)).digest("hex")
-
 const make = (options: ManagerOptions) =>
   Effect.gen(function* () {
     const registry = yield* Registry
@@ -585,5 +583,3 @@ export const idOfPath = (path: string): string | undefined => {
   if (!name.endsWith(".ndp")) return undefined
   return Option.getOrUndefined(Effect.runSync(Effect.option(pluginIdFromFileName(name))))
 }
-
-export { sha256OfFile }

@@ -4,20 +4,10 @@ import * as Scrobbler from "../../src/capabilities/Scrobbler.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
 import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
+import { sampleTrack } from "../support/tracks.js"
 import { captureLogs } from "../support/logs.js"
 
-const track: Scrobbler.TrackInfo = {
-  id: "mf-1",
-  title: "Jóga",
-  album: "Homogenic",
-  artist: "Björk",
-  albumArtist: "Björk",
-  artists: [{ name: "Björk" }],
-  albumArtists: [{ name: "Björk" }],
-  duration: 305,
-  trackNumber: 3,
-  discNumber: 1
-}
+const track = sampleTrack
 
 const load = (id: string, config: Record<string, string> = {}) =>
   Effect.flatMap(PluginLoader, (loader) => loader.loadFile(fixture(id), { config, users: "all" }))

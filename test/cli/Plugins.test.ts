@@ -1,14 +1,12 @@
 /** `ndp plugins …` as a user runs it: real processes on temporary folders, exit codes and JSON. */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { execFile } from "node:child_process"
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { ndp } from "../support/cli.js"
 import { fixture } from "../support/fixtures.js"
 import { repackage } from "../support/repackage.js"
 
-const root = fileURLToPath(new URL("../../", import.meta.url))
 const temps: Array<string> = []
 afterAll(() => temps.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
 
@@ -26,17 +24,6 @@ const folders = (plugins: ReadonlyArray<string>) => {
     args: ["--folder", folder, "--data-dir", join(dir, "data")]
   }
 }
-
-const ndp = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      ["bin/ndp.js", ...args],
-      { cwd: root, encoding: "utf8", timeout: 60_000, env: { ...process.env, ...env } },
-      (error, stdout, stderr) =>
-        resolve({ code: error === null ? 0 : (error.code as number), stdout, stderr })
-    )
-  })
 
 interface Entry {
   id: string

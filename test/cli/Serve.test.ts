@@ -1,30 +1,18 @@
 /** `ndp serve` as a real long-running process, driven by `ndp plugins` from another process. */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { ndp, repositoryRoot as root } from "../support/cli.js"
 import { fixture } from "../support/fixtures.js"
 
-const root = fileURLToPath(new URL("../../", import.meta.url))
 const temps: Array<string> = []
 const children: Array<ChildProcess> = []
 afterAll(() => {
   for (const child of children) if (child.exitCode === null) child.kill("SIGKILL")
   for (const dir of temps) rmSync(dir, { recursive: true, force: true })
 })
-
-const ndp = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      ["bin/ndp.js", ...args],
-      { cwd: root, encoding: "utf8", timeout: 60_000, env: { ...process.env, ...env } },
-      (error, stdout, stderr) =>
-        resolve({ code: error === null ? 0 : (error.code as number), stdout, stderr })
-    )
-  })
 
 /** `ndp serve` as a child process whose output is collected as it comes. */
 const startServe = (args: ReadonlyArray<string>) => {

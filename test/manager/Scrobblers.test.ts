@@ -4,26 +4,15 @@ import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import { rmSync } from "node:fs"
 import { join } from "node:path"
-import type * as Scrobbler from "../../src/capabilities/Scrobbler.js"
 import type { AccessList } from "../../src/host/HostFunctions.js"
 import { type ManagerOptions, PluginManager } from "../../src/manager/PluginManager.js"
 import * as Scrobblers from "../../src/manager/Scrobblers.js"
+import { sampleTrack } from "../support/tracks.js"
 import { type CapturedLog, captureLogs } from "../support/logs.js"
 import { makeFolders, managerLayer, type TestFolders } from "../support/manager.js"
 import { eventually } from "../support/wait.js"
 
-const track: Scrobbler.TrackInfo = {
-  id: "mf-1",
-  title: "Jóga",
-  album: "Homogenic",
-  artist: "Björk",
-  albumArtist: "Björk",
-  artists: [{ name: "Björk" }],
-  albumArtists: [{ name: "Björk" }],
-  duration: 305,
-  trackNumber: 3,
-  discNumber: 1
-}
+const track = sampleTrack
 
 const withScrobblers = <A, E>(
   folders: TestFolders,

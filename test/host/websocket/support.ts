@@ -114,19 +114,7 @@ export const timedLogs = () => {
   }
 }
 
-/** Sleeps for real time. */
-export const realSleep = (ms: number) =>
-  Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
-
-/** Polls `check` every millisecond until it holds; dies naming `what` after `timeoutMs`. */
-export const eventually = (what: string, check: () => boolean, timeoutMs = 5_000) =>
-  Effect.gen(function* () {
-    const deadline = Date.now() + timeoutMs
-    while (!check()) {
-      if (Date.now() > deadline) return yield* Effect.dieMessage(`timed out waiting for ${what}`)
-      yield* realSleep(1)
-    }
-  })
+export { eventually, realSleep } from "../../support/wait.js"
 
 /** The number of TCP sockets the process holds open (client and server ends). */
 export const openTcpSockets = (): number =>
