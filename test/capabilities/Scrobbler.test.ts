@@ -86,4 +86,17 @@ layer(testEngine({ runtime: { poolSize: 2 } }), { excludeTestServices: true })("
       expect(error).toMatchObject({ kind: "unrecoverable", callError: "PluginTrapError" })
     })
   )
+
+  it.effect("the draft's JSON error output is also read with a camelCase errorType", () =>
+    Effect.gen(function* () {
+      const scrobbler = Scrobbler.fromPlugin({
+        id: "camel",
+        exports: new Set(["nd_scrobbler_scrobble"]),
+        allowsUser: () => true,
+        call: () => Effect.succeed(new TextEncoder().encode('{"error":"busy","errorType":"retry_later"}'))
+      })
+      const error = yield* Effect.flip(scrobbler.scrobble({ username: "alice", track, timestamp: 1 }))
+      expect(error).toMatchObject({ kind: "retry_later", message: "busy" })
+    })
+  )
 })

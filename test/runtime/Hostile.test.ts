@@ -251,5 +251,39 @@ layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excl
         yield* Fiber.join(busy)
       })
     )
+
+    it.scoped("an error set with return code 0 is ignored, as Extism's Go SDK does; with 1 it fails", () =>
+      Effect.gen(function* () {
+        const loader = yield* PluginLoader
+        const plugin = yield* loader.loadFile(fixture("error-rc0"))
+        const agent = MetadataAgent.fromPlugin(plugin)
+        expect(yield* agent.getArtistBiography(artist)).toEqual(Option.some("kept"))
+        const failed = yield* Effect.flip(plugin.call("fail_with_error"))
+        expect(failed).toMatchObject({ _tag: "PluginFailedError", message: "stale error" })
+      })
+    )
+
+    it.scoped(
+      "after a timeout a plugin is held to one worker: a second concurrent call waits in the queue",
+      () =>
+        Effect.gen(function* () {
+          const loader = yield* PluginLoader
+          const scope = yield* Scope.make()
+          const looping = yield* loader
+            .loadFile(fixture("loop-export"), { timeoutMs: 300 })
+            .pipe(Scope.extend(scope))
+          yield* Effect.either(looping.call("nd_get_artist_biography", bio))
+          // Without the penalty both calls would run on two workers and both time out.
+          const calls = yield* Effect.forkAll(
+            [1, 2].map(() => Effect.either(looping.call("nd_get_artist_biography", bio))),
+            { discard: false }
+          )
+          yield* Effect.sleep("50 millis")
+          yield* Scope.close(scope, Exit.void)
+          const results = yield* Fiber.join(calls)
+          const tags = results.map((r) => (r._tag === "Left" ? r.left._tag : "Right")).sort()
+          expect(tags).toEqual(["PluginTimeoutError", "PluginUnavailableError"])
+        })
+    )
   }
 )
