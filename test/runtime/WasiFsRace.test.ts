@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import { unzipSync } from "fflate"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { layer as runtimeLayer, WasmRuntime } from "../../src/runtime/WasmRuntime.js"
@@ -177,6 +177,8 @@ layer(runtimeLayer({ poolSize: 2, defaultTimeoutMs: 60_000 }))(
 
           const totals = Object.fromEntries(COUNTERS.map((name) => [name, 0])) as Counts
           const { child, output } = yield* swapper
+          const hostFds = () => readdirSync("/proc/self/fd").length
+          const idle = hostFds()
           // Long enough that both states of the folder were seen: listings succeed while it is the
           // folder, opens fail while it is the outside symlink. A busy machine just sees fewer rounds.
           const started = Date.now()
@@ -204,6 +206,8 @@ layer(runtimeLayer({ poolSize: 2, defaultTimeoutMs: 60_000 }))(
           expect(totals.listings, JSON.stringify(totals)).toBeGreaterThan(0)
           expect(totals.reads, JSON.stringify(totals)).toBeGreaterThan(0)
           expect(totals.errors, JSON.stringify(totals)).toBeGreaterThan(0)
+          // Thousands of walks, failed ones included, left no host descriptor open.
+          expect(hostFds()).toBeLessThan(idle + 10)
           // After the race the folder reads as before.
           expect(yield* readNotes).toBe(notes)
         })
