@@ -360,7 +360,7 @@ export class WasiFs {
         : whence === 1
           ? BigInt(entry.position)
           : whence === 2
-            ? this.withFile(entry, (hostFd) => fstatSync(hostFd, { bigint: true })).size
+            ? this.atFile(entry, (_, stats) => stats).size
             : undefined
     if (base === undefined) return Errno.inval
     const position = toOffset(base + BigInt.asIntN(64, delta))
@@ -409,7 +409,7 @@ export class WasiFs {
     this.memory.bytes(out, 64)
     const stats =
       entry.kind === "file"
-        ? this.withFile(entry, (hostFd) => fstatSync(hostFd, { bigint: true }))
+        ? this.atFile(entry, (_, stats) => stats)
         : this.walk(entry.mount, entry.segments, true, ({ stats }) => stats)
     this.writeFilestat(out, stats)
     return Errno.success
@@ -672,20 +672,17 @@ export class WasiFs {
   }
 
   /**
-   * Runs `use` on a host descriptor of the file, opened for this WASI call only (a worker stopped on
-   * a timeout runs no cleanup, so a descriptor held across calls would leak from the process). The
-   * file is walked to again from the mount root and must still be the very file checked at open:
-   * same device, inode and birth time.
+   * Walks again to where the guest's file was found at open, without following a symlink at the
+   * end: it must still be the very file checked then (device, inode, birth time), else ESTALE.
    */
-  private withFile<A>(entry: FileEntry, use: (hostFd: number) => A): A {
-    let hostFd: number
+  private atFile<A>(entry: FileEntry, use: (pathFd: number, stats: BigIntStats) => A): A {
     try {
-      hostFd = this.walk(entry.mount, entry.resolved, false, ({ fd, stats }) => {
+      return this.walk(entry.mount, entry.resolved, false, ({ fd, stats }) => {
         if (!stats.isFile() || !sameFile(stats, entry.identity)) throw new WasiError(Errno.stale)
-        return openSync(PROC_FD + fd, READ_FLAGS)
+        return use(fd, stats)
       })
     } catch (error) {
-      // Removed, or its path now leads elsewhere, since the guest opened it.
+      // Removed, or its way there now leads elsewhere, since the guest opened it.
       const code = error instanceof WasiError ? error.errno : codeOf(error)
       if (
         code === "ENOENT" ||
@@ -699,6 +696,14 @@ export class WasiFs {
       }
       throw error
     }
+  }
+
+  /**
+   * Runs `use` on a host descriptor of the file, opened for this WASI call only: a worker stopped on
+   * a timeout runs no cleanup, so a descriptor held across calls would leak from the process.
+   */
+  private withFile<A>(entry: FileEntry, use: (hostFd: number) => A): A {
+    const hostFd = this.atFile(entry, (pathFd) => openSync(PROC_FD + pathFd, READ_FLAGS))
     try {
       return use(hostFd)
     } finally {
