@@ -792,7 +792,9 @@ describe("WASI filesystem without Linux /proc", () => {
     })
     const guest = new GuestMemory(() => memory)
     const { nosys, success, inval } = Errno
-    expect(calls(new WasiFs(libraryMount(), guest, false))).toEqual({
+    const closed = new WasiFs(libraryMount(), guest, false)
+    expect(closed.unavailable).toMatch(/needs Linux with \/proc.*Run the engine on Linux/)
+    expect(calls(closed)).toEqual({
       prestat: success,
       open: nosys,
       stat: nosys,
@@ -801,7 +803,9 @@ describe("WASI filesystem without Linux /proc", () => {
       readlink: nosys
     })
     // The same calls on this Linux host, where the jail is available.
-    expect(calls(new WasiFs(libraryMount(), guest))).toEqual({
+    const open = new WasiFs(libraryMount(), guest)
+    expect(open.unavailable).toBeUndefined()
+    expect(calls(open)).toEqual({
       prestat: success,
       open: success,
       stat: success,

@@ -239,6 +239,15 @@ export class WasiFs {
     )
   }
 
+  /** Why this instance's mounts cannot be read, if they cannot: for the host's log, once. */
+  get unavailable(): string | undefined {
+    if (this.jail || this.mounts.length === 0) return undefined
+    return (
+      "library files are unavailable to this plugin: the filesystem jail needs Linux with /proc " +
+      "mounted, so its file calls answer ENOSYS. Run the engine on Linux, or allow it no library filesystem."
+    )
+  }
+
   /** Whether `fd` is one of this filesystem's descriptors. */
   has(fd: number): boolean {
     return this.table.has(fd)
