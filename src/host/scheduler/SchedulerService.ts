@@ -79,10 +79,11 @@ const Recurring = Schema.Struct({
 })
 const Cancel = Schema.Struct({ scheduleId: Schema.String })
 
-/** "5 years" for the default horizon, otherwise a readable duration. */
+/** "5 years" for the default horizon, "2 days" for two days, otherwise Effect's format ("36h"). */
 const describeHorizon = (horizon: Duration.Duration): string => {
   const days = Duration.toDays(horizon)
-  return days >= 365 ? `${Math.floor(days / 365)} years` : Duration.format(horizon)
+  if (days >= 365) return `${Math.floor(days / 365)} years`
+  return Number.isInteger(days) ? `${days} day${days === 1 ? "" : "s"}` : Duration.format(horizon)
 }
 
 const makeWith = (options: SchedulerOptions) => (context: PluginContext) =>
