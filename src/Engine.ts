@@ -40,9 +40,7 @@ export const layerWithServer = (
 ): Layer.Layer<EngineServices, never, HostServices.ServerServices> =>
   PluginLoader.layer.pipe(
     Layer.provideMerge(WasmRuntime.layer(options.runtime)),
-    Layer.provideMerge(
-      HostServices.layer({ ...options, dataFolder: dataFolderOf(options) })
-    ),
+    Layer.provideMerge(HostServices.layer({ ...options, dataFolder: dataFolderOf(options) })),
     Layer.provide(NodeFileSystem.layer)
   )
 

@@ -266,13 +266,14 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
           yield* sweepAt(now)
           quota = yield* quotaAt(key, now)
         }
-        const live = quota.entries - quota.expiredEntries
-        if (isNew(quota) && live >= maxKeys) return Option.some<Refusal>({ _tag: "Keys", live })
+        const liveKeys = quota.entries - quota.expiredEntries
+        if (isNew(quota) && liveKeys >= maxKeys) return Option.some<Refusal>({ _tag: "Keys", live: liveKeys })
         const used = quota.stored - quota.expired
         const old = quota.current ?? 0
         const after = used - old + size
         // An overwrite that does not grow its entry always goes through, even over a lowered limit.
-        if (after > maxSizeBytes && size > old) return Option.some<Refusal>({ _tag: "Bytes", used, after, size })
+        if (after > maxSizeBytes && size > old)
+          return Option.some<Refusal>({ _tag: "Bytes", used, after, size })
         yield* sql`INSERT INTO kv (key, value, expires_at) VALUES (${key}, ${value}, ${expiresAt})
           ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`
         return Option.none<Refusal>()
@@ -407,9 +408,7 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
       const rows = yield* sql<{ readonly used: number }>`SELECT
         (SELECT bytes FROM kv_usage WHERE id = 1)
           - (SELECT total(length(CAST(key AS BLOB)) + length(value)) FROM kv WHERE expires_at <= ${now})
-          AS used`.pipe(
-        Effect.mapError(storageError)
-      )
+          AS used`.pipe(Effect.mapError(storageError))
       return rows[0]?.used ?? 0
     }).pipe(Effect.withSpan("KvStore.storageUsed"))
 
@@ -417,7 +416,11 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
     yield* Effect.gen(function* () {
       yield* sweepAt(yield* Clock.currentTimeMillis)
       yield* recount
-    }).pipe(sql.withTransaction, Effect.provideService(SqlClient.SqlClient, sql), Effect.mapError(storageError))
+    }).pipe(
+      sql.withTransaction,
+      Effect.provideService(SqlClient.SqlClient, sql),
+      Effect.mapError(storageError)
+    )
 
     yield* sweep.pipe(
       Effect.tap((count) =>

@@ -90,7 +90,9 @@ export const parseRecurrence = (
     const duration = text.slice("@every".length).trim()
     const ms = parseGoDuration(duration)
     if (ms === undefined) {
-      return invalid(`invalid @every interval "${duration}": use a Go duration such as "@every 90s" or "@every 1h30m"`)
+      return invalid(
+        `invalid @every interval "${duration}": use a Go duration such as "@every 90s" or "@every 1h30m"`
+      )
     }
     if (!(ms >= minIntervalMs)) {
       return Either.left({
@@ -109,16 +111,14 @@ export const parseRecurrence = (
     return invalid(`cron expression "${text}" must have 5 fields (minute hour day month weekday)`)
   }
   return Cron.parse(fields, zone).pipe(
-    Either.map(
-      (cron): Recurrence => ({
-        _tag: "Cron",
-        cron,
-        bothDays:
-          (startsWithWildcard(parts[2]!) || startsWithWildcard(parts[4]!)) &&
-          cron.days.size !== 0 &&
-          cron.weekdays.size !== 0
-      })
-    ),
+    Either.map((cron): Recurrence => ({
+      _tag: "Cron",
+      cron,
+      bothDays:
+        (startsWithWildcard(parts[2]!) || startsWithWildcard(parts[4]!)) &&
+        cron.days.size !== 0 &&
+        cron.weekdays.size !== 0
+    })),
     Either.mapLeft((error): RecurrenceProblem => ({
       reason: "InvalidSchedule",
       message: `invalid cron expression "${expression}": ${error.message}`
@@ -164,7 +164,11 @@ const wallToEpoch = (cron: Cron.Cron, wallAsUtc: number, reference: number): num
     onSome: (zone) =>
       // "later": of a wall time that occurs twice, the second; of one skipped, the time after the gap.
       DateTime.toEpochMillis(
-        DateTime.unsafeMakeZoned(wallAsUtc, { timeZone: zone, adjustForTimeZone: true, disambiguation: "later" })
+        DateTime.unsafeMakeZoned(wallAsUtc, {
+          timeZone: zone,
+          adjustForTimeZone: true,
+          disambiguation: "later"
+        })
       )
   })
 

@@ -165,7 +165,13 @@ const makeWith = (options: SchedulerOptions) => (context: PluginContext) =>
         })
       )
 
-    const recurringLoop = (id: string, expression: string, recurrence: Recurrence, payload: string, first: number) =>
+    const recurringLoop = (
+      id: string,
+      expression: string,
+      recurrence: Recurrence,
+      payload: string,
+      first: number
+    ) =>
       Effect.gen(function* () {
         let next = first
         for (;;) {
@@ -229,7 +235,10 @@ const makeWith = (options: SchedulerOptions) => (context: PluginContext) =>
       scheduler_cancelschedule: hostFunction("scheduler_cancelschedule", Cancel, ({ scheduleId }) =>
         Effect.gen(function* () {
           if (!(yield* FiberMap.has(schedules, scheduleId))) {
-            return yield* new SchedulerError({ reason: "NotFound", message: `schedule ${scheduleId} not found` })
+            return yield* new SchedulerError({
+              reason: "NotFound",
+              message: `schedule ${scheduleId} not found`
+            })
           }
           // Safe from inside the schedule's own callback: that fiber is only awaiting the pool, and
           // interrupting it leaves the running callback to finish on its worker.

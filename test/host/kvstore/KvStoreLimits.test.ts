@@ -177,30 +177,35 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore limits (defaults)", (it
   )
 })
 
-layer(testEngine({ runtime: { poolSize: 2 }, kvstore: { maxKeys: 20 } }))("KvStore limits (configured)", (it) => {
-  it.scoped("the key count is capped; overwrites, deletes and expiry free room exactly", () =>
-    Effect.gen(function* () {
-      const { file, hog, plugin } = yield* loadHog
-      const neighbour = yield* loadNeighbour
-      const result = yield* hog({ count: 100, keyLength: 4, prefix: "k" })
-      expect(result).toMatchObject({ stored: 20, refused: 80 })
-      expect(result.firstError).toBe(
-        'key limit reached: the store holds 20 keys, the most allowed, so key "k20x" cannot be added: ' +
-          "delete keys you no longer need or reuse existing ones"
-      )
-      expect(yield* rawRowCount(file)).toBe(20)
-      // Overwriting a key adds none.
-      expect(yield* kv(plugin, "set", { key: "k0xx", value: b64("v") })).toEqual({})
-      // Deleted and expired keys leave room; the expired ones are swept by the write that needs it.
-      for (let i = 0; i < 5; i++) expect(yield* kv(plugin, "delete", { key: pad(`k${i}`, 4) })).toEqual({})
-      expect(yield* hog({ count: 5, keyLength: 4, prefix: "t", ttlSeconds: 1 })).toMatchObject({ stored: 5 })
-      expect(yield* hog({ count: 1, keyLength: 4, prefix: "z" })).toMatchObject({ stored: 0, refused: 1 })
-      yield* TestClock.adjust("1 second")
-      expect(yield* hog({ count: 6, keyLength: 4, prefix: "z" })).toMatchObject({ stored: 5, refused: 1 })
-      expect(yield* rawRowCount(file)).toBe(20)
-      expect(yield* used(plugin)).toBe(yield* rawUsedBytes(file))
-      // The neighbour has a store and a key budget of its own.
-      yield* Effect.forEach([1, 2, 3], neighbour.served)
-    })
-  )
-})
+layer(testEngine({ runtime: { poolSize: 2 }, kvstore: { maxKeys: 20 } }))(
+  "KvStore limits (configured)",
+  (it) => {
+    it.scoped("the key count is capped; overwrites, deletes and expiry free room exactly", () =>
+      Effect.gen(function* () {
+        const { file, hog, plugin } = yield* loadHog
+        const neighbour = yield* loadNeighbour
+        const result = yield* hog({ count: 100, keyLength: 4, prefix: "k" })
+        expect(result).toMatchObject({ stored: 20, refused: 80 })
+        expect(result.firstError).toBe(
+          'key limit reached: the store holds 20 keys, the most allowed, so key "k20x" cannot be added: ' +
+            "delete keys you no longer need or reuse existing ones"
+        )
+        expect(yield* rawRowCount(file)).toBe(20)
+        // Overwriting a key adds none.
+        expect(yield* kv(plugin, "set", { key: "k0xx", value: b64("v") })).toEqual({})
+        // Deleted and expired keys leave room; the expired ones are swept by the write that needs it.
+        for (let i = 0; i < 5; i++) expect(yield* kv(plugin, "delete", { key: pad(`k${i}`, 4) })).toEqual({})
+        expect(yield* hog({ count: 5, keyLength: 4, prefix: "t", ttlSeconds: 1 })).toMatchObject({
+          stored: 5
+        })
+        expect(yield* hog({ count: 1, keyLength: 4, prefix: "z" })).toMatchObject({ stored: 0, refused: 1 })
+        yield* TestClock.adjust("1 second")
+        expect(yield* hog({ count: 6, keyLength: 4, prefix: "z" })).toMatchObject({ stored: 5, refused: 1 })
+        expect(yield* rawRowCount(file)).toBe(20)
+        expect(yield* used(plugin)).toBe(yield* rawUsedBytes(file))
+        // The neighbour has a store and a key budget of its own.
+        yield* Effect.forEach([1, 2, 3], neighbour.served)
+      })
+    )
+  }
+)

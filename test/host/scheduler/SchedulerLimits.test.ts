@@ -56,10 +56,16 @@ const neighbours = Effect.gen(function* () {
   const healthyStillServed = (id: string) =>
     Effect.gen(function* () {
       expect(
-        yield* healthy.call("call_scheduler_scheduleonetime", { delaySeconds: 5, payload: "ok", scheduleId: id })
+        yield* healthy.call("call_scheduler_scheduleonetime", {
+          delaySeconds: 5,
+          payload: "ok",
+          scheduleId: id
+        })
       ).toEqual({ newScheduleId: id })
       yield* TestClock.adjust("5 seconds")
-      yield* eventually(`the healthy callback ${id}`, () => healthyCallbacks().includes(`callback ${id} ok once`))
+      yield* eventually(`the healthy callback ${id}`, () =>
+        healthyCallbacks().includes(`callback ${id} ok once`)
+      )
     })
   return { logs, abuser, healthy, flood, healthyStillServed }
 })
@@ -87,7 +93,11 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("Scheduler limits (defaults)", (
           'schedule "CRON_TZ=America/New_York 0 0 31 2 *" does not fire within the next 5 years ' +
             "(a day that does not exist in its month, such as February 30?): fix the expression"
         )
-        for (const expression of ["0 0 30 2 *", "TZ=Europe/Berlin 0 0 31 4 *", "CRON_TZ=UTC 0 0 31 2,4,6,9,11 *"]) {
+        for (const expression of [
+          "0 0 30 2 *",
+          "TZ=Europe/Berlin 0 0 31 4 *",
+          "CRON_TZ=UTC 0 0 31 2,4,6,9,11 *"
+        ]) {
           const answer = yield* abuser.call("call_scheduler_schedulerecurring", {
             cronExpression: expression,
             scheduleId: "never"
@@ -96,7 +106,10 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("Scheduler limits (defaults)", (
           expect(String(answer.error), expression).toContain("does not fire within the next 5 years")
         }
         // Too far ahead for a one-time schedule too.
-        const far = yield* abuser.call("call_scheduler_scheduleonetime", { delaySeconds: 1e10, scheduleId: "far" })
+        const far = yield* abuser.call("call_scheduler_scheduleonetime", {
+          delaySeconds: 1e10,
+          scheduleId: "far"
+        })
         expect(far).toEqual({
           error:
             "delaySeconds 10000000000 is more than 5 years ahead: schedule a nearer time and schedule again from its callback"
@@ -106,7 +119,9 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("Scheduler limits (defaults)", (
           "schedule never not found"
         )
         for (const expression of ["0 0 29 2 *", "CRON_TZ=Asia/Tokyo 0 0 31 12 *", "0 0 13 * 5"]) {
-          const answer = yield* abuser.call("call_scheduler_schedulerecurring", { cronExpression: expression })
+          const answer = yield* abuser.call("call_scheduler_schedulerecurring", {
+            cronExpression: expression
+          })
           expect(answer.newScheduleId, expression).toMatch(/^[0-9A-Za-z]{22}$/)
         }
         yield* healthyStillServed("after-never")
@@ -161,7 +176,9 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("Scheduler limits (defaults)", (
         delaySeconds: 1,
         scheduleId: "i".repeat(257)
       })
-      expect(longId).toEqual({ error: "scheduleId is 257 bytes long; the limit is 256 bytes: use a shorter ID" })
+      expect(longId).toEqual({
+        error: "scheduleId is 257 bytes long; the limit is 256 bytes: use a shorter ID"
+      })
       const bigPayload = yield* abuser.call("call_scheduler_schedulerecurring", {
         cronExpression: "@hourly",
         payload: "p".repeat(64 * 1024 + 1)
@@ -179,7 +196,9 @@ layer(testEngine({ runtime: { poolSize: 2 }, scheduler: { maxSchedules: 3, minIn
     it.scoped("the cap and the minimum interval come from the engine options", () =>
       Effect.gen(function* () {
         const { abuser, flood, healthyStillServed } = yield* neighbours
-        const tooShort = yield* abuser.call("call_scheduler_schedulerecurring", { cronExpression: "@every 59s" })
+        const tooShort = yield* abuser.call("call_scheduler_schedulerecurring", {
+          cronExpression: "@every 59s"
+        })
         expect(tooShort.error).toBe(
           '@every interval "59s" is shorter than the minimum of 60s: use a longer interval, e.g. "@every 60s"'
         )
@@ -211,11 +230,14 @@ layer(testEngine({ runtime: { poolSize: 2 }, scheduler: { horizon: "2 days" } })
           logs.lines.some(
             (l) =>
               l.level === "WARN" &&
-              l.message === 'schedule yearly ended: "CRON_TZ=UTC 0 12 1 1 *" does not fire again within 2 days'
+              l.message ===
+                'schedule yearly ended: "CRON_TZ=UTC 0 12 1 1 *" does not fire again within 2 days'
           )
         )
         expect(
-          logs.lines.some((l) => l.annotations.plugin === "scheduler-abuser" && l.message === "callback yearly abuse")
+          logs.lines.some(
+            (l) => l.annotations.plugin === "scheduler-abuser" && l.message === "callback yearly abuse"
+          )
         ).toBe(true)
         expect(yield* abuser.call("call_scheduler_cancelschedule", { scheduleId: "yearly" })).toEqual({
           error: "schedule yearly not found"
@@ -236,7 +258,9 @@ describe("bounded next-run search", () => {
       FastCheck.tuple(FastCheck.integer({ min, max }), FastCheck.integer({ min, max })).map(
         ([a, b]) => `${Math.min(a, b)}-${Math.max(a, b)}`
       ),
-      FastCheck.tuple(FastCheck.integer({ min, max }), FastCheck.integer({ min, max })).map(([a, b]) => `${a},${b}`)
+      FastCheck.tuple(FastCheck.integer({ min, max }), FastCheck.integer({ min, max })).map(
+        ([a, b]) => `${a},${b}`
+      )
     )
 
   it.prop(
@@ -247,7 +271,13 @@ describe("bounded next-run search", () => {
       field(1, 31),
       field(1, 12),
       field(0, 6),
-      FastCheck.constantFrom("", "CRON_TZ=UTC ", "CRON_TZ=America/New_York ", "TZ=Europe/Berlin ", "CRON_TZ=Australia/Lord_Howe "),
+      FastCheck.constantFrom(
+        "",
+        "CRON_TZ=UTC ",
+        "CRON_TZ=America/New_York ",
+        "TZ=Europe/Berlin ",
+        "CRON_TZ=Australia/Lord_Howe "
+      ),
       FastCheck.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2035, 0, 1) })
     ],
     ([minute, hour, day, month, weekday, zone, after]) => {
@@ -268,7 +298,12 @@ describe("bounded next-run search", () => {
 
   it("refuses expressions that never fire, and @every beyond the horizon", () => {
     const now = Date.UTC(2026, 5, 1)
-    for (const expression of ["CRON_TZ=America/New_York 0 0 31 2 *", "0 0 30 2 *", "0 0 31 11 *", "@every 50000h"]) {
+    for (const expression of [
+      "CRON_TZ=America/New_York 0 0 31 2 *",
+      "0 0 30 2 *",
+      "0 0 31 11 *",
+      "@every 50000h"
+    ]) {
       const parsed = parseRecurrence(expression)
       if (Either.isLeft(parsed)) throw new Error(parsed.left.message)
       expect(nextRun(parsed.right, now, now, horizon), expression).toEqual(Option.none())
