@@ -87,6 +87,7 @@ describe("KvStore durability", () => {
           expect(integrity).toEqual([{ integrity_check: "ok" }])
         })
       ),
-    30_000
+    // 1,500 fsynced writes plus a second engine: generous, for a busy machine.
+    90_000
   )
 })
