@@ -196,9 +196,10 @@ export const nextCronRun = (
     for (let midnight = Date.UTC(year, month - 1, day); midnight <= limit + DAY_MS; midnight += DAY_MS) {
       if (dayMatches(cron, bothDays, month, day, weekday)) {
         // Skip a matching day whose last run is already past, or `Cron.next` would walk to the next one.
-        const lastRun = wallToEpoch(cron, midnight + lastHour * HOUR_MS + lastMinute * 60_000, after)
+        const from = Math.max(after, midnight - 2 * DAY_MS)
+        const lastRun = wallToEpoch(cron, midnight + lastHour * HOUR_MS + lastMinute * 60_000, from)
         if (lastRun > after) {
-          const next = Cron.next(cron, Math.max(after, midnight - 2 * DAY_MS)).getTime()
+          const next = Cron.next(cron, from).getTime()
           return next > after && next <= limit ? Option.some(next) : Option.none()
         }
       }
