@@ -148,7 +148,7 @@ const makeWith = (options: SchedulerOptions) => (context: PluginContext) =>
               reason: "TooManySchedules",
               message:
                 `plugin ${context.pluginId} already has ${live} live schedules, the most allowed: ` +
-                `cancel the ones it no longer needs (scheduler_cancelschedule) or reuse their IDs`
+                `cancel the ones it no longer needs (scheduler_cancelschedule) before creating more`
             })
           }
           let id = requested

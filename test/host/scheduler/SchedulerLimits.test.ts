@@ -138,7 +138,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("Scheduler limits (defaults)", (
         expect(first).toMatchObject({ accepted: 200, refused: 4800, both: 0, neither: 0 })
         expect(first.lastError).toBe(
           "plugin scheduler-abuser already has 200 live schedules, the most allowed: cancel the ones it " +
-            "no longer needs (scheduler_cancelschedule) or reuse their IDs"
+            "no longer needs (scheduler_cancelschedule) before creating more"
         )
         // One-time schedules count too.
         const once = yield* flood({ count: 10, delaySeconds: 60 })
