@@ -13,6 +13,7 @@ import type * as CacheService from "./host/cache/CacheService.js"
 import type * as HostFunctions from "./host/HostFunctions.js"
 import * as HostServices from "./host/HostServices.js"
 import type * as HttpService from "./host/http/HttpService.js"
+import type * as WebSocketService from "./host/websocket/WebSocketService.js"
 import * as PluginLoader from "./loader/PluginLoader.js"
 import * as WasmRuntime from "./runtime/WasmRuntime.js"
 
@@ -23,6 +24,7 @@ export interface EngineOptions {
   readonly dataFolder?: string | undefined
   readonly cache?: Partial<CacheService.CacheOptions> | undefined
   readonly http?: Partial<HttpService.HttpOptions> | undefined
+  readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
   /** Base URL of artwork links when the embedded artwork settings are used. */
   readonly artworkBaseUrl?: string | undefined
 }
@@ -39,7 +41,12 @@ export const layerWithServer = (
   PluginLoader.layer.pipe(
     Layer.provideMerge(WasmRuntime.layer(options.runtime)),
     Layer.provideMerge(
-      HostServices.layer({ dataFolder: dataFolderOf(options), cache: options.cache, http: options.http })
+      HostServices.layer({
+        dataFolder: dataFolderOf(options),
+        cache: options.cache,
+        http: options.http,
+        websocket: options.websocket
+      })
     ),
     Layer.provide(NodeFileSystem.layer)
   )

@@ -27,6 +27,7 @@ export interface HostOptions {
   readonly dataFolder: string
   readonly cache?: Partial<CacheService.CacheOptions> | undefined
   readonly http?: Partial<HttpService.HttpOptions> | undefined
+  readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
 }
 
 /** What the embedding server supplies (or `Engine.layer` with its embedded defaults). */
@@ -47,7 +48,7 @@ export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, S
         ArtworkService.provider(artwork),
         UsersService.provider(directory),
         SchedulerService.provider,
-        WebSocketService.provider,
+        WebSocketService.makeProvider({ ...WebSocketService.defaultWebSocketOptions, ...options.websocket }),
         LibraryService.provider(catalog),
         SubsonicService.provider(router, directory)
       ])
