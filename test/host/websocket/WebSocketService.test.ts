@@ -7,6 +7,7 @@ import type { LookupFunction } from "node:net"
 import * as net from "node:net"
 import { noCall } from "../../../src/host/HostCodec.js"
 import type { PluginContext } from "../../../src/host/HostFunctions.js"
+import { decodeGrants } from "../../../src/host/network/NetworkPolicy.js"
 import {
   defaultWebSocketOptions,
   make,
@@ -27,8 +28,15 @@ const fakeLookup: LookupFunction = (hostname, options, callback) => {
   else callback(null, "127.0.0.1", 4)
 }
 
-/** A plugin context whose callbacks are recorded; exports in `missing` are "not implemented". */
-const fakePlugin = (requiredHosts: ReadonlyArray<string>, missing: ReadonlyArray<string> = []) => {
+/**
+ * A plugin context whose callbacks are recorded; exports in `missing` are "not implemented";
+ * `allowedNetworks` as the operator would grant them (default: loopback, where the test servers are).
+ */
+const fakePlugin = (
+  requiredHosts: ReadonlyArray<string>,
+  missing: ReadonlyArray<string> = [],
+  allowedNetworks: ReadonlyArray<string> = ["127.0.0.1/32"]
+) => {
   const callbacks: Array<{ readonly name: string; readonly input: Record<string, unknown> }> = []
   const context: PluginContext = {
     pluginId: "fake",
@@ -37,6 +45,7 @@ const fakePlugin = (requiredHosts: ReadonlyArray<string>, missing: ReadonlyArray
     dataFolder: "/nonexistent",
     users: [],
     libraries: [],
+    allowedNetworks: Effect.runSync(decodeGrants(allowedNetworks)),
     callPlugin: (name, input) =>
       missing.includes(name)
         ? Effect.fail(new PluginNotImplementedError({ pluginId: "fake", export: name, message: "missing" }))
@@ -59,21 +68,27 @@ const service = (context: PluginContext, options: Partial<WebSocketOptions>, sco
   )
 
 describe("WebSocket service (direct)", () => {
-  it.scopedLive("a name resolving to loopback is refused unless listed exactly", () =>
-    Effect.gen(function* () {
-      const server = yield* wsServer()
-      const wildcard = fakePlugin(["*.test"])
-      const call = yield* service(wildcard.context, {}, yield* Effect.scope)
-      const refused = yield* call("websocket_connect", { url: `ws://evil.test:${server.port}/` })
-      expect(refused.error).toContain("resolves to 127.0.0.1, which is a loopback address")
-      expect(server.connections).toHaveLength(0)
-      const exact = fakePlugin(["feed.test"])
-      const callExact = yield* service(exact.context, {}, yield* Effect.scope)
-      expect(
-        yield* callExact("websocket_connect", { url: `ws://FEED.test:${server.port}/`, connectionId: "x" })
-      ).toEqual({ newConnectionId: "x" })
-      expect(server.connections[0]!.request.headers.host).toBe(`feed.test:${server.port}`)
-    })
+  it.scopedLive(
+    "a name resolving to loopback is refused, listed exactly or not, unless the operator grants it",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* wsServer()
+        for (const hosts of [["*.test"], ["evil.test"]]) {
+          const ungranted = fakePlugin(hosts, [], [])
+          const call = yield* service(ungranted.context, {}, yield* Effect.scope)
+          const refused = yield* call("websocket_connect", { url: `ws://evil.test:${server.port}/` })
+          expect(refused.error).toBe(
+            'websocket host "evil.test" resolves to a private/loopback address; plugins may not reach private networks unless the operator grants it with --allow-network evil.test'
+          )
+        }
+        expect(server.connections).toHaveLength(0)
+        const exact = fakePlugin(["feed.test"])
+        const callExact = yield* service(exact.context, {}, yield* Effect.scope)
+        expect(
+          yield* callExact("websocket_connect", { url: `ws://FEED.test:${server.port}/`, connectionId: "x" })
+        ).toEqual({ newConnectionId: "x" })
+        expect(server.connections[0]!.request.headers.host).toBe(`feed.test:${server.port}`)
+      })
   )
 
   it.scopedLive("a server that never answers the handshake times out, and the socket is dropped", () =>
