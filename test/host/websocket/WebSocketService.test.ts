@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
+import { createHash } from "node:crypto"
 import type { LookupFunction } from "node:net"
 import * as net from "node:net"
 import { noCall } from "../../../src/host/HostCodec.js"
@@ -67,7 +68,95 @@ const service = (context: PluginContext, options: Partial<WebSocketOptions>, sco
       )
   )
 
+/**
+ * A hostile server on 127.0.0.1 speaking raw TCP: `answer` gets each socket and the client's
+ * `Sec-WebSocket-Key` once the request head has arrived.
+ */
+const rawServer = (answer: (socket: net.Socket, key: string) => void) =>
+  Effect.acquireRelease(
+    Effect.async<{ server: net.Server; sockets: Array<net.Socket> }>((resume) => {
+      const sockets: Array<net.Socket> = []
+      const server = net.createServer((socket) => {
+        sockets.push(socket)
+        socket.on("error", () => undefined)
+        let head = ""
+        const onData = (chunk: Buffer) => {
+          head += chunk.toString("latin1")
+          if (!head.includes("\r\n\r\n")) return
+          socket.off("data", onData)
+          answer(socket, /sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? "")
+        }
+        socket.on("data", onData)
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
+    }),
+    ({ server, sockets }) =>
+      Effect.async<void>((resume) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map(({ server }) => (server.address() as net.AddressInfo).port))
+
+/** The 101 answer to a client key, per RFC 6455 §4.2.2. */
+const accept = (key: string, extra = "") =>
+  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+  `Sec-WebSocket-Accept: ${createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64")}\r\n` +
+  `${extra}\r\n`
+
 describe("WebSocket service (direct)", () => {
+  it.scopedLive(
+    "a handshake response head over maxHeaderBytes fails the connect; a healthy server still works",
+    () =>
+      Effect.gen(function* () {
+        const huge = yield* rawServer((socket, key) =>
+          socket.write(accept(key, `X-Pad: ${"p".repeat(8 * 1024)}\r\n`))
+        )
+        const healthy = yield* wsServer()
+        const { context } = fakePlugin(["127.0.0.1"])
+        const call = yield* service(context, { maxHeaderBytes: 4096 }, yield* Effect.scope)
+        const refused = yield* call("websocket_connect", {
+          url: `ws://127.0.0.1:${huge}/`,
+          connectionId: "h"
+        })
+        expect(refused.error).toMatch(
+          /^websocket handshake with ws:\/\/127\.0\.0\.1:\d+\/ failed: .*Header overflow/
+        )
+        expect(yield* call("websocket_connect", { url: healthy.url, connectionId: "h" })).toEqual({
+          newConnectionId: "h"
+        })
+      })
+  )
+
+  it.scopedLive("a server that stops reading gets no more than maxOutboundBytes queued; sends say so", () =>
+    Effect.gen(function* () {
+      // Completes the handshake, then never reads again: everything the client sends piles up.
+      const deaf = yield* rawServer((socket, key) => {
+        socket.write(accept(key))
+        socket.pause()
+      })
+      const { context } = fakePlugin(["127.0.0.1"])
+      const maxOutboundBytes = 256 * 1024
+      const call = yield* service(context, { maxOutboundBytes, sendTimeoutMs: 200 }, yield* Effect.scope)
+      yield* call("websocket_connect", { url: `ws://127.0.0.1:${deaf}/`, connectionId: "d" })
+      const message = "m".repeat(64 * 1024)
+      const errors: Array<string> = []
+      // Kernel buffers take the first few MB; then sends time out, then they are refused outright.
+      const timeouts = () => errors.filter((e) => e.includes("did not take the message")).length
+      for (let i = 0; i < 2000 && timeouts() < 20 && !errors.some((e) => e.includes("not reading")); i++) {
+        const reply = yield* call("websocket_sendtext", { connectionId: "d", message })
+        if (typeof reply.error === "string") errors.push(reply.error)
+      }
+      const refusal = errors.find((e) => e.includes("not reading"))
+      expect(refusal).toMatch(
+        /^websocket connection d: the server is not reading; \d+ bytes are still waiting to be sent, try again later$/
+      )
+      const waiting = Number(/(\d+) bytes/.exec(refusal ?? "")?.[1])
+      expect(waiting).toBeGreaterThanOrEqual(maxOutboundBytes)
+      expect(waiting).toBeLessThan(maxOutboundBytes + 2 * message.length)
+      expect(timeouts()).toBeGreaterThan(0)
+    })
+  )
+
   it.scopedLive(
     "a name resolving to loopback is refused, listed exactly or not, unless the operator grants it",
     () =>
