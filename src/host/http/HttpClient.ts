@@ -2,9 +2,10 @@
  * The guarded HTTP client behind both `http_request` and `http_send`. It is written on node:http
  * and node:https so that every connection goes through our own `lookup`: the resolved addresses
  * are checked right before the socket connects to them, so a second DNS answer cannot slip a
- * private address past the check. Redirects are followed by hand and every hop is checked again
- * (scheme, allow-list, address). Response bodies are counted as they stream in and the socket is
- * dropped as soon as the cap is passed, so an oversize body is never held in memory.
+ * private address past the check (the rules are `NetworkPolicy`'s). Redirects are followed by hand
+ * and every hop is checked again (scheme, allow-list, address). Response heads are capped by the
+ * parser; bodies are counted as they stream in and the socket is dropped as soon as the cap is
+ * passed, so an oversize body is never held in memory.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"

@@ -32,7 +32,7 @@ layer(testEngine({ runtime: { poolSize: 4 } }), { excludeTestServices: true })(
         expect(texts()).toEqual(sent.map((m) => `text echo ${m}`))
         const side = server.connections[0]!
         expect(side.texts).toEqual(sent)
-        // A burst from the server (past the pause threshold) arrives complete and in order.
+        // A burst from the server arrives complete and in order.
         const burst = Array.from({ length: 600 }, (_, i) => `s${i}`)
         for (const message of burst) side.socket.send(message)
         yield* eventually("the burst", () => texts().length === 700, 15_000)
