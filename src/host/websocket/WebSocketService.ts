@@ -288,9 +288,12 @@ export const make = (
       const pluginWasHigh = figures.buffered > options.maxBufferedBytesPerPlugin / 2
       conn.buffered -= bytes
       figures.buffered -= bytes
-      if (pluginWasHigh && figures.buffered <= options.maxBufferedBytesPerPlugin / 2) {
-        for (const other of live) if (other.paused && mayResume(other)) resume(other)
-      } else if (conn.paused && mayResume(conn)) resume(conn)
+      if (pluginWasHigh && figures.buffered <= options.maxBufferedBytesPerPlugin / 2) resumeWhereRoom()
+      else if (conn.paused && mayResume(conn)) resume(conn)
+    }
+
+    const resumeWhereRoom = (): void => {
+      for (const other of live) if (other.paused && mayResume(other)) resume(other)
     }
 
     /** Forgets a finished connection's backlog (nothing more will be delivered from it). */
@@ -302,6 +305,8 @@ export const make = (
       }
       figures.buffered -= conn.buffered
       conn.buffered = 0
+      // Its backlog may have been what kept the others paused.
+      resumeWhereRoom()
     }
 
     /** Starts closing a socket; a paused one reads again so the server's close frame gets through. */
