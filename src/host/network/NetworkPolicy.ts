@@ -319,20 +319,23 @@ export const NetworkGrantFromString = Schema.transformOrFail(Schema.String, Netw
 })
 
 /** Decodes the operator's `allowedNetworks`; the first bad entry fails with a message naming it. */
-export const decodeGrants = (
+export const decodeGrants: (
   entries: ReadonlyArray<string>
-): Effect.Effect<ReadonlyArray<NetworkGrant>, NetworkGrantError> =>
-  Effect.forEach(entries, (entry) =>
-    Schema.decode(NetworkGrantFromString)(entry).pipe(
-      Effect.mapError((error) => {
-        const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
-        return new NetworkGrantError({
-          grant: entry,
-          message: `allowed network ${JSON.stringify(entry)} is not valid: ${issue?.message ?? error.message}`
+) => Effect.Effect<ReadonlyArray<NetworkGrant>, NetworkGrantError> = Effect.fn("NetworkPolicy.decodeGrants")(
+  function* (entries: ReadonlyArray<string>) {
+    return yield* Effect.forEach(entries, (entry) =>
+      Schema.decode(NetworkGrantFromString)(entry).pipe(
+        Effect.mapError((error) => {
+          const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+          return new NetworkGrantError({
+            grant: entry,
+            message: `allowed network ${JSON.stringify(entry)} is not valid: ${issue?.message ?? error.message}`
+          })
         })
-      })
+      )
     )
-  )
+  }
+)
 
 // ---------------------------------------------------------------------------------------------
 // The policy of one plugin for one service
