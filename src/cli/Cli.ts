@@ -15,6 +15,7 @@ import { join, resolve } from "node:path"
 import * as Engine from "../Engine.js"
 import { upsertUsers } from "../embedded/EmbeddedDatabase.js"
 import { registerLibrary } from "../embedded/EmbeddedCatalog.js"
+import { decodeGrants } from "../host/network/NetworkPolicy.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { parseConfigPairs } from "../manifest/PluginConfig.js"
 import { demo } from "./Demo.js"
@@ -122,9 +123,15 @@ const call = Command.make(
       Options.optional,
       Options.withDescription("call timeout in ms")
     ),
+    allowNetwork: Options.text("allow-network").pipe(
+      Options.repeated,
+      Options.withDescription(
+        "let the plugin reach this private network: a CIDR (192.168.1.0/24, 127.0.0.1/32, ::1/128) or a host name (repeatable); without it loopback and private addresses are refused"
+      )
+    ),
     json
   },
-  ({ admin, config, dataDir, exportName, file, input, json, library, timeoutMs, user }) =>
+  ({ admin, allowNetwork, config, dataDir, exportName, file, input, json, library, timeoutMs, user }) =>
     Effect.gen(function* () {
       const fail = (code: number, tag: string, message: string) =>
         Effect.zipRight(
@@ -163,9 +170,16 @@ const call = Command.make(
         }
         libraries.push(id)
       }
+      const grants = yield* Effect.either(decodeGrants(allowNetwork))
+      if (grants._tag === "Left") return yield* fail(ExitCode.usage, grants.left._tag, grants.left.message)
       const loader = yield* PluginLoader
       const plugin = yield* Effect.either(
-        loader.loadFile(file, { config: configObject.right, users: users.map((u) => u.userName), libraries })
+        loader.loadFile(file, {
+          config: configObject.right,
+          users: users.map((u) => u.userName),
+          libraries,
+          allowedNetworks: allowNetwork
+        })
       )
       if (plugin._tag === "Left") {
         return yield* fail(ExitCode.cannotLoad, plugin.left._tag, plugin.left.message)

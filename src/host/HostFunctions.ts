@@ -12,6 +12,7 @@ import type { Manifest, PermissionName } from "../manifest/Manifest.js"
 import type { PluginCallError } from "../runtime/PluginError.js"
 import type { Mount } from "../runtime/worker/protocol.js"
 import type { HostFunctionHandler } from "./HostCodec.js"
+import type { NetworkGrant } from "./network/NetworkPolicy.js"
 import * as ConfigService from "./config/ConfigService.js"
 
 /** Who or what the administrator allowed a plugin to see: everything, or a list. */
@@ -33,6 +34,11 @@ export interface PluginContext {
   readonly users: AccessList<string>
   /** The libraries the administrator allowed for this plugin (library IDs). */
   readonly libraries: AccessList<number>
+  /**
+   * The private networks the operator granted this plugin (decoded `LoadOptions.allowedNetworks`);
+   * absent or empty: none, every non-public address is refused.
+   */
+  readonly allowedNetworks?: ReadonlyArray<NetworkGrant> | undefined
   /**
    * Calls one of the plugin's own exports (for callbacks: scheduler, WebSocket). Waits until the
    * plugin has finished loading. Never use it to wait inside a host call: fork the callback.

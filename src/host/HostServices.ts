@@ -29,6 +29,7 @@ export interface HostOptions {
   readonly http?: Partial<HttpService.HttpOptions> | undefined
   readonly kvstore?: Partial<KvStoreService.KvStoreServiceOptions> | undefined
   readonly scheduler?: Partial<SchedulerService.SchedulerOptions> | undefined
+  readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
 }
 
 /** What the embedding server supplies (or `Engine.layer` with its embedded defaults). */
@@ -49,7 +50,7 @@ export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, S
         ArtworkService.provider(artwork),
         UsersService.provider(directory),
         SchedulerService.providerWith(options.scheduler),
-        WebSocketService.provider,
+        WebSocketService.makeProvider({ ...WebSocketService.defaultWebSocketOptions, ...options.websocket }),
         LibraryService.provider(catalog),
         SubsonicService.provider(router, directory)
       ])

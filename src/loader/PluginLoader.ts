@@ -22,6 +22,7 @@ import {
   type PluginContext
 } from "../host/HostFunctions.js"
 import { encodeError, type HostFunctionHandler } from "../host/HostCodec.js"
+import { decodeGrants } from "../host/network/NetworkPolicy.js"
 import { checkCapabilityRules, decodeManifest, type Manifest } from "../manifest/Manifest.js"
 import { flattenConfig, validateConfig } from "../manifest/PluginConfig.js"
 import {
@@ -54,6 +55,12 @@ export interface LoadOptions {
   readonly users?: AccessList<string> | undefined
   /** The libraries the administrator allows this plugin to see (default: none). */
   readonly libraries?: AccessList<number> | undefined
+  /**
+   * The private networks this plugin may reach, as CIDRs (`192.168.1.0/24`, `::1/128`), addresses
+   * or host names (default: none). Without a grant every loopback, private, link-local and other
+   * non-public address is refused after DNS resolution, whatever the manifest lists.
+   */
+  readonly allowedNetworks?: ReadonlyArray<string> | undefined
 }
 
 /** A loaded, running plugin. Valid until the scope it was loaded in closes. */
@@ -168,6 +175,12 @@ const make = Effect.gen(function* () {
             new PluginLoadError({ pluginId: id, reason: "Config", message: `plugin ${id}: ${error.message}` })
         )
       )
+      const allowedNetworks = yield* decodeGrants(options.allowedNetworks ?? []).pipe(
+        Effect.mapError(
+          (error) =>
+            new PluginLoadError({ pluginId: id, reason: "Config", message: `plugin ${id}: ${error.message}` })
+        )
+      )
       const users = options.users ?? []
       // Callbacks (scheduler, WebSocket) may be set up before the plugin is running: they wait.
       const self = yield* Deferred.make<RunningPlugin, PluginUnavailableError>()
@@ -179,7 +192,8 @@ const make = Effect.gen(function* () {
         config: flattenConfig(config),
         dataFolder: registry.dataFolder,
         users,
-        libraries: options.libraries ?? []
+        libraries: options.libraries ?? [],
+        allowedNetworks
       }
       // Host services live in their own scope, closed before the instance is unregistered (see
       // below), so that on unload they can still call the plugin (e.g. a WebSocket's on_close).

@@ -2,9 +2,10 @@
  * The guarded HTTP client behind both `http_request` and `http_send`. It is written on node:http
  * and node:https so that every connection goes through our own `lookup`: the resolved addresses
  * are checked right before the socket connects to them, so a second DNS answer cannot slip a
- * private address past the check. Redirects are followed by hand and every hop is checked again
- * (scheme, allow-list, address). Response bodies are counted as they stream in and the socket is
- * dropped as soon as the cap is passed, so an oversize body is never held in memory.
+ * private address past the check (the rules are `NetworkPolicy`'s). Redirects are followed by hand
+ * and every hop is checked again (scheme, allow-list, address). Response heads are capped by the
+ * parser; bodies are counted as they stream in and the socket is dropped as soon as the cap is
+ * passed, so an oversize body is never held in memory.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -12,16 +13,15 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import * as https from "node:https"
-import { isIP, type LookupFunction } from "node:net"
+import type { LookupFunction } from "node:net"
+import * as Either from "effect/Either"
 import {
-  classifyAddress,
-  describeKind,
+  AddressRefused,
+  checkHost,
   guardedLookup,
-  type HostAllowList,
-  isListedExactly,
-  matchesAllowList,
+  type NetworkPolicy,
   normaliseHostname
-} from "./HostPolicy.js"
+} from "../network/NetworkPolicy.js"
 
 /** A request was refused or failed; travels to the guest as `{"error": message}`. */
 export class HttpError extends Schema.TaggedError<HttpError>()("HttpError", {
@@ -36,15 +36,10 @@ export type HttpErrorReason = HttpError["reason"]
 /** Limits and DNS of one client. */
 export interface ClientOptions {
   readonly maxResponseBytes: number
+  /** The largest response head (status line and headers) accepted from a server. */
+  readonly maxHeaderBytes: number
   readonly maxRedirects: number
   readonly lookup: LookupFunction
-}
-
-/** Which hosts a request may reach. */
-export interface RequestPolicy {
-  readonly allowList: HostAllowList
-  /** With an empty allow-list: `true` allows every public host, `false` denies everything. */
-  readonly emptyAllowsPublic: boolean
 }
 
 /** A request as the client sends it. */
@@ -69,7 +64,7 @@ export interface IncomingResponse {
 export interface HttpClient {
   readonly send: (
     request: OutgoingRequest,
-    policy: RequestPolicy
+    policy: NetworkPolicy
   ) => Effect.Effect<IncomingResponse, HttpError>
 }
 
@@ -153,17 +148,17 @@ const framed = (hop: HopRequest): Record<string, string> => {
   return length > 0 ? { ...headers, "Content-Length": String(length) } : headers
 }
 
-/** A checked hop target: the URL, and whether it may resolve to a private address. */
+/** A checked hop target. */
 interface Target {
   readonly url: URL
   readonly host: string
-  readonly mayReachPrivate: boolean
 }
 
-const forbidden = (message: string) => new HttpError({ reason: "Forbidden", message })
+const forbidden = (message: string, cause?: unknown) =>
+  new HttpError({ reason: "Forbidden", message, ...(cause === undefined ? {} : { cause }) })
 
 /** Checks scheme, allow-list and (for IP literals) the address, before anything is sent. */
-const checkTarget = (url: string, policy: RequestPolicy): Effect.Effect<Target, HttpError> =>
+const checkTarget = (url: string, policy: NetworkPolicy): Effect.Effect<Target, HttpError> =>
   Effect.gen(function* () {
     const parsed = yield* Effect.try({
       try: () => new URL(url),
@@ -173,40 +168,28 @@ const checkTarget = (url: string, policy: RequestPolicy): Effect.Effect<Target, 
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
       return yield* forbidden(`only http and https URLs are allowed, not ${JSON.stringify(parsed.protocol)}`)
     }
-    const host = normaliseHostname(parsed.hostname)
-    const { allowList } = policy
-    if (allowList.patterns.length === 0) {
-      if (!policy.emptyAllowsPublic) {
-        return yield* forbidden(
-          `host ${JSON.stringify(host)} is not allowed: the plugin's manifest lists no http.requiredHosts`
-        )
-      }
-    } else if (!matchesAllowList(allowList, host)) {
-      return yield* forbidden(
-        `host ${JSON.stringify(host)} is not allowed: it matches none of the plugin's http.requiredHosts`
-      )
-    }
-    const mayReachPrivate = isListedExactly(allowList, host)
-    // Node connects to an IP literal without calling `lookup`, so literals are checked here.
-    if (isIP(host) !== 0 && !mayReachPrivate) {
-      const kind = classifyAddress(host)
-      if (kind !== "public") return yield* forbidden(addressRefusal(host, host, kind))
-    }
-    return { url: parsed, host, mayReachPrivate }
+    const host = checkHost(policy, parsed.hostname)
+    if (Either.isLeft(host)) return yield* forbidden(host.left)
+    return { url: parsed, host: host.right }
   })
 
-const addressRefusal = (host: string, address: string, kind: ReturnType<typeof classifyAddress>): string =>
-  `host ${JSON.stringify(host)} ${host === address ? "is" : `resolves to ${address}, which is`} a ${describeKind(kind)} address; ` +
-  `plugins may reach it only when http.requiredHosts lists ${JSON.stringify(host)} exactly`
-
-const networkError = (target: Target, cause: unknown): HttpError =>
-  cause instanceof HttpError
-    ? cause
-    : new HttpError({
-        reason: "Network",
-        message: `request to ${target.host} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
-        cause
-      })
+const networkError = (target: Target, cause: unknown, options: ClientOptions): HttpError => {
+  if (cause instanceof HttpError) return cause
+  // The refusal's message never names the address; the address stays in the cause, for the log.
+  if (cause instanceof AddressRefused) return forbidden(cause.message, cause)
+  if ((cause as { code?: unknown } | null)?.code === "HPE_HEADER_OVERFLOW") {
+    return new HttpError({
+      reason: "TooLarge",
+      message: `response headers from ${target.host} exceed ${options.maxHeaderBytes} bytes`,
+      cause
+    })
+  }
+  return new HttpError({
+    reason: "Network",
+    message: `request to ${target.host} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+    cause
+  })
+}
 
 /** The next request after a redirect, as browsers and Go's client do it. */
 const redirected = (previous: HopRequest, from: Target, to: URL, statusCode: number): HopRequest => {
@@ -238,7 +221,7 @@ export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, S
         })
     )
 
-    const exchange = (target: Target, hop: HopRequest, followRedirects: boolean) =>
+    const exchange = (target: Target, hop: HopRequest, followRedirects: boolean, policy: NetworkPolicy) =>
       Effect.async<Hop, HttpError>((resume) => {
         let settled = false
         const settle = (effect: Effect.Effect<Hop, HttpError>): void => {
@@ -253,9 +236,9 @@ export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, S
             method: hop.method,
             headers: framed(hop),
             agent: secure ? agents.https : agents.http,
-            lookup: guardedLookup(options.lookup, target.mayReachPrivate, (address, kind) =>
-              forbidden(addressRefusal(target.host, address, kind))
-            )
+            // Pinned here rather than left to the process-wide --max-http-header-size.
+            maxHeaderSize: options.maxHeaderBytes,
+            lookup: guardedLookup(policy, target.host, options.lookup)
           })
         } catch (cause) {
           // Node validates the method and header names and values as it builds the request.
@@ -270,7 +253,7 @@ export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, S
           )
           return
         }
-        request.on("error", (cause) => settle(Effect.fail(networkError(target, cause))))
+        request.on("error", (cause) => settle(Effect.fail(networkError(target, cause, options))))
         request.on("response", (response) => {
           const statusCode = response.statusCode ?? 0
           const location = response.headers.location
@@ -315,12 +298,16 @@ export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, S
               })
             )
           )
-          response.on("error", (cause) => settle(Effect.fail(networkError(target, cause))))
+          response.on("error", (cause) => settle(Effect.fail(networkError(target, cause, options))))
           response.on("close", () => {
             if (!response.complete) {
               settle(
                 Effect.fail(
-                  networkError(target, new Error("the connection closed before the response was complete"))
+                  networkError(
+                    target,
+                    new Error("the connection closed before the response was complete"),
+                    options
+                  )
                 )
               )
             }
@@ -333,7 +320,7 @@ export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, S
         })
       })
 
-    const send = (request: OutgoingRequest, policy: RequestPolicy) =>
+    const send = (request: OutgoingRequest, policy: NetworkPolicy) =>
       Effect.gen(function* () {
         let url = request.url
         let hop: HopRequest = { method: request.method, headers: request.headers, body: request.body }
@@ -348,10 +335,15 @@ export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, S
                   cause: error.cause
                 })
           const target = yield* checkTarget(url, policy).pipe(Effect.mapError(refusedRedirect))
-          const result = yield* exchange(target, hop, request.followRedirects).pipe(
+          const result = yield* exchange(target, hop, request.followRedirects, policy).pipe(
             Effect.mapError(refusedRedirect),
             Effect.tapError((error) =>
-              Effect.logDebug(`http ${hop.method} ${target.host} failed: ${error.message}`)
+              error.cause instanceof AddressRefused
+                ? Effect.logWarning(
+                    `http ${hop.method} ${target.host} refused: it resolved to ${error.cause.address} ` +
+                      `(${error.cause.kind}); grant it with --allow-network if the plugin may reach it`
+                  )
+                : Effect.logDebug(`http ${hop.method} ${target.host} failed: ${error.message}`)
             )
           )
           yield* Effect.logDebug(

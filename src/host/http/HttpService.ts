@@ -2,8 +2,9 @@
  * The HTTP host service (`http`): Extism's built-in `http_request` (module `extism:host/env`,
  * answered through the host function of that name) and Navidrome's `http_send`. Both go through
  * one guarded client per plugin (see `HttpClient`): only http/https, hosts matched against
- * `http.requiredHosts`, private addresses refused after DNS resolution unless a host is listed
- * exactly, redirects re-checked hop by hop, bodies capped, every request under a deadline.
+ * `http.requiredHosts`, private addresses refused after DNS resolution unless the operator granted
+ * them (`NetworkPolicy`), redirects re-checked hop by hop, heads and bodies capped, every request
+ * under a deadline.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -12,7 +13,7 @@ import type { LookupFunction } from "node:net"
 import { Bytes, encodeResponseAsIs, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
 import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
 import * as HttpClient from "./HttpClient.js"
-import { parseAllowList } from "./HostPolicy.js"
+import * as NetworkPolicy from "../network/NetworkPolicy.js"
 
 /** Settings of the HTTP host service. */
 export interface HttpOptions {
@@ -20,16 +21,19 @@ export interface HttpOptions {
   readonly timeoutMs: number
   /** A response body beyond this many bytes fails the request with `response body exceeds N bytes`. */
   readonly maxResponseBytes: number
+  /** A response head (status line and headers) beyond this many bytes fails the request. */
+  readonly maxHeaderBytes: number
   /** How many redirects are followed at most. */
   readonly maxRedirects: number
   /** Resolves host names (default `dns.lookup`); the addresses it gives are checked before connecting. */
   readonly lookup?: LookupFunction | undefined
 }
 
-/** 10 s deadline, 16 MiB bodies, 10 redirects, system DNS. */
+/** 10 s deadline, 16 MiB bodies, 16 KiB heads, 10 redirects, system DNS. */
 export const defaultHttpOptions: HttpOptions = {
   timeoutMs: 10_000,
   maxResponseBytes: 16 * 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
   maxRedirects: 10
 }
 
@@ -84,7 +88,11 @@ export const functions = (
   context: PluginContext,
   options: HttpOptions
 ): Record<string, HostFunctionHandler> => {
-  const allowList = parseAllowList(context.manifest.permissions.http?.requiredHosts ?? [])
+  const requiredHosts = context.manifest.permissions.http?.requiredHosts ?? []
+  const grants = context.allowedNetworks
+  // An empty list: Navidrome's http_send may reach any host, Extism's http_request none.
+  const sendPolicy = NetworkPolicy.make({ permission: "http", requiredHosts, grants, emptyAllowsAny: true })
+  const envPolicy = NetworkPolicy.make({ permission: "http", requiredHosts, grants, emptyAllowsAny: false })
   const annotate = Effect.annotateLogs({ plugin: context.pluginId, service: "http" })
   return {
     http_send: httpFunction("http_send", SendRequest, ({ request }) =>
@@ -98,7 +106,7 @@ export const functions = (
             timeoutMs: deadline(options, request.timeoutMs),
             followRedirects: !request.noFollowRedirects
           },
-          { allowList, emptyAllowsPublic: true }
+          sendPolicy
         )
         .pipe(
           Effect.map((response) => ({ result: wireResponse(response, "statusCode") })),
@@ -116,7 +124,7 @@ export const functions = (
             timeoutMs: options.timeoutMs,
             followRedirects: true
           },
-          { allowList, emptyAllowsPublic: false }
+          envPolicy
         )
         .pipe(
           Effect.map((response) => wireResponse(response, "status")),
@@ -133,6 +141,7 @@ export const provider = (options: HttpOptions): HostServiceProvider => ({
   make: (context) =>
     HttpClient.make({
       maxResponseBytes: options.maxResponseBytes,
+      maxHeaderBytes: options.maxHeaderBytes,
       maxRedirects: options.maxRedirects,
       lookup: options.lookup ?? dnsLookup
     }).pipe(Effect.map((client) => functions(client, context, options)))

@@ -7,6 +7,10 @@
  * filled by the socket's listeners and drained by one reader fiber, runs the plugin's callbacks in
  * arrival order, one at a time. A host call never waits for a callback: the plugin's worker is
  * blocked in that host call, so anything that calls back into the plugin is forked.
+ *
+ * What a server sends is held only in bytes the service counts: per connection and per plugin,
+ * the socket stops reading (TCP then pushes back on the server) once a budget is reached, and
+ * reads again as the plugin catches up. Frames above `maxPayloadBytes` close the connection (1009).
  */
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -19,13 +23,13 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { randomBase62 } from "../../internal/Ids.js"
 import { lookup as dnsLookup } from "node:dns"
-import { isIP, type LookupFunction } from "node:net"
+import * as Either from "effect/Either"
+import type { LookupFunction } from "node:net"
 import WebSocket from "ws"
 import type { HostCallContext } from "../../runtime/WasmRuntime.js"
 import { Bytes, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
 import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
-import { classifyAddress, describeKind, guardedLookup, normaliseHostname } from "../http/HostPolicy.js"
-import { type HostPatterns, isHostAllowed, isListedExactly, parseHostPatterns } from "./HostPatterns.js"
+import * as NetworkPolicy from "../network/NetworkPolicy.js"
 import { WebSocketError } from "./WebSocketError.js"
 
 /** Settings of the WebSocket service; `defaultWebSocketOptions` has them all. */
@@ -36,12 +40,25 @@ export interface WebSocketOptions {
   readonly sendTimeoutMs: number
   /** How long closing a connection on unload may take, on_close callback included. */
   readonly closeTimeoutMs: number
-  /** The largest message accepted from a server (it reaches the plugin as its call input). */
+  /**
+   * The largest message (all its frames together) accepted from a server; a larger one closes the
+   * connection with 1009. It reaches the plugin as its call input.
+   */
   readonly maxPayloadBytes: number
+  /** Received bytes one connection may hold for the plugin before its socket stops reading. */
+  readonly maxBufferedBytesPerConnection: number
+  /** Received bytes all of a plugin's connections may hold before they all stop reading. */
+  readonly maxBufferedBytesPerPlugin: number
+  /** Bytes a send may leave waiting for a server that does not read before sends are refused. */
+  readonly maxOutboundBytes: number
+  /** The largest handshake response head (status line and headers) accepted from a server. */
+  readonly maxHeaderBytes: number
   /** Open connections per plugin. */
   readonly maxConnections: number
   /** DNS resolution; every address it returns is checked before the socket connects. */
   readonly lookup: LookupFunction
+  /** Where each plugin's inbound figures are published (monitoring, tests); optional. */
+  readonly meter?: InboundMeter | undefined
 }
 
 /** The settings the engine uses. */
@@ -49,9 +66,40 @@ export const defaultWebSocketOptions: WebSocketOptions = {
   handshakeTimeoutMs: 10_000,
   sendTimeoutMs: 10_000,
   closeTimeoutMs: 5_000,
-  maxPayloadBytes: 8 * 1024 * 1024,
+  maxPayloadBytes: 1024 * 1024,
+  maxBufferedBytesPerConnection: 4 * 1024 * 1024,
+  maxBufferedBytesPerPlugin: 16 * 1024 * 1024,
+  maxOutboundBytes: 4 * 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
   maxConnections: 256,
   lookup: dnsLookup as LookupFunction
+}
+
+/** One plugin's inbound WebSocket figures, kept up to date as data arrives and is delivered. */
+export interface InboundFigures {
+  /** Bytes received from servers and not yet delivered to the plugin, over all its connections. */
+  buffered: number
+  /** The most `buffered` has ever been. */
+  peak: number
+  /** The most one connection has ever held. */
+  connectionPeak: number
+  /** Connections whose socket is paused right now. */
+  paused: number
+  /** How many times a socket was paused. */
+  pauses: number
+}
+
+/** Where the service publishes each plugin's inbound figures, by plugin ID (the latest load wins). */
+export class InboundMeter {
+  readonly #plugins = new Map<string, InboundFigures>()
+  /** The figures of a plugin (all zero before it connects anywhere). */
+  of(pluginId: string): InboundFigures {
+    return this.#plugins.get(pluginId) ?? { buffered: 0, peak: 0, connectionPeak: 0, paused: 0, pauses: 0 }
+  }
+  /** Registers the live figures of a plugin's service. */
+  track(pluginId: string, figures: InboundFigures): void {
+    this.#plugins.set(pluginId, figures)
+  }
 }
 
 /** The host functions of this service, the draft's `websocket_close` alias included. */
@@ -86,10 +134,9 @@ const Close = Schema.Struct({
   reason: Schema.optionalWith(Schema.String, { default: () => "" })
 })
 
-/** What the socket delivered, in the order it arrived. */
+/** What the socket delivered, in the order it arrived; messages are kept as the bytes received. */
 type Inbound =
-  | { readonly _tag: "Text"; readonly message: string }
-  | { readonly _tag: "Binary"; readonly data: string }
+  | { readonly _tag: "Message"; readonly data: Buffer; readonly binary: boolean }
   | { readonly _tag: "Error"; readonly error: string }
   | { readonly _tag: "Close"; readonly code: number; readonly reason: string }
 
@@ -104,35 +151,27 @@ interface Connection {
   readonly closed: Deferred.Deferred<void>
   /** Done when the reader has delivered everything, on_close included, and stopped. */
   readonly drained: Deferred.Deferred<void>
-  /** Events queued and not yet taken by the reader. */
-  pending: number
+  /** Message bytes queued and not yet delivered. */
+  buffered: number
+  /** Whether this service paused the socket (budgets), as opposed to `ws` itself. */
+  paused: boolean
   reading: boolean
   /** What on_close waits for: the end of the plugin call that closed the connection, if one did. */
   closeGate: Effect.Effect<void>
 }
 
-/** Above this many undelivered events the socket stops reading, so a flood waits in the kernel. */
-const HIGH_WATER = 256
-const LOW_WATER = 64
-
 const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
-
-/** A lookup answer refused by the address policy; recognised when it comes back as a socket error. */
-class AddressRefused extends Error {}
-
-const addressRefusal = (host: string, address: string, kind: ReturnType<typeof classifyAddress>): string =>
-  `websocket host ${JSON.stringify(host)} ${host === address ? "is" : `resolves to ${address}, which is`} a ` +
-  `${describeKind(kind)} address; plugins may reach it only when websocket.requiredHosts lists ` +
-  `${JSON.stringify(host)} exactly`
 
 interface Target {
   readonly url: URL
   readonly host: string
-  readonly mayReachPrivate: boolean
 }
 
-/** Checks a URL against the scheme rule and the plugin's hosts, before anything touches the network. */
-export const checkTarget = (raw: string, hosts: HostPatterns): Effect.Effect<Target, WebSocketError> =>
+/** Checks a URL against the scheme rule and the plugin's policy, before anything touches the network. */
+export const checkTarget = (
+  raw: string,
+  policy: NetworkPolicy.NetworkPolicy
+): Effect.Effect<Target, WebSocketError> =>
   Effect.gen(function* () {
     let url: URL
     try {
@@ -149,23 +188,16 @@ export const checkTarget = (raw: string, hosts: HostPatterns): Effect.Effect<Tar
         message: `websocket URL ${JSON.stringify(raw)} must use ws or wss, not ${url.protocol.slice(0, -1)}`
       })
     }
-    const host = normaliseHostname(url.hostname)
-    if (!isHostAllowed(hosts, host)) {
-      return yield* new WebSocketError({
-        reason: "Forbidden",
-        message: `websocket host ${JSON.stringify(host)} is not allowed: add it to permissions.websocket.requiredHosts in the manifest`
-      })
-    }
-    const mayReachPrivate = isListedExactly(hosts, host)
-    // Node connects to an IP literal without calling `lookup`, so literals are checked here.
-    if (isIP(host) !== 0 && !mayReachPrivate) {
-      const kind = classifyAddress(host)
-      if (kind !== "public") {
-        return yield* new WebSocketError({ reason: "Forbidden", message: addressRefusal(host, host, kind) })
-      }
-    }
-    return { url, host, mayReachPrivate }
+    const host = NetworkPolicy.checkHost(policy, url.hostname)
+    if (Either.isLeft(host)) return yield* new WebSocketError({ reason: "Forbidden", message: host.left })
+    return { url, host: host.right }
   })
+
+/** The plugin's message for a socket error: `ws`'s own text, or what to do about our limits. */
+const errorText = (error: Error, options: WebSocketOptions): string =>
+  (error as { code?: unknown }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"
+    ? `the server sent a message larger than ${options.maxPayloadBytes} bytes (maxPayloadBytes); the connection is closed with 1009`
+    : error.message
 
 /** Builds one plugin's WebSocket functions; connections live in the current scope (the plugin's). */
 export const make = (
@@ -173,8 +205,16 @@ export const make = (
   options: WebSocketOptions = defaultWebSocketOptions
 ): Effect.Effect<Record<string, HostFunctionHandler>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const hosts = parseHostPatterns(context.manifest.permissions.websocket?.requiredHosts ?? [])
+    const policy = NetworkPolicy.make({
+      permission: "websocket",
+      requiredHosts: context.manifest.permissions.websocket?.requiredHosts ?? [],
+      grants: context.allowedNetworks
+    })
     const active = new Map<string, Connection>()
+    /** Every connection whose socket may still deliver data, open or closing. */
+    const live = new Set<Connection>()
+    const figures: InboundFigures = { buffered: 0, peak: 0, connectionPeak: 0, paused: 0, pauses: 0 }
+    options.meter?.track(context.pluginId, figures)
     const connecting = new Set<string>()
     // Readers are anonymous: after a close the plugin may reuse the ID while the old reader still
     // delivers on_close, so they cannot be keyed by connection ID.
@@ -200,10 +240,70 @@ export const make = (
       if (active.get(conn.id) === conn) active.delete(conn.id)
     }
 
+    const pause = (conn: Connection): void => {
+      if (conn.paused || conn.socket.readyState !== WebSocket.OPEN) return
+      conn.paused = true
+      conn.socket.pause()
+      figures.paused += 1
+      figures.pauses += 1
+    }
+
+    const resume = (conn: Connection): void => {
+      if (!conn.paused) return
+      conn.paused = false
+      figures.paused -= 1
+      conn.socket.resume()
+    }
+
+    // Hysteresis: a paused socket reads again once both its own and the plugin's backlog are under
+    // half their budget, so a steady flood does not toggle the socket on every message.
+    const mayResume = (conn: Connection): boolean =>
+      conn.buffered <= options.maxBufferedBytesPerConnection / 2 &&
+      figures.buffered <= options.maxBufferedBytesPerPlugin / 2
+
     const push = (conn: Connection, event: Inbound): void => {
-      conn.pending += 1
+      if (event._tag === "Message") {
+        conn.buffered += event.data.byteLength
+        figures.buffered += event.data.byteLength
+        figures.peak = Math.max(figures.peak, figures.buffered)
+        figures.connectionPeak = Math.max(figures.connectionPeak, conn.buffered)
+      }
       Queue.unsafeOffer(conn.inbox, event)
-      if (conn.pending >= HIGH_WATER && !conn.socket.isPaused) conn.socket.pause()
+      if (figures.buffered >= options.maxBufferedBytesPerPlugin) for (const other of live) pause(other)
+      else if (conn.buffered >= options.maxBufferedBytesPerConnection) pause(conn)
+    }
+
+    /** The reader took a message: count it out, and let paused sockets read again if there is room. */
+    const consumed = (conn: Connection, bytes: number): void => {
+      if (!live.has(conn)) return
+      const pluginWasHigh = figures.buffered > options.maxBufferedBytesPerPlugin / 2
+      conn.buffered -= bytes
+      figures.buffered -= bytes
+      if (pluginWasHigh && figures.buffered <= options.maxBufferedBytesPerPlugin / 2) resumeWhereRoom()
+      else if (conn.paused && mayResume(conn)) resume(conn)
+    }
+
+    const resumeWhereRoom = (): void => {
+      for (const other of live) if (other.paused && mayResume(other)) resume(other)
+    }
+
+    /** Forgets a finished connection's backlog (nothing more will be delivered from it). */
+    const retire = (conn: Connection): void => {
+      if (!live.delete(conn)) return
+      if (conn.paused) {
+        conn.paused = false
+        figures.paused -= 1
+      }
+      figures.buffered -= conn.buffered
+      conn.buffered = 0
+      // Its backlog may have been what kept the others paused.
+      resumeWhereRoom()
+    }
+
+    /** Starts closing a socket; a paused one reads again so the server's close frame gets through. */
+    const startClose = (conn: Connection, code: number, reason: string): void => {
+      conn.socket.close(code, reason)
+      resume(conn)
     }
 
     const acquire = (id: string, target: Target, headers: Readonly<Record<string, string>>) =>
@@ -214,21 +314,22 @@ export const make = (
           const closed = yield* Deferred.make<void>()
           const drained = yield* Deferred.make<void>()
           const url = target.url.href
-          // `ws` 8.23 takes `closeTimeout` and hands `lookup` on to the socket; its typings lack both.
+          // `ws` 8.23 takes `closeTimeout` and hands `lookup` and `maxHeaderSize` on to the request;
+          // its typings lack them.
           const clientOptions: WebSocket.ClientOptions & {
             readonly closeTimeout: number
             readonly lookup: LookupFunction
+            readonly maxHeaderSize: number
           } = {
             headers,
             handshakeTimeout: options.handshakeTimeoutMs,
             closeTimeout: options.closeTimeoutMs,
             maxPayload: options.maxPayloadBytes,
+            maxHeaderSize: options.maxHeaderBytes,
+            // Counted bytes are wire bytes: no inflation, so no compression bomb and no zlib per socket.
+            perMessageDeflate: false,
             followRedirects: false,
-            lookup: guardedLookup(
-              options.lookup,
-              target.mayReachPrivate,
-              (address, kind) => new AddressRefused(addressRefusal(target.host, address, kind))
-            )
+            lookup: NetworkPolicy.guardedLookup(policy, target.host, options.lookup)
           }
           const socket = yield* Effect.try({
             try: () => new WebSocket(url, clientOptions),
@@ -247,10 +348,12 @@ export const make = (
             opened,
             closed,
             drained,
-            pending: 0,
+            buffered: 0,
+            paused: false,
             reading: false,
             closeGate: Effect.void
           }
+          live.add(conn)
           // Listeners go on before the handshake ends, so nothing sent right after it is lost.
           let open = false
           socket.on("open", () => {
@@ -258,25 +361,22 @@ export const make = (
             Deferred.unsafeDone(opened, Exit.void)
           })
           socket.on("message", (data, isBinary) => {
+            // As in browsers, what arrives after a close began is dropped: nobody is listening.
+            if (socket.readyState !== WebSocket.OPEN) return
             const bytes = Array.isArray(data)
               ? Buffer.concat(data)
               : data instanceof ArrayBuffer
                 ? Buffer.from(data)
                 : data
-            push(
-              conn,
-              isBinary
-                ? { _tag: "Binary", data: toBase64(bytes) }
-                : { _tag: "Text", message: bytes.toString("utf8") }
-            )
+            push(conn, { _tag: "Message", data: bytes, binary: isBinary })
           })
           socket.on("error", (error) => {
-            if (open) return push(conn, { _tag: "Error", error: error.message })
+            if (open) return push(conn, { _tag: "Error", error: errorText(error, options) })
             Deferred.unsafeDone(
               opened,
               Exit.fail(
-                error instanceof AddressRefused
-                  ? new WebSocketError({ reason: "Forbidden", message: error.message })
+                error instanceof NetworkPolicy.AddressRefused
+                  ? new WebSocketError({ reason: "Forbidden", message: error.message, cause: error })
                   : new WebSocketError({
                       reason: "Handshake",
                       message: `websocket handshake with ${url} failed: ${error.message}`,
@@ -311,13 +411,14 @@ export const make = (
       Effect.gen(function* () {
         const { socket } = conn
         if (socket.readyState === WebSocket.CONNECTING) socket.terminate()
-        else if (socket.readyState === WebSocket.OPEN) socket.close(1001, "going away")
+        else if (socket.readyState === WebSocket.OPEN) startClose(conn, 1001, "going away")
         yield* Deferred.await(conn.closed).pipe(
           Effect.zipRight(Effect.suspend(() => (conn.reading ? Deferred.await(conn.drained) : Effect.void))),
           Effect.timeout(Duration.millis(options.closeTimeoutMs)),
           Effect.ignore
         )
         if (socket.readyState !== WebSocket.CLOSED) socket.terminate()
+        retire(conn)
         yield* Queue.shutdown(conn.inbox)
       })
 
@@ -326,20 +427,24 @@ export const make = (
       Effect.gen(function* () {
         for (;;) {
           const event = yield* Queue.take(conn.inbox)
-          conn.pending -= 1
-          if (conn.pending <= LOW_WATER && conn.socket.isPaused) conn.socket.resume()
           switch (event._tag) {
-            case "Text":
-              yield* deliver(conn, "nd_websocket_on_text_message", { message: event.message })
+            case "Message": {
+              // Counted out once the plugin has it: the bytes stay held until the callback returns.
+              const delivery = event.binary
+                ? deliver(conn, "nd_websocket_on_binary_message", { data: toBase64(event.data) })
+                : deliver(conn, "nd_websocket_on_text_message", { message: event.data.toString("utf8") })
+              yield* Effect.ensuring(
+                delivery,
+                Effect.sync(() => consumed(conn, event.data.byteLength))
+              )
               break
-            case "Binary":
-              yield* deliver(conn, "nd_websocket_on_binary_message", { data: event.data })
-              break
+            }
             case "Error":
               yield* deliver(conn, "nd_websocket_on_error", { error: event.error })
               break
             case "Close":
               forget(conn)
+              retire(conn)
               // A plugin that closed the connection itself hears about it after that call returns.
               yield* conn.closeGate
               yield* deliver(conn, "nd_websocket_on_close", { code: event.code, reason: event.reason })
@@ -379,7 +484,7 @@ export const make = (
       request: typeof Connect.Type,
       headers: Readonly<Record<string, string>>
     ) {
-      const target = yield* checkTarget(request.url, hosts)
+      const target = yield* checkTarget(request.url, policy)
       const id = yield* reserve(request.connectionId)
       return yield* Effect.gen(function* () {
         const scope = yield* Scope.fork(yield* connectionsScope, ExecutionStrategy.sequential)
@@ -396,7 +501,17 @@ export const make = (
             })
           )
           return conn
-        }).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
+        }).pipe(
+          Effect.tapError((error) =>
+            error.cause instanceof NetworkPolicy.AddressRefused
+              ? Effect.logWarning(
+                  `websocket ${target.host} refused: it resolved to ${error.cause.address} (${error.cause.kind}); ` +
+                    "grant it with --allow-network if the plugin may reach it"
+                ).pipe(Effect.annotateLogs("plugin", context.pluginId))
+              : Effect.void
+          ),
+          Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+        )
         if (conn.socket.readyState === WebSocket.OPEN) active.set(id, conn)
         conn.reading = true
         yield* FiberSet.run(readers, read(conn, scope))
@@ -429,30 +544,40 @@ export const make = (
 
     const send = (connectionId: string, data: string | Uint8Array) =>
       Effect.flatMap(openConnection(connectionId), (conn) =>
-        Effect.async<object, WebSocketError>((resume) => {
-          conn.socket.send(data, { binary: typeof data !== "string" }, (error) =>
-            resume(
-              error === undefined || error === null
-                ? Effect.succeed({})
-                : Effect.fail(
-                    new WebSocketError({
-                      reason: "Send",
-                      message: `websocket connection ${connectionId}: send failed: ${error.message}`,
-                      cause: error
-                    })
-                  )
-            )
-          )
-        }).pipe(
-          Effect.timeoutFail({
-            duration: Duration.millis(options.sendTimeoutMs),
-            onTimeout: () =>
+        conn.socket.bufferedAmount >= options.maxOutboundBytes
+          ? Effect.fail(
               new WebSocketError({
-                reason: "Timeout",
-                message: `websocket connection ${connectionId}: the server did not take the message within ${options.sendTimeoutMs} ms`
+                reason: "Send",
+                message: `websocket connection ${connectionId}: the server is not reading; ${conn.socket.bufferedAmount} bytes are still waiting to be sent, try again later`
               })
-          })
+            )
+          : sendNow(conn, connectionId, data)
+      )
+
+    const sendNow = (conn: Connection, connectionId: string, data: string | Uint8Array) =>
+      Effect.async<object, WebSocketError>((resume) => {
+        conn.socket.send(data, { binary: typeof data !== "string" }, (error) =>
+          resume(
+            error === undefined || error === null
+              ? Effect.succeed({})
+              : Effect.fail(
+                  new WebSocketError({
+                    reason: "Send",
+                    message: `websocket connection ${connectionId}: send failed: ${error.message}`,
+                    cause: error
+                  })
+                )
+          )
         )
+      }).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(options.sendTimeoutMs),
+          onTimeout: () =>
+            new WebSocketError({
+              reason: "Timeout",
+              message: `websocket connection ${connectionId}: the server did not take the message within ${options.sendTimeoutMs} ms`
+            })
+        })
       )
 
     const close = Effect.fn("WebSocket.close")(function* (request: typeof Close.Type, call: HostCallContext) {
@@ -478,7 +603,7 @@ export const make = (
       }
       forget(conn)
       conn.closeGate = call.callFinished
-      conn.socket.close(code, request.reason)
+      startClose(conn, code, request.reason)
       return {}
     })
 

@@ -26,7 +26,7 @@ const echo = (request: http.IncomingMessage, response: http.ServerResponse, body
   response.end(body)
 }
 
-/** Routes by path: /echo, /redirect?to=…&status=…, /loop, /big, /declared-big, /exact, /slow, /slow-body. */
+/** Routes by path: /echo, /redirect?to=…&status=…, /loop, /big, /huge-head, /declared-big, /exact, /slow, /slow-body. */
 const routes =
   (hooks: { streamed?: (written: number) => void; closed?: () => void } = {}) =>
   (request: http.IncomingMessage, response: http.ServerResponse, received: { body: Buffer }) => {
@@ -58,6 +58,9 @@ const routes =
         }
         return pump()
       }
+      case "/huge-head":
+        response.writeHead(200, { "X-Padding": "p".repeat(20 * 1024) })
+        return response.end("never read")
       case "/declared-big":
         response.writeHead(200, { "Content-Length": String(50 * 1024 * 1024) })
         return response.write("only a little")
@@ -202,20 +205,85 @@ layer(engine, { excludeTestServices: true })("HTTP host service", (it) => {
       })
     )
 
+    it.scoped(
+      "listed exactly is not enough: loopback needs the operator's grant, by address or by name",
+      () =>
+        Effect.gen(function* () {
+          const server = yield* echoServer
+          const hosts = ["127.0.0.1", "localhost", "music.test"]
+          const ungranted = yield* loadHostHttp(hosts, [])
+          expect(errorOf(yield* send(ungranted, { url: server.url("/echo") }))).toBe(
+            'host "127.0.0.1" is a loopback address; plugins may not reach private networks unless the operator grants it with --allow-network 127.0.0.1/32'
+          )
+          for (const name of ["localhost", "music.test"]) {
+            const refusal = errorOf(yield* send(ungranted, { url: server.url("/echo", name) }))
+            expect(refusal).toBe(
+              `host "${name}" resolves to a private/loopback address; plugins may not reach private networks unless the operator grants it with --allow-network ${name}`
+            )
+          }
+          expect((yield* envRequest(ungranted, { url: server.url("/echo") })).status).toBe(0)
+          expect(server.received).toHaveLength(0)
+          // The same manifest with a grant: the address, or the name (whatever it resolves to).
+          const byAddress = yield* loadHostHttp(hosts, ["127.0.0.1/32"])
+          expect(resultOf(yield* send(byAddress, { url: server.url("/echo") })).statusCode).toBe(200)
+          expect(
+            resultOf(yield* send(byAddress, { url: server.url("/echo", "music.test") })).statusCode
+          ).toBe(200)
+          const byName = yield* loadHostHttp(hosts, ["localhost"])
+          expect(resultOf(yield* send(byName, { url: server.url("/echo", "localhost") })).statusCode).toBe(
+            200
+          )
+          expect(errorOf(yield* send(byName, { url: server.url("/echo", "music.test") }))).toContain(
+            "resolves to a private/loopback address"
+          )
+          expect(server.received).toHaveLength(3)
+        })
+    )
+
+    it.scoped("a wildcard manifest takes a grant too, and the grant does not widen the manifest's list", () =>
+      Effect.gen(function* () {
+        const server = yield* echoServer
+        const wildcard = yield* loadHostHttp(["*"], ["127.0.0.1/32"])
+        expect(resultOf(yield* send(wildcard, { url: server.url("/echo") })).statusCode).toBe(200)
+        expect(resultOf(yield* send(wildcard, { url: server.url("/echo", "other.test") })).statusCode).toBe(
+          200
+        )
+        expect(errorOf(yield* send(wildcard, { url: server.url("/echo", "lan.test") }))).toBe(
+          'host "lan.test" resolves to a private/loopback address; plugins may not reach private networks unless the operator grants it with --allow-network lan.test'
+        )
+        expect(errorOf(yield* send(wildcard, { url: server.url("/echo", "[::1]") }))).toContain(
+          "--allow-network ::1/128"
+        )
+        const elsewhere = yield* loadHostHttp(["api.example.org"], ["127.0.0.1/32"])
+        expect(errorOf(yield* send(elsewhere, { url: server.url("/echo") }))).toContain("is not allowed")
+        expect(server.received).toHaveLength(2)
+      })
+    )
+
+    it.scoped("a bad grant fails the load with a typed error that says what to write", () =>
+      Effect.gen(function* () {
+        const failure = yield* Effect.flip(loadHostHttp(undefined, ["192.168.1.0/33"]))
+        expect(failure).toMatchObject({ _tag: "PluginLoadError", reason: "Config" })
+        expect((failure as Error).message).toBe(
+          'plugin host-http: allowed network "192.168.1.0/33" is not valid: the prefix length must be 0–32 for an IPv4 network; give a CIDR such as 192.168.1.0/24 or ::1/128, an address such as 127.0.0.1, or a host name'
+        )
+      })
+    )
+
     it.scoped("an empty list denies everything to http_request and private addresses to http_send", () =>
       Effect.gen(function* () {
         const server = yield* echoServer
         const logs = captureLogs()
-        const plugin = yield* logs.provide(loadHostHttp([]))
+        const plugin = yield* logs.provide(loadHostHttp([], []))
         expect(yield* envRequest(plugin, { url: server.url("/echo") })).toMatchObject({ status: 0, body: "" })
         expect(logs.lines.map((l) => l.message).join("\n")).toContain(
           "the plugin's manifest lists no http.requiredHosts"
         )
         expect(errorOf(yield* send(plugin, { url: server.url("/echo") }))).toMatch(
-          /host "127\.0\.0\.1" is a loopback address; plugins may reach it only when http\.requiredHosts lists "127\.0\.0\.1" exactly/
+          /host "127\.0\.0\.1" is a loopback address; plugins may not reach private networks/
         )
         expect(errorOf(yield* send(plugin, { url: server.url("/echo", "music.test") }))).toContain(
-          'host "music.test" resolves to 127.0.0.1, which is a loopback address'
+          'host "music.test" resolves to a private/loopback address'
         )
         expect(errorOf(yield* send(plugin, { url: server.url("/echo", "localhost") }))).toContain("loopback")
         expect(errorOf(yield* send(plugin, { url: server.url("/echo", "[::1]") }))).toContain("loopback")
@@ -227,6 +295,8 @@ layer(engine, { excludeTestServices: true })("HTTP host service", (it) => {
           "link-local"
         )
         expect(errorOf(yield* send(plugin, { url: "http://0x7f.1/" }))).toContain("loopback")
+        expect(errorOf(yield* send(plugin, { url: "http://192.0.2.1/" }))).toContain("documentation")
+        expect(errorOf(yield* send(plugin, { url: "http://255.255.255.255/" }))).toContain("broadcast")
         // A public name is not refused by the empty list: here it simply does not resolve.
         const unknown = errorOf(yield* send(plugin, { url: "http://no-such-host.test/" }))
         expect(unknown).toContain("request to no-such-host.test failed")
@@ -235,23 +305,33 @@ layer(engine, { excludeTestServices: true })("HTTP host service", (it) => {
       })
     )
 
-    it.scoped("a name resolving to a private address needs an exact entry; a glob is not enough", () =>
-      Effect.gen(function* () {
-        const server = yield* echoServer
-        const glob = yield* loadHostHttp(["*.test", "*"])
-        expect(errorOf(yield* send(glob, { url: server.url("/echo", "music.test") }))).toContain(
-          'host "music.test" resolves to 127.0.0.1, which is a loopback address'
-        )
-        expect(errorOf(yield* send(glob, { url: server.url("/echo", "v6.test") }))).toContain(
-          "resolves to ::1, which is a loopback address"
-        )
-        expect(errorOf(yield* send(glob, { url: server.url("/echo") }))).toContain("loopback")
-        const exact = yield* loadHostHttp(["MUSIC.test"])
-        const reply = yield* send(exact, { url: server.url("/echo", "music.test") })
-        expect(resultOf(reply).statusCode).toBe(200)
-        expect(server.received).toHaveLength(1)
-        expect(server.received[0]?.headers.host).toBe(`music.test:${server.port}`)
-      })
+    it.scoped(
+      "a name resolving to loopback is refused by glob and exact entry alike, without naming the address",
+      () =>
+        Effect.gen(function* () {
+          const server = yield* echoServer
+          const logs = captureLogs()
+          const glob = yield* logs.provide(loadHostHttp(["*.test", "*"], []))
+          for (const name of ["music.test", "v6.test"]) {
+            const refusal = errorOf(yield* send(glob, { url: server.url("/echo", name) }))
+            expect(refusal).toContain(`host "${name}" resolves to a private/loopback address`)
+            expect(refusal).not.toMatch(/127\.0\.0\.1|::1/)
+          }
+          // The operator's log says where it pointed.
+          expect(logs.lines.map((l) => l.message)).toContain(
+            "http GET music.test refused: it resolved to 127.0.0.1 (loopback); grant it with --allow-network if the plugin may reach it"
+          )
+          const exact = yield* loadHostHttp(["MUSIC.test"], [])
+          expect(errorOf(yield* send(exact, { url: server.url("/echo", "music.test") }))).toContain(
+            "resolves to a private/loopback address"
+          )
+          expect(server.received).toHaveLength(0)
+          const granted = yield* loadHostHttp(["MUSIC.test"])
+          expect(resultOf(yield* send(granted, { url: server.url("/echo", "music.test") })).statusCode).toBe(
+            200
+          )
+          expect(server.received[0]?.headers.host).toBe(`music.test:${server.port}`)
+        })
     )
 
     it.scoped("schemes other than http and https are refused", () =>
@@ -359,9 +439,10 @@ layer(engine, { excludeTestServices: true })("HTTP host service", (it) => {
           expect(errorOf(yield* send(plugin, { url: server.url(`/redirect?to=${toLocalhost}`) }))).toBe(
             `redirect to http://localhost:${server.port}/echo refused: host "localhost" is not allowed: it matches none of the plugin's http.requiredHosts`
           )
-          const toGlob = encodeURIComponent(server.url("/echo?secret=1", "music.test"))
-          expect(errorOf(yield* send(plugin, { url: server.url(`/redirect?to=${toGlob}`) }))).toContain(
-            `redirect to http://music.test:${server.port}/echo refused: host "music.test" resolves to 127.0.0.1, which is a loopback address`
+          // Loopback is granted to this plugin, 192.168.77.7 is not.
+          const toLan = encodeURIComponent(server.url("/echo?secret=1", "lan.test"))
+          expect(errorOf(yield* send(plugin, { url: server.url(`/redirect?to=${toLan}`) }))).toBe(
+            `redirect to http://lan.test:${server.port}/echo refused: host "lan.test" resolves to a private/loopback address; plugins may not reach private networks unless the operator grants it with --allow-network lan.test`
           )
           expect(
             errorOf(
@@ -455,6 +536,19 @@ layer(engine, { excludeTestServices: true })("HTTP host service", (it) => {
         expect(errorOf(yield* send(plugin, { url: server.url("/declared-big") }))).toBe(
           `response body exceeds ${MAX_BODY} bytes`
         )
+      })
+    )
+
+    it.scoped("a response head over maxHeaderBytes is refused; a neighbour keeps answering", () =>
+      Effect.gen(function* () {
+        const server = yield* echoServer
+        const plugin = yield* loadHostHttp()
+        const neighbour = yield* loadHostHttp(["127.0.0.1"])
+        expect(errorOf(yield* send(plugin, { url: server.url("/huge-head") }))).toBe(
+          "response headers from 127.0.0.1 exceed 16384 bytes"
+        )
+        expect(resultOf(yield* send(neighbour, { url: server.url("/echo") })).statusCode).toBe(200)
+        expect(resultOf(yield* send(plugin, { url: server.url("/echo") })).statusCode).toBe(200)
       })
     )
 

@@ -67,13 +67,14 @@ export const testServer = (route: Route): Effect.Effect<TestServer, never, Scope
 
 /**
  * A resolver that never asks real DNS (except for `localhost`, from the hosts file): the `.test`
- * names below resolve to loopback addresses, everything else is not found.
+ * names below resolve to loopback addresses (`lan.test` to a private one), everything else is not found.
  */
 export const fakeLookup: LookupFunction = (hostname, options, callback) => {
   const names: Record<string, string> = {
     "music.test": "127.0.0.1",
     "other.test": "127.0.0.1",
-    "v6.test": "::1"
+    "v6.test": "::1",
+    "lan.test": "192.168.77.7"
   }
   if (hostname === "localhost") return dnsLookup(hostname, options, callback)
   const address = names[hostname]
@@ -87,13 +88,20 @@ export const fakeLookup: LookupFunction = (hostname, options, callback) => {
 
 let nextId = 0
 
-/** Loads host-http with its manifest's `http.requiredHosts` replaced (`undefined`: as built). */
+/** The grant the test servers need: they listen on loopback, which no plugin may reach by default. */
+export const LOOPBACK: ReadonlyArray<string> = ["127.0.0.0/8", "::1/128"]
+
+/**
+ * Loads host-http with its manifest's `http.requiredHosts` replaced (`undefined`: as built), granted
+ * `allowedNetworks` (default: loopback, where the test servers are; `[]` for none).
+ */
 export const loadHostHttp = (
-  requiredHosts?: ReadonlyArray<string>
+  requiredHosts?: ReadonlyArray<string>,
+  allowedNetworks: ReadonlyArray<string> = LOOPBACK
 ): Effect.Effect<LoadedPlugin, unknown, PluginLoader | Scope.Scope> =>
   Effect.gen(function* () {
     const loader = yield* PluginLoader
-    if (requiredHosts === undefined) return yield* loader.loadFile(fixture("host-http"))
+    if (requiredHosts === undefined) return yield* loader.loadFile(fixture("host-http"), { allowedNetworks })
     const files = unzipSync(readFileSync(fixture("host-http")))
     const manifest = JSON.parse(strFromU8(files["manifest.json"] ?? new Uint8Array())) as {
       permissions: { http: { requiredHosts: ReadonlyArray<string> } }
@@ -103,7 +111,7 @@ export const loadHostHttp = (
       "manifest.json": strToU8(JSON.stringify(manifest)),
       "plugin.wasm": files["plugin.wasm"] ?? new Uint8Array()
     })
-    return yield* loader.loadBytes(`host-http-${nextId++}`, bytes)
+    return yield* loader.loadBytes(`host-http-${nextId++}`, bytes, { allowedNetworks })
   })
 
 /** What `http_send` answers. */

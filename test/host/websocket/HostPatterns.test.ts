@@ -1,74 +1,43 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import {
-  isHostAllowed,
-  isListedExactly,
-  matchesPattern,
-  parseHostPatterns
-} from "../../../src/host/websocket/HostPatterns.js"
+import * as NetworkPolicy from "../../../src/host/network/NetworkPolicy.js"
 import {
   checkTarget,
   generateConnectionId,
   isValidCloseCode
 } from "../../../src/host/websocket/WebSocketService.js"
 
-describe("WebSocket host patterns", () => {
-  it("`*.suffix` matches subdomains at any depth but not the bare suffix", () => {
-    const hosts = parseHostPatterns(["*.example.com"])
-    expect(isHostAllowed(hosts, "a.example.com")).toBe(true)
-    expect(isHostAllowed(hosts, "a.b.c.example.com")).toBe(true)
-    expect(isHostAllowed(hosts, "example.com")).toBe(false)
-    expect(isHostAllowed(hosts, "badexample.com")).toBe(false)
-    expect(isHostAllowed(hosts, "example.com.evil.net")).toBe(false)
-    expect(isHostAllowed(hosts, ".example.com")).toBe(false)
-  })
-
-  it("exact entries match only themselves, case-insensitively, whatever the port", () => {
-    const hosts = parseHostPatterns(["Feed.Example.COM", "localhost:8080", "[::1]", "127.0.0.1"])
-    expect(isHostAllowed(hosts, "feed.example.com")).toBe(true)
-    expect(isHostAllowed(hosts, "FEED.example.com.")).toBe(true)
-    expect(isHostAllowed(hosts, "x.feed.example.com")).toBe(false)
-    expect(isHostAllowed(hosts, "localhost")).toBe(true)
-    expect(isHostAllowed(hosts, "[::1]")).toBe(true)
-    expect(isHostAllowed(hosts, "127.0.0.1")).toBe(true)
-    expect(isHostAllowed(hosts, "127.0.0.2")).toBe(false)
-    expect(isListedExactly(hosts, "localhost")).toBe(true)
-  })
-
-  it("`*` matches every host, but lists none exactly", () => {
-    const hosts = parseHostPatterns(["*"])
-    expect(isHostAllowed(hosts, "anything.at.all")).toBe(true)
-    expect(isHostAllowed(hosts, "10.0.0.1")).toBe(true)
-    expect(isListedExactly(hosts, "10.0.0.1")).toBe(false)
-    expect(isHostAllowed(parseHostPatterns([]), "example.com")).toBe(false)
-  })
-
-  it("a wildcard only counts as a leading `*.` label", () => {
-    expect(matchesPattern("api.*.com", "api.x.com")).toBe(false)
-    expect(matchesPattern("*example.com", "badexample.com")).toBe(false)
-    expect(isListedExactly(parseHostPatterns(["*.example.com"]), "a.example.com")).toBe(false)
-  })
-
+// Host matching and address classification are NetworkPolicy's (test/host/network/NetworkPolicy.test.ts).
+describe("WebSocket targets", () => {
   it.effect("URLs are checked for scheme, host and literal private addresses before connecting", () =>
     Effect.gen(function* () {
-      const hosts = parseHostPatterns(["*.example.com", "127.0.0.1", "*"])
-      const reason = (url: string) =>
-        checkTarget(url, hosts).pipe(
-          Effect.match({
-            onFailure: (e) => e.reason,
-            onSuccess: (t) => (t.mayReachPrivate ? "private ok" : "ok")
-          })
+      const policy = (grants: ReadonlyArray<string>) =>
+        NetworkPolicy.make({
+          permission: "websocket",
+          requiredHosts: ["*.example.com", "127.0.0.1", "*"],
+          grants: Effect.runSync(NetworkPolicy.decodeGrants(grants))
+        })
+      const reason = (url: string, grants: ReadonlyArray<string> = []) =>
+        checkTarget(url, policy(grants)).pipe(
+          Effect.match({ onFailure: (e) => `${e.reason}: ${e.message}`, onSuccess: () => "ok" })
         )
       expect(yield* reason("wss://a.example.com/feed")).toBe("ok")
-      expect(yield* reason("ws://127.0.0.1:9000/")).toBe("private ok")
-      expect(yield* reason("http://a.example.com/")).toBe("Scheme")
-      expect(yield* reason("ws+unix:///tmp/socket")).toBe("Scheme")
-      expect(yield* reason("nonsense")).toBe("BadRequest")
-      // Allowed by `*`, but not listed exactly: private literals are refused.
-      expect(yield* reason("ws://10.1.2.3/")).toBe("Forbidden")
-      expect(yield* reason("ws://[::1]:80/")).toBe("Forbidden")
-      expect(yield* reason("ws://[fe80::1]/")).toBe("Forbidden")
-      expect(yield* reason("ws://192.168.1.1/")).toBe("Forbidden")
+      // Listed exactly is not enough for a loopback literal: the operator must grant it.
+      expect(yield* reason("ws://127.0.0.1:9000/")).toBe(
+        'Forbidden: websocket host "127.0.0.1" is a loopback address; plugins may not reach private networks unless the operator grants it with --allow-network 127.0.0.1/32'
+      )
+      expect(yield* reason("ws://127.0.0.1:9000/", ["127.0.0.1/32"])).toBe("ok")
+      expect(yield* reason("ws://127.0.0.2:9000/", ["127.0.0.1/32"])).toMatch(/^Forbidden/)
+      expect(yield* reason("ws://192.168.1.7/", ["192.168.1.0/24"])).toBe("ok")
+      expect(yield* reason("ws://[::1]/", ["::1/128"])).toBe("ok")
+      expect(yield* reason("http://a.example.com/")).toMatch(/^Scheme/)
+      expect(yield* reason("ws+unix:///tmp/socket")).toMatch(/^Scheme/)
+      expect(yield* reason("nonsense")).toMatch(/^BadRequest/)
+      // Without a grant every private literal is refused.
+      expect(yield* reason("ws://10.1.2.3/")).toMatch(/^Forbidden: .* is a private address/)
+      expect(yield* reason("ws://[::1]:80/")).toMatch(/^Forbidden: .* is a loopback address.*::1\/128$/)
+      expect(yield* reason("ws://[fe80::1]/")).toMatch(/^Forbidden/)
+      expect(yield* reason("ws://192.168.1.1/")).toMatch(/^Forbidden/)
       expect(yield* reason("ws://8.8.8.8/")).toBe("ok")
     })
   )

@@ -32,7 +32,7 @@ layer(testEngine({ runtime: { poolSize: 4 } }), { excludeTestServices: true })(
         expect(texts()).toEqual(sent.map((m) => `text echo ${m}`))
         const side = server.connections[0]!
         expect(side.texts).toEqual(sent)
-        // A burst from the server (past the pause threshold) arrives complete and in order.
+        // A burst from the server arrives complete and in order.
         const burst = Array.from({ length: 600 }, (_, i) => `s${i}`)
         for (const message of burst) side.socket.send(message)
         yield* eventually("the burst", () => texts().length === 700, 15_000)
@@ -136,13 +136,17 @@ layer(testEngine({ runtime: { poolSize: 4 } }), { excludeTestServices: true })(
         const errors = lines().filter((l) => l.startsWith("error drop "))
         if (errors.length > 0)
           expect(lines().indexOf(errors[0]!)).toBeLessThan(lines().indexOf("close drop 1006 "))
-        // A message over the payload limit is an error, then a close.
+        // A message over the payload limit (default 1 MiB) is an error, then a close with 1009.
         yield* call("websocket_connect", { url: server.url, connectionId: "big" })
-        server.connections[1]!.socket.send(Buffer.alloc(8 * 1024 * 1024 + 1))
+        server.connections[1]!.socket.send(Buffer.alloc(1024 * 1024 + 1))
         yield* eventually("on_close", () => lines().some((l) => l.startsWith("close big ")))
         const big = lines().filter((l) => l.includes(" big "))
-        expect(big[0]).toBe("error big Max payload size exceeded")
+        expect(big[0]).toBe(
+          "error big the server sent a message larger than 1048576 bytes (maxPayloadBytes); the connection is closed with 1009"
+        )
         expect(big[1]).toMatch(/^close big 10(06|09) /)
+        yield* eventually("the server's view", () => server.connections[1]!.closed !== undefined)
+        expect(server.connections[1]!.closed?.code).toBe(1009)
       })
     )
 
@@ -243,7 +247,7 @@ layer(testEngine({ runtime: { poolSize: 4 } }), { excludeTestServices: true })(
       })
     )
 
-    it.scoped("hosts outside requiredHosts, and loopback behind a wildcard, are refused", () =>
+    it.scoped("hosts outside requiredHosts are refused; loopback only with the operator's grant", () =>
       Effect.gen(function* () {
         const server = yield* wsServer()
         const elsewhere = yield* websocketPlugin(timedLogs(), {
@@ -256,17 +260,49 @@ layer(testEngine({ runtime: { poolSize: 4 } }), { excludeTestServices: true })(
         expect(String((yield* elsewhere.call("websocket_connect", { url: server.url })).error)).toContain(
           "is not allowed"
         )
+        // The fixture lists 127.0.0.1 and localhost exactly: without a grant that is not enough.
+        const listed = yield* websocketPlugin(timedLogs(), { id: "ws-listed", allowedNetworks: [] })
+        expect(String((yield* listed.call("websocket_connect", { url: server.url })).error)).toBe(
+          'websocket host "127.0.0.1" is a loopback address; plugins may not reach private networks unless the operator grants it with --allow-network 127.0.0.1/32'
+        )
+        const byName = String(
+          (yield* listed.call("websocket_connect", { url: `ws://localhost:${server.port}/` })).error
+        )
+        expect(byName).toBe(
+          'websocket host "localhost" resolves to a private/loopback address; plugins may not reach private networks unless the operator grants it with --allow-network localhost'
+        )
+        const wildcard = repackage("host-websocket", (m) => ({
+          ...m,
+          permissions: { websocket: { allowedHosts: ["*"] } }
+        }))
         const anywhere = yield* websocketPlugin(timedLogs(), {
           id: "ws-anywhere",
-          bytes: repackage("host-websocket", (m) => ({
-            ...m,
-            permissions: { websocket: { allowedHosts: ["*"] } }
-          }))
+          bytes: wildcard,
+          allowedNetworks: []
         })
         expect(String((yield* anywhere.call("websocket_connect", { url: server.url })).error)).toContain(
-          "loopback address"
+          "is a loopback address"
         )
         expect(server.connections).toHaveLength(0)
+        // Granted: the exact listing and the wildcard both connect.
+        const granted = yield* websocketPlugin(timedLogs(), {
+          id: "ws-granted",
+          allowedNetworks: ["127.0.0.1/32"]
+        })
+        expect(yield* granted.call("websocket_connect", { url: server.url, connectionId: "g" })).toEqual({
+          newConnectionId: "g"
+        })
+        const anywhereGranted = yield* websocketPlugin(timedLogs(), {
+          id: "ws-anywhere-granted",
+          bytes: wildcard,
+          allowedNetworks: ["127.0.0.1/32"]
+        })
+        expect(
+          yield* anywhereGranted.call("websocket_connect", { url: server.url, connectionId: "w" })
+        ).toEqual({
+          newConnectionId: "w"
+        })
+        expect(server.connections).toHaveLength(2)
       })
     )
 

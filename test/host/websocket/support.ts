@@ -122,18 +122,30 @@ export const openTcpSockets = (): number =>
 
 const decoder = new TextDecoder()
 
-/** Loads host-websocket (or other package bytes under `id`) into `scope`, logging into `logs`. */
+/** The grant the test servers need: they listen on loopback, which no plugin may reach by default. */
+export const LOOPBACK: ReadonlyArray<string> = ["127.0.0.0/8", "::1/128"]
+
+/**
+ * Loads host-websocket (or other package bytes under `id`) into `scope`, logging into `logs`,
+ * granted `allowedNetworks` (default: loopback, where the test servers are; `[]` for none).
+ */
 export const websocketPlugin = (
   logs: ReturnType<typeof timedLogs>,
-  options: { readonly scope?: Scope.Scope; readonly id?: string; readonly bytes?: Uint8Array } = {}
+  options: {
+    readonly scope?: Scope.Scope
+    readonly id?: string
+    readonly bytes?: Uint8Array
+    readonly allowedNetworks?: ReadonlyArray<string>
+  } = {}
 ) =>
   Effect.gen(function* () {
     const loader = yield* PluginLoader
     const id = options.id ?? "host-websocket"
+    const loadOptions = { allowedNetworks: options.allowedNetworks ?? LOOPBACK }
     const load =
       options.bytes === undefined
-        ? loader.loadFile(fixture("host-websocket"))
-        : loader.loadBytes(id, options.bytes)
+        ? loader.loadFile(fixture("host-websocket"), loadOptions)
+        : loader.loadBytes(id, options.bytes, loadOptions)
     const plugin = yield* logs.provide(options.scope === undefined ? load : Scope.extend(load, options.scope))
     /** Calls a passthrough export (`call_<fn>`) and parses the host function's raw response. */
     const call = (fn: string, request: unknown) =>
