@@ -183,7 +183,7 @@ const fromExtismLevel = (level: number): LogLevel.LogLevel =>
 
 /** Why no worker could start, and what to check; `workerHeapMb` is the usual culprit. */
 const workerStartAdvice = (failure: { readonly message: string; readonly attempts: number }): string =>
-  `the engine could not start a plugin worker thread (${failure.message}; ${failure.attempts} failed starts in a row, still retrying with back-off). Check the runtime option workerHeapMb (a worker needs at least ~16 MB) and the memory available to the process`
+  `the engine could not start a plugin worker thread (${failure.message}; ${failure.attempts} failed starts in a row, still retrying with back-off). Check the runtime option workerHeapMb (a worker needs more than 4 MB; the default is 256) and the memory available to the process`
 
 const outcomeToExit = (
   pluginId: string,
