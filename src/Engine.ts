@@ -23,6 +23,8 @@ export interface EngineOptions {
   readonly dataFolder?: string | undefined
   readonly cache?: Partial<CacheService.CacheOptions> | undefined
   readonly http?: Partial<HttpService.HttpOptions> | undefined
+  readonly kvstore?: HostServices.HostOptions["kvstore"]
+  readonly scheduler?: HostServices.HostOptions["scheduler"]
   /** Base URL of artwork links when the embedded artwork settings are used. */
   readonly artworkBaseUrl?: string | undefined
 }
@@ -38,9 +40,7 @@ export const layerWithServer = (
 ): Layer.Layer<EngineServices, never, HostServices.ServerServices> =>
   PluginLoader.layer.pipe(
     Layer.provideMerge(WasmRuntime.layer(options.runtime)),
-    Layer.provideMerge(
-      HostServices.layer({ dataFolder: dataFolderOf(options), cache: options.cache, http: options.http })
-    ),
+    Layer.provideMerge(HostServices.layer({ ...options, dataFolder: dataFolderOf(options) })),
     Layer.provide(NodeFileSystem.layer)
   )
 

@@ -27,6 +27,8 @@ export interface HostOptions {
   readonly dataFolder: string
   readonly cache?: Partial<CacheService.CacheOptions> | undefined
   readonly http?: Partial<HttpService.HttpOptions> | undefined
+  readonly kvstore?: Partial<KvStoreService.KvStoreServiceOptions> | undefined
+  readonly scheduler?: Partial<SchedulerService.SchedulerOptions> | undefined
 }
 
 /** What the embedding server supplies (or `Engine.layer` with its embedded defaults). */
@@ -42,11 +44,11 @@ export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, S
       const router = yield* SubsonicRouter
       return layerWith(options.dataFolder, [
         CacheService.provider({ ...CacheService.defaultCacheOptions, ...options.cache }),
-        KvStoreService.provider,
+        KvStoreService.providerWith(options.kvstore),
         HttpService.provider({ ...HttpService.defaultHttpOptions, ...options.http }),
         ArtworkService.provider(artwork),
         UsersService.provider(directory),
-        SchedulerService.provider,
+        SchedulerService.providerWith(options.scheduler),
         WebSocketService.provider,
         LibraryService.provider(catalog),
         SubsonicService.provider(router, directory)

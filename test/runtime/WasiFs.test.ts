@@ -3,7 +3,7 @@
  * read works inside the mount while every way out, and every write, fails with the documented errno
  * (docs/host-services/filesystem.md) and leaves the disk as it was.
  */
-import { afterAll, beforeAll, expect, layer } from "@effect/vitest"
+import { afterAll, beforeAll, describe, expect, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { unzipSync } from "fflate"
 import { randomBytes } from "node:crypto"
@@ -14,6 +14,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -24,6 +25,8 @@ import { join } from "node:path"
 import { layer as runtimeLayer, type RunningPlugin, WasmRuntime } from "../../src/runtime/WasmRuntime.js"
 import type { Mount } from "../../src/runtime/worker/protocol.js"
 import { Errno } from "../../src/runtime/worker/Wasi.js"
+import { errnoOf, GuestMemory } from "../../src/runtime/worker/WasiAbi.js"
+import { WasiFs } from "../../src/runtime/worker/WasiFs.js"
 import { demoLibraryFolder } from "../../src/embedded/EmbeddedLibrary.js"
 import { HostFunctions } from "../../src/host/HostFunctions.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
@@ -493,6 +496,76 @@ layer(runtimeLayer({ poolSize: 1, defaultTimeoutMs: 10_000 }))("WASI filesystem"
     })
   )
 
+  it.scoped("symlinks are walked as their targets: inside ones work, absolute ones too, nothing else", () =>
+    Effect.gen(function* () {
+      const links = join(base, `links-${Date.now()}`)
+      const alias = `${links}-alias`
+      mkdirSync(join(links, "Sub"), { recursive: true })
+      symlinkSync(links, alias)
+      writeFileSync(join(links, "Sub", "real.txt"), "real")
+      symlinkSync(join(links, "Sub", "real.txt"), join(links, "abs-real"))
+      symlinkSync(join(alias, "Sub"), join(links, "abs-alias"))
+      symlinkSync("../Sub/real.txt", join(links, "Sub", "up"))
+      symlinkSync("Sub/up", join(links, "chain"))
+      symlinkSync("abs-real", join(links, "chain-abs"))
+      symlinkSync("loop", join(links, "loop"))
+      symlinkSync("nowhere", join(links, "dangling-in"))
+      symlinkSync("../nowhere", join(links, "dangling-out"))
+      symlinkSync("Sub/../../secret.txt", join(links, "deep-escape"))
+      symlinkSync(`${links}/../secret.txt`, join(links, "abs-dotdot"))
+      symlinkSync(`${links}-other`, join(links, "abs-sibling"))
+      // Mounted through the alias: targets may name the root by its real path or by the mount's.
+      const fs = yield* load([{ guestPath: "/libraries/1", hostPath: alias }])
+      for (const path of ["abs-real", "abs-alias/real.txt", "Sub/up", "chain", "chain-abs"]) {
+        expect([path, (yield* fs.readAll(path)).toString()]).toEqual([path, "real"])
+      }
+      const sub = yield* fs.openOk("abs-alias")
+      expect((yield* fs.list(sub)).map((e) => e.name)).toEqual(["real.txt", "up"])
+      expect(yield* fs.stat("chain")).toMatchObject({
+        errno: Errno.success,
+        size: 4n,
+        filetype: T.regularFile
+      })
+      expect(yield* fs.stat("chain", NOFOLLOW)).toMatchObject({
+        errno: Errno.success,
+        filetype: T.symbolicLink
+      })
+      expect((yield* fs.open("loop")).errno).toBe(Errno.loop)
+      expect((yield* fs.stat("loop/x")).errno).toBe(Errno.loop)
+      expect((yield* fs.open("dangling-in")).errno).toBe(Errno.noent)
+      // Outside targets are refused without being looked at: existing or not, the answer is the same.
+      for (const path of ["dangling-out", "deep-escape", "abs-dotdot", "abs-sibling", "abs-sibling/x"]) {
+        expect([path, (yield* fs.open(path)).errno]).toEqual([path, Errno.notcapable])
+        expect([path, (yield* fs.stat(path)).errno]).toEqual([path, Errno.notcapable])
+      }
+    })
+  )
+
+  it.scoped(
+    "a mount root swapped for a symlink is refused; a folder re-created in its place is the mount",
+    () =>
+      Effect.gen(function* () {
+        const root = join(base, `swapped-root-${Date.now()}`)
+        mkdirSync(root)
+        writeFileSync(join(root, "a.txt"), "first")
+        const fs = yield* load([{ guestPath: "/libraries/1", hostPath: root }])
+        expect((yield* fs.readAll("a.txt")).toString()).toBe("first")
+        const dir = yield* fs.openOk(".")
+        renameSync(root, `${root}-old`)
+        symlinkSync(base, root)
+        expect((yield* fs.open("secret.txt")).errno).toBe(Errno.notcapable)
+        expect((yield* fs.stat(".")).errno).toBe(Errno.notcapable)
+        expect((yield* fs.readdir(3, 4096, 0n)).errno).toBe(Errno.notcapable)
+        expect((yield* fs.readdir(dir, 4096, 0n)).errno).toBe(Errno.notcapable)
+        expect((yield* fs.fstat(dir)).errno).toBe(Errno.notcapable)
+        rmSync(root)
+        mkdirSync(root)
+        writeFileSync(join(root, "a.txt"), "second")
+        expect((yield* fs.readAll("a.txt")).toString()).toBe("second")
+        expect((yield* fs.list(3)).map((e) => e.name)).toEqual(["a.txt"])
+      })
+  )
+
   it.scoped("every write fails (EROFS, or EBADF on a read-only fd) and the disk is unchanged", () =>
     Effect.gen(function* () {
       const fs = yield* load(libraryMount())
@@ -696,4 +769,49 @@ layer(testEngine({ runtime: { poolSize: 1 } }))("WASI filesystem through the loa
       expect((yield* fs.prestat(3)).errno).toBe(Errno.badf)
     })
   )
+})
+
+describe("WASI filesystem without Linux /proc", () => {
+  it("fails closed: the mounts are still preopens, every call that would look at the disk is ENOSYS", () => {
+    const memory = new WebAssembly.Memory({ initial: 1 })
+    new Uint8Array(memory.buffer).set(encoder.encode("notes.txt"), 100)
+    const errno = (call: () => number): number => {
+      try {
+        return call()
+      } catch (error) {
+        return errnoOf(error) ?? -1
+      }
+    }
+    const calls = (fs: WasiFs) => ({
+      prestat: errno(() => fs.prestatGet(3, 0)),
+      open: errno(() => fs.open(3, FOLLOW, 100, 9, 0, READ, READ, 0, 200)),
+      stat: errno(() => fs.pathFilestatGet(3, FOLLOW, 100, 9, 200)),
+      fstat: errno(() => fs.filestatGet(3, 200)),
+      readdir: errno(() => fs.readdir(3, 300, 256, 0n, 200)),
+      readlink: errno(() => fs.readlink(3, 100, 9, 300, 64, 200))
+    })
+    const guest = new GuestMemory(() => memory)
+    const { nosys, success, inval } = Errno
+    const closed = new WasiFs(libraryMount(), guest, false)
+    expect(closed.unavailable).toMatch(/needs Linux with \/proc.*Run the engine on Linux/)
+    expect(calls(closed)).toEqual({
+      prestat: success,
+      open: nosys,
+      stat: nosys,
+      fstat: nosys,
+      readdir: nosys,
+      readlink: nosys
+    })
+    // The same calls on this Linux host, where the jail is available.
+    const open = new WasiFs(libraryMount(), guest)
+    expect(open.unavailable).toBeUndefined()
+    expect(calls(open)).toEqual({
+      prestat: success,
+      open: success,
+      stat: success,
+      fstat: success,
+      readdir: success,
+      readlink: inval
+    })
+  })
 })

@@ -1,10 +1,12 @@
 /**
  * One plugin's persistent key/value store: a SQLite file in WAL mode with `synchronous = FULL`, so
  * an acknowledged write survives a crash. Values are bytes, keys are UTF-8 text (1–256 bytes),
- * entries may expire. Only value bytes count toward the store's size limit.
+ * entries may expire. Key bytes and value bytes both count toward the store's size limit (an empty
+ * value under a long key is not free), and the number of keys has a limit of its own.
  *
- * The bytes in use are kept in a one-row table maintained by triggers, so the figure commits and
- * rolls back with the data it describes; it is recomputed from the rows at every open all the same.
+ * The bytes and entries in use are kept in a one-row table maintained by triggers, so the figures
+ * commit and roll back with the data they describe; they are recomputed from the rows at every open
+ * all the same.
  * Expired entries are invisible to every read and figure, and are deleted at open, periodically,
  * and when a write would otherwise not fit.
  */
@@ -27,6 +29,9 @@ import { KvStoreError } from "./KvStoreError.js"
 /** The longest key, in bytes of UTF-8. */
 export const maxKeyBytes = 256
 
+/** The most keys a store holds unless told otherwise. */
+export const defaultMaxKeys = 100_000
+
 /** How often expired entries are deleted while the store is open. */
 export const defaultSweepInterval: Duration.Duration = Duration.seconds(60)
 
@@ -34,8 +39,10 @@ export const defaultSweepInterval: Duration.Duration = Duration.seconds(60)
 export interface KvStoreOptions {
   /** The SQLite file; its folder is created when missing. */
   readonly filename: string
-  /** The most value bytes the store may hold. */
+  /** The most bytes the store may hold, counting each entry's key (UTF-8) and value. */
   readonly maxSizeBytes: number
+  /** The most keys the store may hold (default `defaultMaxKeys`). */
+  readonly maxKeys?: number | undefined
   readonly sweepInterval?: Duration.DurationInput | undefined
 }
 
@@ -63,11 +70,19 @@ export interface KvStore {
   ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, KvStoreError>
   /** Deletes every key starting with `prefix` (which must not be empty); returns how many were live. */
   readonly deleteByPrefix: (prefix: string) => Effect.Effect<number, KvStoreError>
-  /** The value bytes of the live entries. */
+  /** The key and value bytes of the live entries. */
   readonly storageUsed: Effect.Effect<number, KvStoreError>
   /** Deletes the expired entries now; returns how many. */
   readonly sweep: Effect.Effect<number, KvStoreError>
 }
+
+/** Sets the usage figures from the rows themselves: every row's key (UTF-8) and value bytes, and the count. */
+const recount = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => sql`UPDATE kv_usage SET
+    bytes = (SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv),
+    entries = (SELECT count(*) FROM kv) WHERE id = 1`
+)
 
 const migrations = Migrator.fromRecord({
   "0001_kv": Effect.gen(function* () {
@@ -90,16 +105,36 @@ const migrations = Migrator.fromRecord({
     yield* sql`CREATE TRIGGER kv_usage_delete AFTER DELETE ON kv BEGIN
       UPDATE kv_usage SET bytes = bytes - length(OLD.value) WHERE id = 1;
     END`
+  }),
+  // Keys count too, and entries are counted: without it, long keys with empty values cost nothing.
+  "0002_kv_usage_keys": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE kv_usage ADD COLUMN entries INTEGER NOT NULL DEFAULT 0`
+    yield* sql`DROP TRIGGER kv_usage_insert`
+    yield* sql`DROP TRIGGER kv_usage_update`
+    yield* sql`DROP TRIGGER kv_usage_delete`
+    // length(CAST(key AS BLOB)) is the key's UTF-8 byte count; length(key) would count characters.
+    yield* sql`CREATE TRIGGER kv_usage_insert AFTER INSERT ON kv BEGIN
+      UPDATE kv_usage SET bytes = bytes + length(CAST(NEW.key AS BLOB)) + length(NEW.value),
+        entries = entries + 1 WHERE id = 1;
+    END`
+    yield* sql`CREATE TRIGGER kv_usage_update AFTER UPDATE ON kv BEGIN
+      UPDATE kv_usage SET bytes = bytes - length(CAST(OLD.key AS BLOB)) - length(OLD.value)
+        + length(CAST(NEW.key AS BLOB)) + length(NEW.value) WHERE id = 1;
+    END`
+    yield* sql`CREATE TRIGGER kv_usage_delete AFTER DELETE ON kv BEGIN
+      UPDATE kv_usage SET bytes = bytes - length(CAST(OLD.key AS BLOB)) - length(OLD.value),
+        entries = entries - 1 WHERE id = 1;
+    END`
+    yield* recount
   })
 })
-
-const encoder = new TextEncoder()
 
 // Node 20 has `String.prototype.isWellFormed`; the ES2023 lib of this project does not declare it.
 const isWellFormed = (text: string): boolean => (text as string & { isWellFormed(): boolean }).isWellFormed()
 
-/** The key rules of the contract, as a typed error. */
-export const checkKey = (key: string): Effect.Effect<string, KvStoreError> => {
+/** The key rules of the contract, as a typed error; the key's length in bytes of UTF-8 when it passes. */
+export const checkKey = (key: string): Effect.Effect<number, KvStoreError> => {
   if (key.length === 0) {
     return Effect.fail(new KvStoreError({ reason: "InvalidKey", message: "key must not be empty" }))
   }
@@ -111,8 +146,8 @@ export const checkKey = (key: string): Effect.Effect<string, KvStoreError> => {
       })
     )
   }
-  // A UTF-16 unit is at most 3 bytes of UTF-8: only long keys need measuring.
-  const bytes = key.length * 3 <= maxKeyBytes ? key.length : encoder.encode(key).byteLength
+  // Exact: the byte count is also what the key costs against the store's size limit.
+  const bytes = Buffer.byteLength(key, "utf8")
   if (bytes > maxKeyBytes) {
     return Effect.fail(
       new KvStoreError({
@@ -121,7 +156,7 @@ export const checkKey = (key: string): Effect.Effect<string, KvStoreError> => {
       })
     )
   }
-  return Effect.succeed(key)
+  return Effect.succeed(bytes)
 }
 
 const checkPrefix = (prefix: string): Effect.Effect<string, KvStoreError> =>
@@ -160,15 +195,24 @@ const storageError = (error: { readonly message: string; readonly cause?: unknow
 /** The most keys in one `IN (…)`, well under SQLite's bound-parameter limit. */
 const inChunk = 500
 
+/** The figures a write is judged by; `expired*` are rows past their TTL but not yet deleted. */
 interface QuotaRow {
   readonly stored: number
+  readonly entries: number
   readonly expired: number
+  readonly expiredEntries: number
+  /** The key and value bytes of the live row under this key, if any. */
   readonly current: number | null
 }
+
+type Refusal =
+  | { readonly _tag: "Bytes"; readonly used: number; readonly after: number; readonly size: number }
+  | { readonly _tag: "Keys"; readonly live: number }
 
 const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Scope.Scope> =>
   Effect.gen(function* () {
     const { filename, maxSizeBytes } = options
+    const maxKeys = options.maxKeys ?? defaultMaxKeys
     yield* Effect.try({
       try: () => mkdirSync(dirname(filename), { recursive: true }),
       catch: (cause) =>
@@ -201,29 +245,38 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
       Effect.map(
         sql<QuotaRow>`SELECT
           (SELECT bytes FROM kv_usage WHERE id = 1) AS stored,
-          (SELECT total(length(value)) FROM kv WHERE expires_at <= ${now}) AS expired,
-          (SELECT length(value) FROM kv WHERE key = ${key} AND ${live(now)}) AS current`,
-        (rows) => rows[0] ?? { stored: 0, expired: 0, current: null }
+          (SELECT entries FROM kv_usage WHERE id = 1) AS entries,
+          (SELECT total(length(CAST(key AS BLOB)) + length(value)) FROM kv WHERE expires_at <= ${now})
+            AS expired,
+          (SELECT count(*) FROM kv WHERE expires_at <= ${now}) AS expiredEntries,
+          (SELECT length(CAST(key AS BLOB)) + length(value) FROM kv WHERE key = ${key} AND ${live(now)})
+            AS current`,
+        (rows) => rows[0] ?? { stored: 0, entries: 0, expired: 0, expiredEntries: 0, current: null }
       )
 
-    const write = (key: string, value: Uint8Array, expiresAt: number | null, now: number) =>
+    const write = (key: string, keyBytes: number, value: Uint8Array, expiresAt: number | null, now: number) =>
       Effect.gen(function* () {
         let quota = yield* quotaAt(key, now)
-        const size = value.byteLength
-        const fitsCounting = (q: QuotaRow) => q.stored - (q.current ?? 0) + size <= maxSizeBytes
-        if (!fitsCounting(quota) && quota.expired > 0) {
+        const size = keyBytes + value.byteLength
+        const isNew = (q: QuotaRow) => q.current === null
+        const fitsCounting = (q: QuotaRow) =>
+          q.stored - (q.current ?? 0) + size <= maxSizeBytes && (!isNew(q) || q.entries < maxKeys)
+        if (!fitsCounting(quota) && (quota.expired > 0 || quota.expiredEntries > 0)) {
           // Expired entries still hold their rows: reclaim them before judging the write.
           yield* sweepAt(now)
           quota = yield* quotaAt(key, now)
         }
+        const liveKeys = quota.entries - quota.expiredEntries
+        if (isNew(quota) && liveKeys >= maxKeys) return Option.some<Refusal>({ _tag: "Keys", live: liveKeys })
         const used = quota.stored - quota.expired
         const old = quota.current ?? 0
         const after = used - old + size
-        // An overwrite that does not grow its value always goes through, even over a lowered limit.
-        if (after > maxSizeBytes && size > old) return Option.some({ used, after, size })
+        // An overwrite that does not grow its entry always goes through, even over a lowered limit.
+        if (after > maxSizeBytes && size > old)
+          return Option.some<Refusal>({ _tag: "Bytes", used, after, size })
         yield* sql`INSERT INTO kv (key, value, expires_at) VALUES (${key}, ${value}, ${expiresAt})
           ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`
-        return Option.none()
+        return Option.none<Refusal>()
       }).pipe(
         // The refusal is a result, not a failure, so a sweep done for it still commits.
         sql.withTransaction,
@@ -231,22 +284,31 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
         Effect.flatMap(
           Option.match({
             onNone: () => Effect.void,
-            onSome: ({ after, size, used }) =>
+            onSome: (refusal) =>
               Effect.fail(
-                new KvStoreError({
-                  reason: "StorageLimitExceeded",
-                  message:
-                    `storage limit exceeded: ${used} of ${maxSizeBytes} bytes are used, and writing ` +
-                    `${size} bytes to key "${key}" would make it ${after}`
-                })
+                refusal._tag === "Keys"
+                  ? new KvStoreError({
+                      reason: "TooManyKeys",
+                      message:
+                        `key limit reached: the store holds ${refusal.live} keys, the most allowed, so key ` +
+                        `"${key}" cannot be added: delete keys you no longer need or reuse existing ones`
+                    })
+                  : new KvStoreError({
+                      reason: "StorageLimitExceeded",
+                      message:
+                        `storage limit exceeded: ${refusal.used} of ${maxSizeBytes} bytes are used (keys and ` +
+                        `values both count), and writing ${refusal.size} bytes (key ${keyBytes} + value ` +
+                        `${value.byteLength}) to key "${key}" would make it ${refusal.after}: delete entries ` +
+                        `you no longer need, or ask for a larger kvstore maxSize in the manifest`
+                    })
               )
           })
         )
       )
 
     const set = Effect.fn("KvStore.set")(function* (key: string, value: Uint8Array) {
-      yield* checkKey(key)
-      yield* write(key, value, null, yield* Clock.currentTimeMillis)
+      const keyBytes = yield* checkKey(key)
+      yield* write(key, keyBytes, value, null, yield* Clock.currentTimeMillis)
     })
 
     const setWithTtl = Effect.fn("KvStore.setWithTtl")(function* (
@@ -254,7 +316,7 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
       value: Uint8Array,
       ttlSeconds: number
     ) {
-      yield* checkKey(key)
+      const keyBytes = yield* checkKey(key)
       if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) {
         return yield* new KvStoreError({
           reason: "InvalidArgument",
@@ -269,7 +331,7 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
           message: `ttlSeconds ${ttlSeconds} is too large`
         })
       }
-      yield* write(key, value, expiresAt, now)
+      yield* write(key, keyBytes, value, expiresAt, now)
     })
 
     // Reads are the plugins' hot path, and a span of our own adds a third to one; the query keeps its span.
@@ -345,17 +407,20 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
       const now = yield* Clock.currentTimeMillis
       const rows = yield* sql<{ readonly used: number }>`SELECT
         (SELECT bytes FROM kv_usage WHERE id = 1)
-          - (SELECT total(length(value)) FROM kv WHERE expires_at <= ${now}) AS used`.pipe(
-        Effect.mapError(storageError)
-      )
+          - (SELECT total(length(CAST(key AS BLOB)) + length(value)) FROM kv WHERE expires_at <= ${now})
+          AS used`.pipe(Effect.mapError(storageError))
       return rows[0]?.used ?? 0
     }).pipe(Effect.withSpan("KvStore.storageUsed"))
 
     // At open: drop what expired while closed, and take the figure from the rows themselves.
     yield* Effect.gen(function* () {
       yield* sweepAt(yield* Clock.currentTimeMillis)
-      yield* sql`UPDATE kv_usage SET bytes = (SELECT coalesce(sum(length(value)), 0) FROM kv) WHERE id = 1`
-    }).pipe(sql.withTransaction, Effect.mapError(storageError))
+      yield* recount
+    }).pipe(
+      sql.withTransaction,
+      Effect.provideService(SqlClient.SqlClient, sql),
+      Effect.mapError(storageError)
+    )
 
     yield* sweep.pipe(
       Effect.tap((count) =>

@@ -7,8 +7,10 @@ export const KvStoreErrorReason = Schema.Literal(
   "InvalidKey",
   /** Another request field is out of range (a TTL ≤ 0, an empty prefix to delete). */
   "InvalidArgument",
-  /** The write would take the store over its `maxSize`. */
+  /** The write would take the store over its `maxSize` (key and value bytes both count). */
   "StorageLimitExceeded",
+  /** The write would add a key to a store that holds its maximum number of keys. */
+  "TooManyKeys",
   /** SQLite failed (I/O, corruption, a closed store). */
   "Storage"
 )

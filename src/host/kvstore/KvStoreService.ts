@@ -119,22 +119,38 @@ const unavailable = (error: KvStoreError): Record<string, HostFunctionHandler> =
 export const storePath = (context: Pick<PluginContext, "dataFolder" | "pluginId">): string =>
   join(context.dataFolder, "plugins", context.pluginId, "kvstore.db")
 
-/** The KVStore service: one store per plugin, opened in the plugin's scope. */
-export const provider: HostServiceProvider = {
-  grant: "kvstore",
-  functions: functionNames,
-  make: (context) =>
-    KvStore.make({
-      filename: storePath(context),
-      maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes
-    }).pipe(
-      Effect.map((store): Record<string, HostFunctionHandler> => functions(store)),
-      // A store that cannot open must not keep the plugin from loading: its calls fail in-band.
-      Effect.catchAll((error) =>
-        Effect.logError(`kvstore of plugin ${context.pluginId} cannot be opened`, error).pipe(
-          Effect.as(unavailable(error))
-        )
-      ),
-      Effect.annotateLogs("plugin", context.pluginId)
-    )
+/** Limits of the KV store set by the administrator (the size limit comes from the manifest). */
+export interface KvStoreServiceOptions {
+  /** The most keys one plugin's store may hold. */
+  readonly maxKeys: number
 }
+
+/** 100,000 keys per store. */
+export const defaultKvStoreServiceOptions: KvStoreServiceOptions = { maxKeys: KvStore.defaultMaxKeys }
+
+/** The KVStore service with these limits: one store per plugin, opened in the plugin's scope. */
+export const providerWith = (options: Partial<KvStoreServiceOptions> = {}): HostServiceProvider => {
+  const { maxKeys } = { ...defaultKvStoreServiceOptions, ...options }
+  return {
+    grant: "kvstore",
+    functions: functionNames,
+    make: (context) =>
+      KvStore.make({
+        filename: storePath(context),
+        maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes,
+        maxKeys
+      }).pipe(
+        Effect.map((store): Record<string, HostFunctionHandler> => functions(store)),
+        // A store that cannot open must not keep the plugin from loading: its calls fail in-band.
+        Effect.catchAll((error) =>
+          Effect.logError(`kvstore of plugin ${context.pluginId} cannot be opened`, error).pipe(
+            Effect.as(unavailable(error))
+          )
+        ),
+        Effect.annotateLogs("plugin", context.pluginId)
+      )
+  }
+}
+
+/** The KVStore service with the default limits. */
+export const provider: HostServiceProvider = providerWith()

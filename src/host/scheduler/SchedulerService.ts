@@ -6,95 +6,69 @@
  * unloading the plugin cancels every schedule. A schedule's fiber runs its callbacks one after
  * another; when a callback overruns the next tick, missed ticks are skipped, never queued, so a
  * slow plugin cannot pile up runs.
+ *
+ * Limits, all checked before a schedule exists (a refused request leaves nothing behind): at most
+ * `maxSchedules` live schedules per plugin, recurring intervals of at least `minInterval`, a first
+ * run within `horizon`, IDs of at most 256 bytes and payloads of at most `maxPayloadBytes`. The
+ * first run is computed at creation with a bounded search; an ID is returned only once the
+ * schedule's fiber is in the map.
  */
 import * as Clock from "effect/Clock"
-import * as Cron from "effect/Cron"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberMap from "effect/FiberMap"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { randomBytes } from "node:crypto"
-import { HostCallError, hostFunction } from "../HostCodec.js"
+import { randomBase62 } from "../../internal/Ids.js"
+import { hostFunction } from "../HostCodec.js"
 import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
+import { nextRun, parseRecurrence, type Recurrence } from "./Recurrence.js"
+import { SchedulerError } from "./SchedulerError.js"
 
-/** A recurring schedule's timing: a cron expression, or a fixed interval (`@every`). */
-export type Recurrence =
-  | { readonly _tag: "Cron"; readonly cron: Cron.Cron }
-  | { readonly _tag: "Every"; readonly interval: Duration.Duration }
+export { nextRun, parseGoDuration, parseRecurrence, type Recurrence } from "./Recurrence.js"
 
-const MACROS: Readonly<Record<string, string>> = {
-  "@yearly": "0 0 1 1 *",
-  "@annually": "0 0 1 1 *",
-  "@monthly": "0 0 1 * *",
-  "@weekly": "0 0 * * 0",
-  "@daily": "0 0 * * *",
-  "@midnight": "0 0 * * *",
-  "@hourly": "0 * * * *"
+/** Limits of the Scheduler, per plugin. */
+export interface SchedulerOptions {
+  /** The most live schedules (one-time and recurring together) one plugin may have. */
+  readonly maxSchedules: number
+  /** The shortest interval of an `@every` schedule. */
+  readonly minInterval: Duration.DurationInput
+  /** How far ahead a schedule's next run may be; an expression that does not fire within it is refused. */
+  readonly horizon: Duration.DurationInput
+  /** The largest payload of one schedule, in bytes of UTF-8. */
+  readonly maxPayloadBytes: number
 }
 
-const GO_DURATION = /^((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$/
-const GO_UNIT_MS: Readonly<Record<string, number>> = {
-  ns: 1e-6,
-  us: 1e-3,
-  µs: 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000
+/** 200 schedules, `@every` of 1 s at least, a 5-year horizon, 64 KiB payloads. */
+export const defaultSchedulerOptions: SchedulerOptions = {
+  maxSchedules: 200,
+  minInterval: Duration.seconds(1),
+  horizon: Duration.days(5 * 365 + 2),
+  maxPayloadBytes: 64 * 1024
 }
 
-/** Parses a Go duration such as `90s`, `1h30m` or `250ms` into milliseconds. */
-export const parseGoDuration = (text: string): number | undefined => {
-  if (!GO_DURATION.test(text)) return undefined
-  let total = 0
-  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
-    total += Number(amount) * GO_UNIT_MS[unit!]!
-  }
-  return total
-}
+/** The longest schedule ID, in bytes of UTF-8. */
+export const maxScheduleIdBytes = 256
 
-/**
- * Parses the schedule syntax plugins use: 5 cron fields, `@every <duration>`, the `@hourly`
- * family, with an optional `CRON_TZ=<zone>` or `TZ=<zone>` prefix.
- */
-export const parseRecurrence = (expression: string): Either.Either<Recurrence, string> => {
-  let text = expression.trim()
-  let zone: string | undefined
-  const prefix = /^(?:CRON_TZ|TZ)=(\S+)\s+(.*)$/.exec(text)
-  if (prefix !== null) {
-    zone = prefix[1]
-    text = prefix[2]!.trim()
-  }
-  if (text.startsWith("@every")) {
-    const duration = text.slice("@every".length).trim()
-    const ms = parseGoDuration(duration)
-    if (ms === undefined || ms < 1000) {
-      return Either.left(
-        `invalid @every interval "${duration}": use a Go duration of at least 1s, e.g. "@every 90s"`
-      )
+/** A random 22-character base62 ID (about 131 bits, unbiased). */
+export const generateScheduleId = (): string => randomBase62()
+
+// Node's timers treat delays above 2^31 - 1 ms (about 24.8 days) as "never", so long waits are cut.
+const MAX_SLEEP_MS = 20 * 86_400_000
+
+/** Sleeps until the clock reads `target`, in steps short enough for the platform's timers. */
+const sleepUntil = (target: number) =>
+  Effect.gen(function* () {
+    for (;;) {
+      const now = yield* Clock.currentTimeMillis
+      if (now >= target) return
+      yield* Effect.sleep(Duration.millis(Math.min(target - now, MAX_SLEEP_MS)))
     }
-    return Either.right({ _tag: "Every", interval: Duration.millis(ms) })
-  }
-  const fields = MACROS[text] ?? text
-  if (fields.startsWith("@")) return Either.left(`unknown schedule "${text}"`)
-  if (fields.split(/\s+/).length !== 5) {
-    return Either.left(`cron expression "${text}" must have 5 fields (minute hour day month weekday)`)
-  }
-  return Cron.parse(fields, zone).pipe(
-    Either.map((cron): Recurrence => ({ _tag: "Cron", cron })),
-    Either.mapLeft((error) => `invalid cron expression "${expression}": ${error.message}`)
-  )
-}
-
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-/** A random 22-character base62 ID (about 131 bits). */
-export const generateScheduleId = (): string =>
-  Array.from(randomBytes(22), (byte) => BASE62[byte % 62]).join("")
+  })
 
 const OneTime = Schema.Struct({
-  delaySeconds: Schema.Number.pipe(Schema.nonNegative()),
+  delaySeconds: Schema.Number.pipe(Schema.finite(), Schema.nonNegative()),
   payload: Schema.optionalWith(Schema.String, { default: () => "" }),
   scheduleId: Schema.optionalWith(Schema.String, { default: () => "" })
 })
@@ -105,19 +79,22 @@ const Recurring = Schema.Struct({
 })
 const Cancel = Schema.Struct({ scheduleId: Schema.String })
 
-/** The next time a recurrence fires after `now`, given when it last fired (for `@every`). */
-export const nextRun = (recurrence: Recurrence, now: number, previous: number): number => {
-  if (recurrence._tag === "Cron") return Cron.next(recurrence.cron, now).getTime()
-  const step = Duration.toMillis(recurrence.interval)
-  let next = previous + step
-  // Overran: skip the missed ticks rather than firing them back to back.
-  while (next <= now) next += step
-  return next
+/** "5 years" for the default horizon, "2 days" for two days, otherwise Effect's format ("36h"). */
+const describeHorizon = (horizon: Duration.Duration): string => {
+  const days = Duration.toDays(horizon)
+  if (days >= 365) return `${Math.floor(days / 365)} years`
+  return Number.isInteger(days) ? `${days} day${days === 1 ? "" : "s"}` : Duration.format(horizon)
 }
 
-const make = (context: PluginContext) =>
+const makeWith = (options: SchedulerOptions) => (context: PluginContext) =>
   Effect.gen(function* () {
     const schedules = yield* FiberMap.make<string>()
+    // Creation is check-then-start: one at a time, so concurrent calls cannot overshoot the cap.
+    const creating = yield* Effect.makeSemaphore(1)
+    const horizon = Duration.decode(options.horizon)
+    const horizonMs = Duration.toMillis(horizon)
+    const horizonText = describeHorizon(horizon)
+    const minIntervalMs = Duration.toMillis(options.minInterval)
 
     const callback = (scheduleId: string, payload: string, isRecurring: boolean) =>
       context.callPlugin("nd_scheduler_callback", JSON.stringify({ scheduleId, payload, isRecurring })).pipe(
@@ -132,51 +109,136 @@ const make = (context: PluginContext) =>
         Effect.asVoid
       )
 
-    const claim = (requested: string) =>
-      Effect.gen(function* () {
-        const id = requested === "" ? generateScheduleId() : requested
-        if (yield* FiberMap.has(schedules, id)) {
-          return yield* new HostCallError({ message: `schedule ${id} already exists` })
-        }
-        return id
-      })
+    const checkRequest = (scheduleId: string, payload: string) => {
+      const idBytes = Buffer.byteLength(scheduleId, "utf8")
+      if (idBytes > maxScheduleIdBytes) {
+        return new SchedulerError({
+          reason: "InvalidSchedule",
+          message: `scheduleId is ${idBytes} bytes long; the limit is ${maxScheduleIdBytes} bytes: use a shorter ID`
+        })
+      }
+      const payloadBytes = Buffer.byteLength(payload, "utf8")
+      if (payloadBytes > options.maxPayloadBytes) {
+        return new SchedulerError({
+          reason: "InvalidSchedule",
+          message:
+            `payload is ${payloadBytes} bytes long; the limit is ${options.maxPayloadBytes} bytes: ` +
+            `keep large data in the KV store and pass its key as the payload`
+        })
+      }
+      return undefined
+    }
 
-    const start = (id: string, run: Effect.Effect<void>) =>
-      FiberMap.run(schedules, id, run, { onlyIfMissing: true }).pipe(Effect.as({ newScheduleId: id }))
+    /**
+     * Starts `run` under the requested ID (or a generated one) if the plugin may have one more
+     * schedule; answers the ID only when the schedule's fiber is in the map.
+     */
+    const create = (requested: string, run: (id: string) => Effect.Effect<void>) =>
+      creating.withPermits(1)(
+        Effect.gen(function* () {
+          if (requested !== "" && (yield* FiberMap.has(schedules, requested))) {
+            return yield* new SchedulerError({
+              reason: "DuplicateId",
+              message: `schedule ${requested} already exists`
+            })
+          }
+          const live = yield* FiberMap.size(schedules)
+          if (live >= options.maxSchedules) {
+            return yield* new SchedulerError({
+              reason: "TooManySchedules",
+              message:
+                `plugin ${context.pluginId} already has ${live} live schedules, the most allowed: ` +
+                `cancel the ones it no longer needs (scheduler_cancelschedule) before creating more`
+            })
+          }
+          let id = requested
+          while (id === "" || (yield* FiberMap.has(schedules, id))) id = generateScheduleId()
+          yield* FiberMap.run(schedules, id, run(id), { onlyIfMissing: true })
+          // A new fiber starts asynchronously, so it is still in the map unless the map is closed.
+          if (!(yield* FiberMap.has(schedules, id))) {
+            return yield* new SchedulerError({
+              reason: "ShuttingDown",
+              message: `plugin ${context.pluginId} is being unloaded; no new schedule can start`
+            })
+          }
+          return { newScheduleId: id }
+        })
+      )
+
+    const recurringLoop = (
+      id: string,
+      expression: string,
+      recurrence: Recurrence,
+      payload: string,
+      first: number
+    ) =>
+      Effect.gen(function* () {
+        let next = first
+        for (;;) {
+          yield* sleepUntil(next)
+          yield* callback(id, payload, true)
+          const now = yield* Clock.currentTimeMillis
+          const following = nextRun(recurrence, now, next, horizonMs)
+          if (Option.isNone(following)) {
+            return yield* Effect.logWarning(
+              `schedule ${id} ended: "${expression}" does not fire again within ${horizonText}`
+            )
+          }
+          next = following.value
+        }
+      }).pipe(
+        // A bug of ours must end the schedule visibly, not leave a dead fiber behind an ID.
+        Effect.catchAllDefect((defect) => Effect.logError(`schedule ${id} ended unexpectedly`, defect))
+      )
 
     return {
       scheduler_scheduleonetime: hostFunction("scheduler_scheduleonetime", OneTime, (request) =>
-        Effect.flatMap(claim(request.scheduleId), (id) =>
-          start(
-            id,
-            Effect.sleep(Duration.seconds(request.delaySeconds)).pipe(
-              Effect.zipRight(callback(id, request.payload, false))
-            )
+        Effect.gen(function* () {
+          const problem = checkRequest(request.scheduleId, request.payload)
+          if (problem !== undefined) return yield* problem
+          const delayMs = request.delaySeconds * 1000
+          if (delayMs > horizonMs) {
+            return yield* new SchedulerError({
+              reason: "NeverFires",
+              message:
+                `delaySeconds ${request.delaySeconds} is more than ${horizonText} ahead: ` +
+                `schedule a nearer time and schedule again from its callback`
+            })
+          }
+          const target = (yield* Clock.currentTimeMillis) + delayMs
+          return yield* create(request.scheduleId, (id) =>
+            sleepUntil(target).pipe(Effect.zipRight(callback(id, request.payload, false)))
           )
-        )
+        })
       ),
       scheduler_schedulerecurring: hostFunction("scheduler_schedulerecurring", Recurring, (request) =>
         Effect.gen(function* () {
-          const recurrence = parseRecurrence(request.cronExpression)
-          if (Either.isLeft(recurrence)) return yield* new HostCallError({ message: recurrence.left })
-          const id = yield* claim(request.scheduleId)
-          const loop = Effect.gen(function* () {
-            let previous = yield* Clock.currentTimeMillis
-            for (;;) {
-              const now = yield* Clock.currentTimeMillis
-              const next = nextRun(recurrence.right, now, previous)
-              yield* Effect.sleep(Duration.millis(next - now))
-              previous = next
-              yield* callback(id, request.payload, true)
-            }
-          })
-          return yield* start(id, loop)
+          const problem = checkRequest(request.scheduleId, request.payload)
+          if (problem !== undefined) return yield* problem
+          const recurrence = parseRecurrence(request.cronExpression, minIntervalMs)
+          if (Either.isLeft(recurrence)) return yield* new SchedulerError(recurrence.left)
+          const now = yield* Clock.currentTimeMillis
+          const first = nextRun(recurrence.right, now, now, horizonMs)
+          if (Option.isNone(first)) {
+            return yield* new SchedulerError({
+              reason: "NeverFires",
+              message:
+                `schedule "${request.cronExpression}" does not fire within the next ${horizonText} ` +
+                `(a day that does not exist in its month, such as February 30?): fix the expression`
+            })
+          }
+          return yield* create(request.scheduleId, (id) =>
+            recurringLoop(id, request.cronExpression, recurrence.right, request.payload, first.value)
+          )
         })
       ),
       scheduler_cancelschedule: hostFunction("scheduler_cancelschedule", Cancel, ({ scheduleId }) =>
         Effect.gen(function* () {
           if (!(yield* FiberMap.has(schedules, scheduleId))) {
-            return yield* new HostCallError({ message: `schedule ${scheduleId} not found` })
+            return yield* new SchedulerError({
+              reason: "NotFound",
+              message: `schedule ${scheduleId} not found`
+            })
           }
           // Safe from inside the schedule's own callback: that fiber is only awaiting the pool, and
           // interrupting it leaves the running callback to finish on its worker.
@@ -187,8 +249,12 @@ const make = (context: PluginContext) =>
     }
   })
 
-export const provider: HostServiceProvider = {
+/** The Scheduler service with these limits (missing ones take `defaultSchedulerOptions`). */
+export const providerWith = (options: Partial<SchedulerOptions> = {}): HostServiceProvider => ({
   grant: "scheduler",
   functions: ["scheduler_scheduleonetime", "scheduler_schedulerecurring", "scheduler_cancelschedule"],
-  make
-}
+  make: makeWith({ ...defaultSchedulerOptions, ...options })
+})
+
+/** The Scheduler service with the default limits. */
+export const provider: HostServiceProvider = providerWith()

@@ -17,7 +17,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import { randomBytes } from "node:crypto"
+import { randomBase62 } from "../../internal/Ids.js"
 import { lookup as dnsLookup } from "node:dns"
 import { isIP, type LookupFunction } from "node:net"
 import WebSocket from "ws"
@@ -63,17 +63,8 @@ export const functionNames: ReadonlyArray<string> = [
   "websocket_close"
 ]
 
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-/** A random 22-character base62 connection ID (about 131 bits). */
-export const generateConnectionId = (): string => {
-  let id = ""
-  while (id.length < 22) {
-    // 248 = 4 × 62: rejecting the bytes above it keeps every character equally likely.
-    for (const byte of randomBytes(32)) if (byte < 248 && id.length < 22) id += BASE62[byte % 62]
-  }
-  return id
-}
+/** A random 22-character base62 connection ID (about 131 bits, unbiased). */
+export const generateConnectionId = (): string => randomBase62()
 
 /** Whether `code` may be sent in a close frame (RFC 6455 §7.4, as `ws` checks it). */
 export const isValidCloseCode = (code: number): boolean =>

@@ -42,6 +42,7 @@ export const makeWasi = (host: WasiHost): Wasi => {
   const sleeper = new Int32Array(new SharedArrayBuffer(4))
   const memory = new GuestMemory(host.memory)
   const fs = new WasiFs(host.mounts ?? [], memory)
+  if (fs.unavailable !== undefined) host.log(4, fs.unavailable)
 
   const emit = (fd: number, text: string): void => {
     const lines = (pending[fd] + text).split("\n")

@@ -1,24 +1,25 @@
 /**
  * The read-only, jailed WASI filesystem of one plugin instance. Every mount is a preopened directory
  * (fd 3, 4, …); the guest reaches files only by paths relative to an open directory, resolved
- * lexically inside its mount, then checked against the mount's real root after symlinks are
- * followed. Nothing is ever created, changed or removed. See docs/host-services/filesystem.md.
+ * lexically inside its mount, then walked one name at a time from a descriptor of the mount's root,
+ * so that a folder swapped for a symlink meanwhile can never lead a call outside. Nothing is ever
+ * created, changed or removed. See docs/host-services/filesystem.md and
+ * docs/decisions/0016-race-free-jail.md.
  */
 import {
   type BigIntStats,
   closeSync,
   constants,
   type Dirent,
-  existsSync,
   fstatSync,
   lstatSync,
   openSync,
   readdirSync,
+  readlinkSync,
   readSync,
-  realpathSync,
-  statSync
+  realpathSync
 } from "node:fs"
-import { basename, dirname, join, sep } from "node:path"
+import { resolve, sep } from "node:path"
 import {
   Errno,
   Fdflags,
@@ -61,17 +62,53 @@ export const DIR_RIGHTS =
   Rights.pathFilestatGet |
   Rights.fdFilestatGet
 
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK
+/** Symlinks one path may follow (Linux's own limit), then ELOOP. */
+export const MAX_SYMLINKS = 40
+/** Names one path may step through, `..` of symlink targets re-walking included, then ELOOP. */
+export const MAX_STEPS = 4096
+
+// Linux's O_PATH (the same on every architecture Node runs on there): a descriptor that names a file
+// without opening it, so a device or FIFO met on the way is never opened and nothing can block.
+const O_PATH = 0o10000000
+const STEP_FLAGS = O_PATH | constants.O_NOFOLLOW
+const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK
+const PROC_FD = "/proc/self/fd/"
 const DIRENT_HEADER_BYTES = 24
 const MAX_U32 = 0xffff_ffff
-// Linux only: lets us ask the kernel where an opened descriptor really is.
-const procFd = existsSync("/proc/self/fd") ? "/proc/self/fd/" : undefined
+
+/**
+ * Whether this process can walk paths through descriptors: Linux with /proc mounted, where
+ * `/proc/self/fd/N/name` looks `name` up in the directory open as N, and `/proc/self/fd/N` reopens
+ * N itself. Anywhere else the jail fails closed (every path call is ENOSYS).
+ */
+const probeJail = (): boolean => {
+  if (process.platform !== "linux") return false
+  try {
+    const root = openSync("/", O_PATH | constants.O_DIRECTORY)
+    try {
+      if (readlinkSync(PROC_FD + root) !== "/") return false
+      // O_PATH really is O_PATH here: the descriptor names the file but cannot read it.
+      const probe = openSync(`${PROC_FD}${root}/proc/self/stat`, O_PATH)
+      try {
+        readSync(probe, Buffer.alloc(1))
+        return false
+      } catch (error) {
+        return codeOf(error) === "EBADF"
+      } finally {
+        closeQuietly(probe)
+      }
+    } finally {
+      closeQuietly(root)
+    }
+  } catch {
+    return false
+  }
+}
 
 /** One directory's entries, sorted by name, as seen by `fd_readdir` at cookie 0. */
 interface Listing {
   readonly dir: DirEntry
-  readonly realPath: string
-  readonly entries: ReadonlyArray<{ readonly name: string; readonly type: number }>
+  readonly entries: ReadonlyArray<{ readonly name: string; readonly type: number; readonly ino: bigint }>
 }
 
 interface DirEntry {
@@ -86,7 +123,9 @@ interface DirEntry {
 
 interface FileEntry {
   readonly kind: "file"
-  readonly realPath: string
+  readonly mount: number
+  /** Where the file was found below the mount root, symlinks resolved: each later call walks it again. */
+  readonly resolved: ReadonlyArray<string>
   readonly identity: Identity
   position: number
   rightsBase: bigint
@@ -104,8 +143,20 @@ interface Identity {
 const sameFile = (stats: BigIntStats, identity: Identity): boolean =>
   stats.dev === identity.dev && stats.ino === identity.ino && stats.birthtimeNs === identity.birthtimeNs
 
+/** A path walked from a mount's root: descriptors open for the current WASI call only. */
+interface Walked {
+  /** O_PATH descriptor of what the path names (the root's own when the path is empty). */
+  readonly fd: number
+  readonly stats: BigIntStats
+  /** Its place below the mount root, symlinks resolved. */
+  readonly resolved: ReadonlyArray<string>
+}
+
 const encoder = new TextEncoder()
 const pathDecoder = new TextDecoder("utf-8", { fatal: true })
+
+const codeOf = (error: unknown): unknown =>
+  error instanceof Error && "code" in error ? error.code : undefined
 
 const closeQuietly = (fd: number): void => {
   try {
@@ -115,11 +166,13 @@ const closeQuietly = (fd: number): void => {
   }
 }
 
-const isInside = (root: string, real: string): boolean =>
-  real === root || real.startsWith(root.endsWith(sep) ? root : root + sep)
+const supported = probeJail()
 
-const assertInside = (root: string, real: string): void => {
-  if (!isInside(root, real)) throw new WasiError(Errno.notcapable)
+/** Names below `root` when `path` (absolute) is `root` itself or lies lexically below it. */
+const below = (root: string, path: string): Array<string> | undefined => {
+  const prefix = root.endsWith(sep) ? root : root + sep
+  if (path === root || path + sep === prefix) return []
+  return path.startsWith(prefix) ? path.slice(prefix.length).split("/") : undefined
 }
 
 const filetypeOf = (stats: BigIntStats | Dirent): number =>
@@ -137,6 +190,15 @@ const filetypeOf = (stats: BigIntStats | Dirent): number =>
               ? Filetype.socketStream
               : Filetype.unknown
 
+/** The inode number of a directory entry, 0 when it vanished meanwhile. */
+const inode = (path: string): bigint => {
+  try {
+    return lstatSync(path, { bigint: true }).ino
+  } catch {
+    return 0n
+  }
+}
+
 const toOffset = (value: bigint): number => {
   if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new WasiError(Errno.inval)
   return Number(value)
@@ -147,11 +209,24 @@ export class WasiFs {
   // Only the last listed directory is kept (a guest could otherwise pin one per open fd); the
   // sorted order keeps cookies valid when another directory was listed in between.
   private listing: Listing | undefined
+  // Each mount's root as a real path, fixed at the first look: a root later swapped for a symlink
+  // is refused rather than followed (a folder re-created at the same place is still the mount).
+  private readonly roots: Array<string | undefined>
 
+  /** `jail: false` is what a host without Linux /proc gets: every path call fails closed. */
   constructor(
     private readonly mounts: ReadonlyArray<FsMount>,
-    private readonly memory: GuestMemory
+    private readonly memory: GuestMemory,
+    private readonly jail: boolean = supported
   ) {
+    this.roots = mounts.map(({ hostPath }) => {
+      try {
+        return realpathSync.native(hostPath)
+      } catch {
+        // Missing for now: fixed when it first exists.
+        return undefined
+      }
+    })
     mounts.forEach((_, mount) =>
       this.table.set(3 + mount, {
         kind: "dir",
@@ -161,6 +236,15 @@ export class WasiFs {
         rightsBase: DIR_RIGHTS,
         rightsInheriting: DIR_RIGHTS | FILE_RIGHTS
       })
+    )
+  }
+
+  /** Why this instance's mounts cannot be read, if they cannot: for the host's log, once. */
+  get unavailable(): string | undefined {
+    if (this.jail || this.mounts.length === 0) return undefined
+    return (
+      "library files are unavailable to this plugin: the filesystem jail needs Linux with /proc " +
+      "mounted, so its file calls answer ENOSYS. Run the engine on Linux, or allow it no library filesystem."
     )
   }
 
@@ -213,34 +297,40 @@ export class WasiFs {
     }
     if (this.openCount() >= MAX_OPEN_FDS) return Errno.mfile
     const follow = (lookupFlags & LOOKUP_SYMLINK_FOLLOW) !== 0
-    const { root, real } = this.realize(dir.mount, segments, follow)
-    const stats = lstatSync(real, { bigint: true })
-    // Only reachable without SYMLINK_FOLLOW: the final component is a link (O_NOFOLLOW semantics).
-    if (stats.isSymbolicLink()) return Errno.loop
     const inheriting = BigInt.asUintN(64, rightsInheriting)
-    let entry: Entry
-    if (stats.isDirectory()) {
-      entry = {
-        kind: "dir",
-        mount: dir.mount,
-        segments,
-        preopen: false,
-        rightsBase: base & DIR_RIGHTS,
-        rightsInheriting: inheriting & (DIR_RIGHTS | FILE_RIGHTS)
+    const entry = this.walk(
+      dir.mount,
+      segments,
+      follow,
+      ({ fd: pathFd, resolved, stats }): Entry | number => {
+        // Only reachable without SYMLINK_FOLLOW: the final component is a link (O_NOFOLLOW semantics).
+        if (stats.isSymbolicLink()) return Errno.loop
+        if (stats.isDirectory()) {
+          return {
+            kind: "dir",
+            mount: dir.mount,
+            segments,
+            preopen: false,
+            rightsBase: base & DIR_RIGHTS,
+            rightsInheriting: inheriting & (DIR_RIGHTS | FILE_RIGHTS)
+          }
+        }
+        if ((oflags & Oflags.directory) !== 0 || mustBeDir) return Errno.notdir
+        // FIFOs, sockets and devices could block or have side effects on open.
+        if (!stats.isFile()) return Errno.acces
+        // Really opened once, so an unreadable file is EACCES here, as POSIX has it.
+        closeSync(openSync(PROC_FD + pathFd, READ_FLAGS))
+        return {
+          kind: "file",
+          mount: dir.mount,
+          resolved,
+          identity: { dev: stats.dev, ino: stats.ino, birthtimeNs: stats.birthtimeNs },
+          position: 0,
+          rightsBase: base & FILE_RIGHTS
+        }
       }
-    } else {
-      if ((oflags & Oflags.directory) !== 0 || mustBeDir) return Errno.notdir
-      // FIFOs, sockets and devices could block or have side effects on open.
-      if (!stats.isFile()) return Errno.acces
-      this.checkFile(root, real, stats)
-      entry = {
-        kind: "file",
-        realPath: real,
-        identity: { dev: stats.dev, ino: stats.ino, birthtimeNs: stats.birthtimeNs },
-        position: 0,
-        rightsBase: base & FILE_RIGHTS
-      }
-    }
+    )
+    if (typeof entry === "number") return entry
     let next = 3
     while (this.table.has(next)) next++
     this.table.set(next, entry)
@@ -279,7 +369,7 @@ export class WasiFs {
         : whence === 1
           ? BigInt(entry.position)
           : whence === 2
-            ? this.withFile(entry, (hostFd) => fstatSync(hostFd, { bigint: true })).size
+            ? this.atFile(entry, (_, stats) => stats).size
             : undefined
     if (base === undefined) return Errno.inval
     const position = toOffset(base + BigInt.asIntN(64, delta))
@@ -301,16 +391,16 @@ export class WasiFs {
     this.memory.bytes(out, 4)
     const start = BigInt.asUintN(64, cookie)
     if (start === 0n || this.listing?.dir !== dir) this.listing = this.list(dir)
-    const { entries, realPath } = this.listing
+    const { entries } = this.listing
     let used = 0
     for (let i = start > BigInt(entries.length) ? entries.length : Number(start); i < entries.length; i++) {
       if (used === target.byteLength) break
-      const { name, type } = entries[i]!
+      const { ino, name, type } = entries[i]!
       const bytes = encoder.encode(name)
       const record = new Uint8Array(DIRENT_HEADER_BYTES + bytes.byteLength)
       const view = new DataView(record.buffer)
       view.setBigUint64(0, BigInt(i + 1), true)
-      view.setBigUint64(8, this.inode(join(realPath, name)), true)
+      view.setBigUint64(8, ino, true)
       view.setUint32(16, bytes.byteLength, true)
       view.setUint8(20, type)
       record.set(bytes, DIRENT_HEADER_BYTES)
@@ -328,8 +418,8 @@ export class WasiFs {
     this.memory.bytes(out, 64)
     const stats =
       entry.kind === "file"
-        ? this.withFile(entry, (hostFd) => fstatSync(hostFd, { bigint: true }))
-        : statSync(this.realize(entry.mount, entry.segments, true).real, { bigint: true })
+        ? this.atFile(entry, (_, stats) => stats)
+        : this.walk(entry.mount, entry.segments, true, ({ stats }) => stats)
     this.writeFilestat(out, stats)
     return Errno.success
   }
@@ -338,8 +428,8 @@ export class WasiFs {
     const dir = this.dir(fd)
     this.memory.bytes(out, 64)
     const { segments, mustBeDir } = this.lexical(dir, this.path(pathPtr, pathLength))
-    const { real } = this.realize(dir.mount, segments, (lookupFlags & LOOKUP_SYMLINK_FOLLOW) !== 0)
-    const stats = lstatSync(real, { bigint: true })
+    const follow = (lookupFlags & LOOKUP_SYMLINK_FOLLOW) !== 0
+    const stats = this.walk(dir.mount, segments, follow, (walked) => walked.stats)
     if (mustBeDir && !stats.isDirectory()) return Errno.notdir
     this.writeFilestat(out, stats)
     return Errno.success
@@ -382,8 +472,9 @@ export class WasiFs {
     this.memory.bytes(buf, length)
     this.memory.bytes(out, 4)
     const { segments } = this.lexical(dir, this.path(pathPtr, pathLength))
-    const { real } = this.realize(dir.mount, segments, false)
-    return lstatSync(real).isSymbolicLink() ? Errno.notcapable : Errno.inval
+    return this.walk(dir.mount, segments, false, ({ stats }) => stats.isSymbolicLink())
+      ? Errno.notcapable
+      : Errno.inval
   }
 
   closeFd(fd: number): number {
@@ -471,77 +562,178 @@ export class WasiFs {
   }
 
   /**
-   * The host path for `segments` below the mount, with every symlink resolved (all of them when
-   * `follow`, else all but the last) and checked to stay below the mount's real root.
+   * Opens the mount's root for this call: by its fixed real path, then asking the kernel where the
+   * descriptor really is, so a root swapped for a symlink is refused instead of followed.
    */
-  private realize(
-    mount: number,
-    segments: ReadonlyArray<string>,
-    follow: boolean
-  ): { root: string; real: string } {
-    const root = realpathSync.native(this.mounts[mount]!.hostPath)
-    if (segments.length === 0) return { root, real: root }
-    const lexical = join(root, ...segments)
-    if (follow) {
-      const real = realpathSync.native(lexical)
-      assertInside(root, real)
-      return { root, real }
-    }
-    const parent = realpathSync.native(dirname(lexical))
-    assertInside(root, parent)
-    return { root, real: join(parent, basename(lexical)) }
-  }
-
-  /** Checks, through an actual open, that the kernel agrees with the path check. */
-  private checkFile(root: string, real: string, expected: Identity): void {
-    const hostFd = openSync(real, OPEN_FLAGS)
+  private openRoot(mount: number): number {
+    if (!this.jail) throw new WasiError(Errno.nosys)
+    const root = (this.roots[mount] ??= realpathSync.native(this.mounts[mount]!.hostPath))
+    const fd = openSync(root, O_PATH | constants.O_DIRECTORY)
     try {
-      const stats = fstatSync(hostFd, { bigint: true })
-      if (!stats.isFile() || !sameFile(stats, expected)) throw new WasiError(Errno.stale)
-      // A directory swapped for a symlink between the check and the open shows up here.
-      if (procFd !== undefined) assertInside(root, realpathSync.native(procFd + hostFd))
-    } finally {
-      closeQuietly(hostFd)
+      if (readlinkSync(PROC_FD + fd) !== root) throw new WasiError(Errno.notcapable)
+      return fd
+    } catch (error) {
+      closeQuietly(fd)
+      throw error
     }
   }
 
   /**
-   * Runs `use` on a host descriptor of the file, opened for this WASI call only. A worker stopped on
+   * Walks `path` (names below the mount root) one name at a time, each looked up with O_NOFOLLOW
+   * in the directory descriptor reached so far, and runs `use` on the result; every descriptor is
+   * closed again before returning. A symlink (each one on the way; the last one only when `follow`)
+   * is never followed by the host: its target is walked in its place, from the root when absolute
+   * and inside the mount, so it reaches nothing a plain path could not. Climbing above the root, or
+   * an absolute target elsewhere, is ENOTCAPABLE.
+   */
+  private walk<A>(
+    mount: number,
+    path: ReadonlyArray<string>,
+    follow: boolean,
+    use: (walked: Walked) => A
+  ): A {
+    const root = this.openRoot(mount)
+    let fd = root
+    let stats: BigIntStats | undefined
+    let resolved: Array<string> = []
+    // Names still to walk, the next one last.
+    const todo = path.toReversed()
+    let links = 0
+    let steps = 0
+    const backToRoot = (): void => {
+      if (fd !== root) closeQuietly(fd)
+      fd = root
+      stats = undefined
+      resolved = []
+    }
+    try {
+      while (todo.length > 0) {
+        const name = todo.pop()!
+        if (name === "" || name === ".") continue
+        if (++steps > MAX_STEPS) throw new WasiError(Errno.loop)
+        if (name === "..") {
+          // Only symlink targets bring `..` here (the guest's own are lexical). No descriptor chain
+          // is kept: down again from the root to the parent.
+          if (resolved.length === 0) throw new WasiError(Errno.notcapable)
+          const parent = resolved.slice(0, -1)
+          backToRoot()
+          todo.push(...parent.reverse())
+          continue
+        }
+        const last = todo.length === 0
+        const child = openSync(`${PROC_FD}${fd}/${name}`, STEP_FLAGS)
+        let childStats: BigIntStats
+        try {
+          childStats = fstatSync(child, { bigint: true })
+        } catch (error) {
+          closeQuietly(child)
+          throw error
+        }
+        if (childStats.isSymbolicLink() && (follow || !last)) {
+          closeQuietly(child)
+          if (++links > MAX_SYMLINKS) throw new WasiError(Errno.loop)
+          const target = this.linkTarget(fd, name)
+          // No longer a link: look the name up again.
+          if (target === undefined) {
+            todo.push(name)
+            continue
+          }
+          if (target.startsWith("/")) {
+            const inside = this.insideMount(mount, target)
+            if (inside === undefined) throw new WasiError(Errno.notcapable)
+            backToRoot()
+            todo.push(...inside.reverse())
+          } else {
+            todo.push(...target.split("/").reverse())
+          }
+          continue
+        }
+        if (!last && !childStats.isDirectory()) {
+          closeQuietly(child)
+          throw new WasiError(Errno.notdir)
+        }
+        if (fd !== root) closeQuietly(fd)
+        fd = child
+        stats = childStats
+        resolved.push(name)
+      }
+      return use({ fd, stats: stats ?? fstatSync(fd, { bigint: true }), resolved })
+    } finally {
+      if (fd !== root) closeQuietly(fd)
+      closeQuietly(root)
+    }
+  }
+
+  /** The text of the symlink `name` in directory `dirFd`, or undefined when it is no longer a link. */
+  private linkTarget(dirFd: number, name: string): string | undefined {
+    try {
+      return readlinkSync(`${PROC_FD}${dirFd}/${name}`)
+    } catch (error) {
+      if (codeOf(error) === "EINVAL") return undefined
+      throw error
+    }
+  }
+
+  /** An absolute symlink target as names below the mount root, if it names a place inside it. */
+  private insideMount(mount: number, target: string): Array<string> | undefined {
+    const root = this.roots[mount]!
+    return below(root, target) ?? below(resolve(this.mounts[mount]!.hostPath), target)
+  }
+
+  /**
+   * Walks again to where the guest's file was found at open, without following a symlink at the
+   * end: it must still be the very file checked then (device, inode, birth time), else ESTALE.
+   */
+  private atFile<A>(entry: FileEntry, use: (pathFd: number, stats: BigIntStats) => A): A {
+    try {
+      return this.walk(entry.mount, entry.resolved, false, ({ fd, stats }) => {
+        if (!stats.isFile() || !sameFile(stats, entry.identity)) throw new WasiError(Errno.stale)
+        return use(fd, stats)
+      })
+    } catch (error) {
+      // Removed, or its way there now leads elsewhere, since the guest opened it.
+      const code = error instanceof WasiError ? error.errno : codeOf(error)
+      if (
+        code === "ENOENT" ||
+        code === "ENOTDIR" ||
+        code === "ELOOP" ||
+        code === Errno.notdir ||
+        code === Errno.notcapable ||
+        code === Errno.loop
+      ) {
+        throw new WasiError(Errno.stale)
+      }
+      throw error
+    }
+  }
+
+  /**
+   * Runs `use` on a host descriptor of the file, opened for this WASI call only: a worker stopped on
    * a timeout runs no cleanup, so a descriptor held across calls would leak from the process.
    */
   private withFile<A>(entry: FileEntry, use: (hostFd: number) => A): A {
-    let hostFd: number
+    const hostFd = this.atFile(entry, (pathFd) => openSync(PROC_FD + pathFd, READ_FLAGS))
     try {
-      hostFd = openSync(entry.realPath, OPEN_FLAGS)
-    } catch (error) {
-      // Removed, or its path now ends in a symlink, since the guest opened it.
-      const code = error instanceof Error && "code" in error ? error.code : undefined
-      if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP") throw new WasiError(Errno.stale)
-      throw error
-    }
-    try {
-      // Same device, inode and birth time: the very file checked at open, wherever its path leads now.
-      if (!sameFile(fstatSync(hostFd, { bigint: true }), entry.identity)) throw new WasiError(Errno.stale)
       return use(hostFd)
     } finally {
       closeQuietly(hostFd)
     }
   }
 
+  /** The directory's entries, read through its descriptor: whatever its path leads to meanwhile. */
   private list(dir: DirEntry): Listing {
-    const { real } = this.realize(dir.mount, dir.segments, true)
-    const entries = readdirSync(real, { withFileTypes: true })
-      .map((dirent) => ({ name: dirent.name, type: filetypeOf(dirent) }))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    return { dir, realPath: real, entries }
-  }
-
-  private inode(path: string): bigint {
-    try {
-      return lstatSync(path, { bigint: true }).ino
-    } catch {
-      return 0n
-    }
+    return this.walk(dir.mount, dir.segments, true, ({ fd, stats }) => {
+      if (!stats.isDirectory()) throw new WasiError(Errno.notdir)
+      const at = PROC_FD + fd
+      const entries = readdirSync(at, { withFileTypes: true })
+        .map((dirent) => ({
+          name: dirent.name,
+          type: filetypeOf(dirent),
+          ino: inode(`${at}/${dirent.name}`)
+        }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      return { dir, entries }
+    })
   }
 
   private writeFilestat(out: number, stats: BigIntStats): void {

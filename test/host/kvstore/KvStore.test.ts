@@ -57,7 +57,8 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore", (it) => {
       // A missing or null value is Go's nil slice: stored empty.
       expect(yield* kv(plugin, "set", { key: "nil", value: null })).toEqual({})
       expect(yield* kv(plugin, "get", { key: "nil" })).toEqual({ exists: true })
-      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: binary.byteLength + 4 })
+      // Keys count too: "bin", "arr", "empty", "nil".
+      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: binary.byteLength + 4 + 3 + 3 + 5 + 3 })
       // Non-ASCII keys and NUL inside a key are just text.
       expect(yield* kv(plugin, "set", { key: "Björk/東京/🎵\u0000x", value: b64("ok") })).toEqual({})
       expect(yield* kv(plugin, "get", { key: "Björk/東京/🎵\u0000x" })).toEqual({
@@ -148,7 +149,8 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore", (it) => {
       expect(yield* kv(plugin, "deletebyprefix", { prefix: "user%" })).toEqual({ deletedCount: 1 })
       expect(yield* kv(plugin, "deletebyprefix", { prefix: "user:" })).toEqual({})
       expect(yield* kv(plugin, "list", { prefix: "" })).toEqual({ keys: ["other", "user_3", "users"] })
-      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 3 })
+      // "other", "user_3" and "users", one value byte each.
+      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 5 + 6 + 5 + 3 })
       for (const request of [{ prefix: "" }, {}]) {
         expect(String((yield* kv(plugin, "deletebyprefix", request))["error"])).toContain(
           "prefix must not be empty"
@@ -189,20 +191,25 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore", (it) => {
     })
   )
 
-  it.scoped("quota: only value bytes count, exactly the limit fits, one more byte does not", () =>
+  it.scoped("quota: key and value bytes count, exactly the limit fits, one more byte does not", () =>
     Effect.gen(function* () {
       const plugin = yield* load() // "2KB" = 2000 bytes
       expect(yield* kv(plugin, "getstorageused")).toEqual({})
-      yield* put(plugin, "a".repeat(200), "x".repeat(1500))
-      yield* put(plugin, "b".repeat(200), "y".repeat(500))
-      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 2000 })
+      yield* put(plugin, "a".repeat(200), "x".repeat(1300))
+      yield* put(plugin, "b".repeat(199), "y".repeat(300))
+      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 1999 })
       const refused = String((yield* kv(plugin, "set", { key: "c", value: b64("z") }))["error"])
-      expect(refused).toContain("storage limit exceeded")
-      expect(refused).toContain("2000 of 2000 bytes are used")
-      expect(refused).toContain("would make it 2001")
+      expect(refused).toBe(
+        "storage limit exceeded: 1999 of 2000 bytes are used (keys and values both count), and writing " +
+          '2 bytes (key 1 + value 1) to key "c" would make it 2001: delete entries you no longer need, ' +
+          "or ask for a larger kvstore maxSize in the manifest"
+      )
       expect(yield* kv(plugin, "has", { key: "c" })).toEqual({})
-      // Empty values cost nothing.
+      // An empty value still costs its key.
       expect(yield* kv(plugin, "set", { key: "c", value: "" })).toEqual({})
+      expect(String((yield* kv(plugin, "set", { key: "d", value: "" }))["error"])).toContain(
+        "storage limit exceeded: 2000 of 2000 bytes are used"
+      )
       expect(
         String((yield* kv(plugin, "setwithttl", { key: "d", value: b64("z"), ttlSeconds: 9 }))["error"])
       ).toContain("storage limit exceeded")
@@ -210,7 +217,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore", (it) => {
       // A single value larger than the whole store.
       const other = yield* load()
       expect(
-        String((yield* kv(other, "set", { key: "huge", value: b64("h".repeat(2001)) }))["error"])
+        String((yield* kv(other, "set", { key: "huge", value: b64("h".repeat(1997)) }))["error"])
       ).toContain("storage limit exceeded: 0 of 2000 bytes are used")
     })
   )
@@ -220,30 +227,31 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore", (it) => {
       const id = `kv-delta-${++loaded}`
       const first = yield* Scope.make()
       const plugin = yield* load({ id }).pipe(Scope.extend(first))
-      yield* put(plugin, "a", "1".repeat(1500))
-      yield* put(plugin, "b", "2".repeat(500))
-      yield* put(plugin, "a", "3".repeat(1500)) // delta 0 at the limit
+      // Keys "a" and "b" are one byte each.
+      yield* put(plugin, "a", "1".repeat(1499))
+      yield* put(plugin, "b", "2".repeat(499))
+      yield* put(plugin, "a", "3".repeat(1499)) // delta 0 at the limit
       expect(
-        String((yield* kv(plugin, "set", { key: "a", value: b64("4".repeat(1501)) }))["error"])
+        String((yield* kv(plugin, "set", { key: "a", value: b64("4".repeat(1500)) }))["error"])
       ).toContain("storage limit exceeded")
-      yield* put(plugin, "a", "5".repeat(1000))
+      yield* put(plugin, "a", "5".repeat(999))
       expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 1500 })
-      yield* put(plugin, "a", "6".repeat(1500)) // delta +500 reaches the limit again
+      yield* put(plugin, "a", "6".repeat(1499)) // delta +500 reaches the limit again
       expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 2000 })
       yield* Scope.close(first, Exit.void)
 
       // The same store under a smaller limit: already over it, yet shrinking still goes through.
       const shrunk = yield* load({ id, maxSize: "1KB" })
       expect(yield* kv(shrunk, "getstorageused")).toEqual({ bytes: 2000 })
-      expect(yield* kv(shrunk, "set", { key: "a", value: b64("7".repeat(1400)) })).toEqual({})
-      expect(yield* kv(shrunk, "set", { key: "b", value: b64("8".repeat(500)) })).toEqual({})
-      const grown = String((yield* kv(shrunk, "set", { key: "b", value: b64("9".repeat(501)) }))["error"])
+      expect(yield* kv(shrunk, "set", { key: "a", value: b64("7".repeat(1399)) })).toEqual({})
+      expect(yield* kv(shrunk, "set", { key: "b", value: b64("8".repeat(499)) })).toEqual({})
+      const grown = String((yield* kv(shrunk, "set", { key: "b", value: b64("9".repeat(500)) }))["error"])
       expect(grown).toContain("storage limit exceeded: 1900 of 1000 bytes are used")
       expect(String((yield* kv(shrunk, "set", { key: "new", value: b64("n") }))["error"])).toContain(
         "storage limit exceeded"
       )
       expect(yield* kv(shrunk, "delete", { key: "a" })).toEqual({})
-      expect(yield* kv(shrunk, "set", { key: "new", value: b64("n".repeat(500)) })).toEqual({})
+      expect(yield* kv(shrunk, "set", { key: "new", value: b64("n".repeat(497)) })).toEqual({})
       expect(yield* kv(shrunk, "getstorageused")).toEqual({ bytes: 1000 })
     })
   )
@@ -253,7 +261,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore", (it) => {
       const plugin = yield* load()
       yield* put(plugin, "k", "12345")
       for (const payload of ["", "{}", "not json at all", '{"key":"x"}']) {
-        expect(yield* kv(plugin, "getstorageused", payload)).toEqual({ bytes: 5 })
+        expect(yield* kv(plugin, "getstorageused", payload)).toEqual({ bytes: 1 + 5 })
       }
     })
   )

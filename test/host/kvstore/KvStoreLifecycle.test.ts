@@ -9,7 +9,7 @@ import { HostFunctions } from "../../../src/host/HostFunctions.js"
 import { storePath } from "../../../src/host/kvstore/KvStoreService.js"
 import { PluginLoader } from "../../../src/loader/PluginLoader.js"
 import { tempDataFolder, testEngine } from "../../support/engine.js"
-import { b64, kv, kvPackage, openFilesUnder, put, rawValueBytes } from "./support.js"
+import { b64, kv, kvPackage, openFilesUnder, put, rawUsedBytes } from "./support.js"
 
 const openFileCount = (): number => readdirSync("/proc/self/fd").length
 
@@ -96,10 +96,11 @@ describe("KvStore across restarts", () => {
             })
           )
         const first = yield* session(true)
-        expect(first.used).toEqual({ bytes: 5 + 4 + 3 })
+        // "a" + "alpha", "b" + 4 bytes, "t" + "ttl": keys count.
+        expect(first.used).toEqual({ bytes: 1 + 5 + 1 + 4 + 1 + 3 })
         const second = yield* session(false)
         expect(second).toEqual(first)
-        expect(yield* rawValueBytes(storePath({ dataFolder, pluginId: "persistent" }))).toBe(12)
+        expect(yield* rawUsedBytes(storePath({ dataFolder, pluginId: "persistent" }))).toBe(15)
       })
     )
   )

@@ -27,7 +27,8 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore TTL", (it) => {
         yield* kv(plugin, "setwithttl", { key: "tmp", value: b64("soon gone"), ttlSeconds: 10 })
       ).toEqual({})
       expect(yield* kv(plugin, "get", { key: "tmp" })).toEqual({ value: b64("soon gone"), exists: true })
-      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 16 })
+      // Keys count: "keep" + "forever", "tmp" + "soon gone".
+      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 4 + 7 + 3 + 9 })
 
       yield* TestClock.adjust("9999 millis")
       expect(yield* kv(plugin, "has", { key: "tmp" })).toEqual({ exists: true })
@@ -39,7 +40,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore TTL", (it) => {
       expect(yield* kv(plugin, "getmany", { keys: ["tmp", "keep"] })).toEqual({
         values: { keep: b64("forever") }
       })
-      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 7 })
+      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 4 + 7 })
       expect(yield* kv(plugin, "deletebyprefix", { prefix: "tm" })).toEqual({})
     })
   )
@@ -91,7 +92,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore TTL", (it) => {
       expect(yield* rawRowCount(file)).toBe(6)
       yield* TestClock.adjust("30 seconds")
       expect(yield* rawRowCount(file)).toBe(1)
-      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 1 })
+      expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 4 + 1 })
     })
   )
 
@@ -110,7 +111,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore TTL", (it) => {
       const again = yield* load(id)
       expect(yield* rawRowCount(file)).toBe(1)
       expect(yield* kv(again, "list", { prefix: "" })).toEqual({ keys: ["kept"] })
-      expect(yield* kv(again, "getstorageused")).toEqual({ bytes: 1 })
+      expect(yield* kv(again, "getstorageused")).toEqual({ bytes: 4 + 1 })
     })
   )
 
@@ -118,19 +119,20 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore TTL", (it) => {
     Effect.gen(function* () {
       const plugin = yield* load()
       const file = yield* storeOf(plugin.id)
+      // 4 × (2 + 488) = 1960 bytes, keys included.
       for (let i = 0; i < 4; i++) {
-        yield* kv(plugin, "setwithttl", { key: `t${i}`, value: b64("x".repeat(500)), ttlSeconds: 10 })
+        yield* kv(plugin, "setwithttl", { key: `t${i}`, value: b64("x".repeat(488)), ttlSeconds: 10 })
       }
-      expect(String((yield* kv(plugin, "set", { key: "big", value: b64("b") }))["error"])).toContain(
-        "storage limit exceeded"
-      )
+      expect(
+        String((yield* kv(plugin, "set", { key: "big", value: b64("b".repeat(40)) }))["error"])
+      ).toContain("storage limit exceeded")
       yield* TestClock.adjust("10 seconds")
       expect(yield* kv(plugin, "getstorageused")).toEqual({})
       expect(yield* rawRowCount(file)).toBe(4)
       // A write that fits even counting the expired rows does not need to sweep.
       yield* put(plugin, "small", "")
       expect(yield* rawRowCount(file)).toBe(5)
-      yield* put(plugin, "big", "b".repeat(2000))
+      yield* put(plugin, "big", "b".repeat(1992))
       expect(yield* rawRowCount(file)).toBe(2)
       expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 2000 })
       expect(yield* kv(plugin, "list", { prefix: "" })).toEqual({ keys: ["big", "small"] })
@@ -140,14 +142,14 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("KvStore TTL", (it) => {
   it.scoped("overwriting an expired entry counts as a new one", () =>
     Effect.gen(function* () {
       const plugin = yield* load()
-      yield* kv(plugin, "setwithttl", { key: "k", value: b64("x".repeat(1500)), ttlSeconds: 1 })
-      yield* put(plugin, "other", "o".repeat(500))
+      yield* kv(plugin, "setwithttl", { key: "k", value: b64("x".repeat(1499)), ttlSeconds: 1 })
+      yield* put(plugin, "other", "o".repeat(495))
       yield* TestClock.adjust("1 second")
-      // Were the expired 1500 bytes still counted as the old value, 1600 would look like a delta of +100.
+      // Were the expired 1500 bytes still counted, the refusal would report 2000 bytes in use.
       expect(
         String((yield* kv(plugin, "set", { key: "k", value: b64("y".repeat(1600)) }))["error"])
       ).toContain("500 of 2000 bytes are used")
-      yield* put(plugin, "k", "y".repeat(1500))
+      yield* put(plugin, "k", "y".repeat(1499))
       expect(yield* kv(plugin, "getstorageused")).toEqual({ bytes: 2000 })
     })
   )

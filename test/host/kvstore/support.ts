@@ -59,12 +59,19 @@ export const rawRowCount = (filename: string) =>
     Effect.map(sql<{ readonly n: number }>`SELECT count(*) AS n FROM kv`, (rows) => rows[0]?.n ?? 0)
   ).pipe(Effect.orDie)
 
-/** The real sum of value lengths in a store file. */
-export const rawValueBytes = (filename: string) =>
+/**
+ * The real bytes a store file holds in the rows live at `now` (all rows when absent): each key's
+ * UTF-8 bytes plus its value's, summed independently of the store's own figures.
+ */
+export const rawUsedBytes = (filename: string, now?: number) =>
   withRawDb(filename, (sql) =>
     Effect.map(
-      sql<{ readonly n: number }>`SELECT coalesce(sum(length(value)), 0) AS n FROM kv`,
-      (rows) => rows[0]?.n ?? 0
+      sql<{ readonly key: string; readonly value: Uint8Array; readonly expires_at: number | null }>`SELECT
+        key, value, expires_at FROM kv`,
+      (rows) =>
+        rows
+          .filter((row) => now === undefined || row.expires_at === null || row.expires_at > now)
+          .reduce((sum, row) => sum + Buffer.byteLength(row.key, "utf8") + row.value.byteLength, 0)
     )
   ).pipe(Effect.orDie)
 
