@@ -181,8 +181,12 @@ const make = (options: ScrobblersOptions) =>
               }
               return { _tag: "Skipped", outcome: "not_authorized" } as const
             }
-            // An unloaded plugin or a stopping engine is not the plugin's refusal: try again later.
-            const retry = error.kind === "retry_later" || error.callError === "PluginUnavailableError"
+            // An unloaded plugin, a stopping engine or workers that cannot start are not the plugin's
+            // refusal: try again later. An input over the size limit is never retried (unrecoverable).
+            const retry =
+              error.kind === "retry_later" ||
+              error.callError === "PluginUnavailableError" ||
+              error.callError === "WorkerStartError"
             return { _tag: "Failed", retry, error } as const
           })
         const authorized = yield* Effect.either(client.isAuthorized(username))

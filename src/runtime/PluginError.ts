@@ -22,10 +22,15 @@ export class PluginLoadError extends Schema.TaggedError<PluginLoadError>()("Plug
   permission: Schema.optional(Schema.String)
 }) {}
 
-/** The call ran longer than its timeout; the worker running it was stopped and replaced. */
+/**
+ * The call did not finish within its timeout. `Running` (the default when absent): it ran that long,
+ * and the worker running it was stopped and replaced. `Queued`: it waited that long for a free
+ * worker and never started (the pool is saturated); no worker was stopped.
+ */
 export class PluginTimeoutError extends Schema.TaggedError<PluginTimeoutError>()("PluginTimeoutError", {
   ...callFields,
-  timeoutMs: Schema.Number
+  timeoutMs: Schema.Number,
+  phase: Schema.optional(Schema.Literal("Running", "Queued"))
 }) {}
 
 /** The plugin trapped (unreachable, out-of-bounds access, stack overflow, proc_exit…). */
@@ -55,11 +60,31 @@ export class PluginOutputError extends Schema.TaggedError<PluginOutputError>()("
   reason: Schema.Literal("TooLarge", "InvalidJson", "InvalidShape")
 }) {}
 
-/** The call could not run: the plugin is unloaded, the engine is shutting down, or the input is too large. */
+/** The call could not run: the plugin is unloaded or the engine is shutting down. */
 export class PluginUnavailableError extends Schema.TaggedError<PluginUnavailableError>()(
   "PluginUnavailableError",
   callFields
 ) {}
+
+/** The call's input is larger than the runtime's `maxInputBytes`; retrying the same input never helps. */
+export class PluginInputTooLargeError extends Schema.TaggedError<PluginInputTooLargeError>()(
+  "PluginInputTooLargeError",
+  {
+    ...callFields,
+    inputBytes: Schema.Number,
+    limitBytes: Schema.Number
+  }
+) {}
+
+/**
+ * The call could not run because the engine cannot start worker threads (each start attempt died
+ * before it was ready); the pool keeps retrying with back-off. An engine problem, not the plugin's.
+ */
+export class WorkerStartError extends Schema.TaggedError<WorkerStartError>()("WorkerStartError", {
+  ...callFields,
+  /** Start attempts that failed in a row so far. */
+  attempts: Schema.Number
+}) {}
 
 export type PluginCallError =
   | PluginTimeoutError
@@ -69,3 +94,5 @@ export type PluginCallError =
   | PluginNotImplementedError
   | PluginOutputError
   | PluginUnavailableError
+  | PluginInputTooLargeError
+  | WorkerStartError

@@ -12,17 +12,21 @@ import * as LogLevel from "effect/LogLevel"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
-import { type CallOutcome, WorkerPool } from "./internal/WorkerPool.js"
+import { type CallOutcome, type PoolStats, WorkerPool } from "./internal/WorkerPool.js"
+
+export type { PoolStats } from "./internal/WorkerPool.js"
 import {
   type PluginCallError,
   PluginFailedError,
+  PluginInputTooLargeError,
   PluginLoadError,
   PluginMemoryError,
   PluginNotImplementedError,
   PluginOutputError,
   PluginTimeoutError,
   PluginTrapError,
-  PluginUnavailableError
+  PluginUnavailableError,
+  WorkerStartError
 } from "./PluginError.js"
 import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
 import { LogLevels, type Mount, type PluginSpec } from "./worker/protocol.js"
@@ -33,6 +37,13 @@ export interface RuntimeOptions {
   readonly poolSize: number
   /** How many workers one plugin may occupy at once, so a runaway plugin cannot starve the rest. */
   readonly maxWorkersPerPlugin: number
+  /**
+   * Extra workers lent beyond `poolSize`, one per plugin that has nothing running, while every
+   * worker is taken and some of them only sleep or wait on a host call. Default: 2 × `poolSize`.
+   */
+  readonly maxBurstWorkers: number
+  /** How long an extra worker may stay idle before it is stopped. Default 10 s. */
+  readonly burstIdleMs: number
   /** Per-call timeout unless a plugin overrides it. Default 30 s. */
   readonly defaultTimeoutMs: number
   /** Linear-memory cap per plugin instance, and the cap of host memory it may allocate per call. */
@@ -52,6 +63,8 @@ export const RuntimeOptions = {
     return {
       poolSize,
       maxWorkersPerPlugin: Math.max(1, poolSize - 1),
+      maxBurstWorkers: 2 * poolSize,
+      burstIdleMs: 10_000,
       defaultTimeoutMs: 30_000,
       memoryLimitBytes: 256 * 1024 * 1024,
       maxInputBytes: 16 * 1024 * 1024,
@@ -133,6 +146,8 @@ export class WasmRuntime extends Context.Tag("ndp-engine/WasmRuntime")<
     ) => Effect.Effect<RunningPlugin, PluginLoadError, Scope.Scope>
     /** Worker thread IDs currently alive, for status and leak checks. */
     readonly workerThreadIds: Effect.Effect<ReadonlyArray<number>>
+    /** Workers, extras, busy and blocked workers, and queued calls right now. */
+    readonly poolStats: Effect.Effect<PoolStats>
   }
 >() {}
 
@@ -166,6 +181,10 @@ const fromExtismLevel = (level: number): LogLevel.LogLevel =>
           ? LogLevel.Warning
           : LogLevel.Error
 
+/** Why no worker could start, and what to check; `workerHeapMb` is the usual culprit. */
+const workerStartAdvice = (failure: { readonly message: string; readonly attempts: number }): string =>
+  `the engine could not start a plugin worker thread (${failure.message}; ${failure.attempts} failed starts in a row, still retrying with back-off). Check the runtime option workerHeapMb (a worker needs more than 4 MB; the default is 256) and the memory available to the process`
+
 const outcomeToExit = (
   pluginId: string,
   exportName: string,
@@ -180,7 +199,25 @@ const outcomeToExit = (
         new PluginTimeoutError({
           ...fields,
           timeoutMs: outcome.timeoutMs,
+          phase: "Running",
           message: `plugin ${pluginId} did not finish ${exportName} within ${outcome.timeoutMs} ms, so its worker was stopped; fix the plugin or raise its timeout`
+        })
+      )
+    case "QueueTimedOut":
+      return Exit.fail(
+        new PluginTimeoutError({
+          ...fields,
+          timeoutMs: outcome.timeoutMs,
+          phase: "Queued",
+          message: `plugin ${pluginId} waited ${outcome.timeoutMs} ms for a free worker and ${exportName} never started (${outcome.busy} of ${outcome.workers} workers busy, ${outcome.blocked} of them sleeping or waiting on host calls, ${outcome.starting} starting); retry later, or raise the runtime options poolSize / maxBurstWorkers or the call's timeout`
+        })
+      )
+    case "WorkerStart":
+      return Exit.fail(
+        new WorkerStartError({
+          ...fields,
+          attempts: outcome.attempts,
+          message: `${exportName} of plugin ${pluginId} never ran: ${workerStartAdvice(outcome)}`
         })
       )
     case "Crashed":
@@ -245,13 +282,22 @@ const outcomeToExit = (
 
 const make = (options: RuntimeOptions) =>
   Effect.gen(function* () {
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const pool = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>
           WorkerPool.make({
             size: options.poolSize,
             maxWorkersPerPlugin: options.maxWorkersPerPlugin,
-            workerHeapMb: options.workerHeapMb
+            workerHeapMb: options.workerHeapMb,
+            maxBurstWorkers: options.maxBurstWorkers,
+            burstIdleMs: options.burstIdleMs,
+            onStartFailure: (failure) =>
+              runFork(
+                Effect.logWarning(
+                  `plugin worker died while starting; next try in ${failure.retryInMs} ms: ${workerStartAdvice(failure)}`
+                )
+              )
           }),
         catch: (cause) => new Error(`could not start the plugin worker pool: ${String(cause)}`)
       }).pipe(Effect.orDie),
@@ -397,10 +443,12 @@ const make = (options: RuntimeOptions) =>
             }
             if (input.byteLength > options.maxInputBytes) {
               return Effect.fail(
-                new PluginUnavailableError({
+                new PluginInputTooLargeError({
                   pluginId,
                   export: exportName,
-                  message: `input of ${input.byteLength} bytes exceeds the limit of ${options.maxInputBytes}`
+                  inputBytes: input.byteLength,
+                  limitBytes: options.maxInputBytes,
+                  message: `the input of ${input.byteLength} bytes for ${exportName} of plugin ${pluginId} exceeds the limit of ${options.maxInputBytes} bytes; send a smaller input, or raise the runtime option maxInputBytes`
                 })
               )
             }
@@ -428,9 +476,13 @@ const make = (options: RuntimeOptions) =>
               ? started.failure.message
               : started._tag === "TimedOut"
                 ? `its start code did not finish within ${timeoutMs} ms`
-                : started._tag === "Crashed"
-                  ? started.message
-                  : "the engine is shutting down"
+                : started._tag === "QueueTimedOut"
+                  ? `no worker was free within ${timeoutMs} ms (${started.busy} of ${started.workers} busy); retry later, or raise the runtime options poolSize / maxBurstWorkers`
+                  : started._tag === "WorkerStart"
+                    ? workerStartAdvice(started)
+                    : started._tag === "Crashed"
+                      ? started.message
+                      : "the engine is shutting down"
           return yield* new PluginLoadError({
             pluginId,
             reason: started._tag === "Failed" && started.failure.kind === "link" ? "Link" : "Start",
@@ -447,14 +499,16 @@ const make = (options: RuntimeOptions) =>
       options,
       compile,
       instantiate,
-      workerThreadIds: Effect.sync(() => pool.threadIds)
+      workerThreadIds: Effect.sync(() => pool.threadIds),
+      poolStats: Effect.sync(() => pool.stats())
     })
   })
 
 /** The execution layer with the given settings (missing ones take their defaults). */
 export const layer = (options: Partial<RuntimeOptions> = {}): Layer.Layer<WasmRuntime> => {
   const merged = { ...RuntimeOptions.defaults(), ...options }
-  // The per-plugin cap follows the pool size actually used, unless set explicitly.
+  // The per-plugin cap and the burst follow the pool size actually used, unless set explicitly.
   const maxWorkersPerPlugin = options.maxWorkersPerPlugin ?? Math.max(1, merged.poolSize - 1)
-  return Layer.scoped(WasmRuntime, make({ ...merged, maxWorkersPerPlugin }))
+  const maxBurstWorkers = options.maxBurstWorkers ?? 2 * merged.poolSize
+  return Layer.scoped(WasmRuntime, make({ ...merged, maxWorkersPerPlugin, maxBurstWorkers }))
 }

@@ -65,7 +65,11 @@ layer(testEngine({ runtime: { poolSize: 2 } }), { excludeTestServices: true })("
       const runtime = yield* WasmRuntime
       const tooBig = new Uint8Array(runtime.options.maxInputBytes + 1)
       const error = yield* Effect.flip(plugin.call("echo", tooBig))
-      expect(error).toMatchObject({ _tag: "PluginUnavailableError" })
+      expect(error).toMatchObject({
+        _tag: "PluginInputTooLargeError",
+        limitBytes: runtime.options.maxInputBytes,
+        inputBytes: runtime.options.maxInputBytes + 1
+      })
       expect(error.message).toContain("exceeds the limit")
     })
   )

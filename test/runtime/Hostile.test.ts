@@ -15,6 +15,7 @@ import { type LoadedPlugin, PluginLoader } from "../../src/loader/PluginLoader.j
 import { WasmRuntime } from "../../src/runtime/WasmRuntime.js"
 import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
+import { eventually } from "../support/wait.js"
 
 const artist = { id: "ar-1", name: "Healthy" }
 const bio = JSON.stringify(artist)
@@ -221,10 +222,12 @@ layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excl
         const threads = () => readdirSync("/proc/self/task").length
         const loader = yield* PluginLoader
         const looping = yield* loader.loadFile(fixture("loop-export"), { timeoutMs: 100 })
-        yield* looping.call("ping")
+        // A queued call fails at its own deadline: give ping time to wait for restarted workers.
+        const ping = looping.call("ping", undefined, { timeoutMs: 10_000 })
+        yield* ping
         const before = threads()
         for (let i = 0; i < 5; i++) yield* Effect.either(looping.call("nd_get_artist_biography", bio))
-        yield* looping.call("ping")
+        yield* ping
         // Terminated workers take a moment to exit; allow for that, then compare.
         yield* Effect.sleep("300 millis")
         expect(threads()).toBeLessThanOrEqual(before)
@@ -272,7 +275,14 @@ layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excl
           const looping = yield* loader
             .loadFile(fixture("loop-export"), { timeoutMs: 300 })
             .pipe(Scope.extend(scope))
+          // Workers replaced by the tests before must be up, or these calls wait out their 300 ms.
+          const runtime = yield* WasmRuntime
+          yield* eventually(
+            "every worker to be ready",
+            () => Effect.runSync(runtime.poolStats).starting === 0
+          )
           yield* Effect.either(looping.call("nd_get_artist_biography", bio))
+          yield* eventually("the replacement worker", () => Effect.runSync(runtime.poolStats).starting === 0)
           // Without the penalty both calls would run on two workers and both time out.
           const calls = yield* Effect.forkAll(
             [1, 2].map(() => Effect.either(looping.call("nd_get_artist_biography", bio))),

@@ -2,10 +2,17 @@
  * The pool of execution workers. This is the engine's hot path, so it is a plain class driven by
  * worker messages; `WasmRuntime` wraps it in Effect (scope, typed errors, logging).
  *
- * Rules it keeps:
+ * Rules it keeps (why: docs/decisions/0013-fair-worker-pool.md):
  * - one call per worker at a time; a call that outlives its timeout ends its worker, and only
  *   that worker, which is replaced;
  * - a plugin never occupies every worker, so one looping plugin cannot starve the others;
+ * - fair queueing: each plugin has its own queue, and a free worker goes to the waiting plugin that
+ *   used the least worker time lately, not to the oldest call;
+ * - burst: a plugin with nothing running gets an extra worker (up to `maxBurstWorkers`) when every
+ *   worker is taken but fewer than `size` of them compute (the rest sleep or wait on a host call);
+ *   extras only ever run calls of plugins that had nothing running; idle extras are reclaimed;
+ * - a queued call fails at its own deadline; workers that die while starting are retried with
+ *   exponential back-off;
  * - host-call replies are written only while the worker that asked is still running that call,
  *   so a late reply can never reach a later call or a replacement worker.
  */
@@ -25,6 +32,17 @@ export type CallOutcome =
   | { readonly _tag: "Done"; readonly output: Uint8Array | null }
   | { readonly _tag: "Failed"; readonly failure: CallFailure }
   | { readonly _tag: "TimedOut"; readonly timeoutMs: number }
+  /** Waited its whole timeout in the queue and never started. */
+  | {
+      readonly _tag: "QueueTimedOut"
+      readonly timeoutMs: number
+      readonly workers: number
+      readonly starting: number
+      readonly busy: number
+      readonly blocked: number
+    }
+  /** Waited its whole timeout while no worker could be started. */
+  | { readonly _tag: "WorkerStart"; readonly message: string; readonly attempts: number }
   | { readonly _tag: "Crashed"; readonly message: string }
   | { readonly _tag: "Closed" }
 
@@ -47,6 +65,33 @@ export interface PoolOptions {
   /** How many workers one plugin may occupy at once. */
   readonly maxWorkersPerPlugin: number
   readonly workerHeapMb: number
+  /** Extra workers beyond `size`, lent while the busy ones sleep or wait on host calls. Default 0. */
+  readonly maxBurstWorkers?: number | undefined
+  /** How long an extra worker may stay idle before it is stopped. Default 10 s. */
+  readonly burstIdleMs?: number | undefined
+  /** Told every time a worker dies before it is ready. */
+  readonly onStartFailure?: ((failure: StartFailure) => void) | undefined
+}
+
+/** A worker that died while starting, and when the pool tries again. */
+export interface StartFailure {
+  readonly message: string
+  /** Failed starts in a row, across the pool. */
+  readonly attempts: number
+  readonly retryInMs: number
+}
+
+/** What the pool is doing right now (for status, and for tests that wait on saturation). */
+export interface PoolStats {
+  /** Worker threads alive or starting, extras included. */
+  readonly workers: number
+  readonly burstWorkers: number
+  /** Workers not ready yet (starting, or replacing one that timed out or crashed). */
+  readonly starting: number
+  readonly busy: number
+  /** Busy workers that sleep in `poll_oneoff` or wait for a host-call reply. */
+  readonly blocked: number
+  readonly queued: number
 }
 
 interface Job {
@@ -56,25 +101,49 @@ interface Job {
   readonly input: Uint8Array
   readonly timeoutMs: number
   readonly resolve: (outcome: CallOutcome) => void
+  readonly queuedAt: number
   settled: boolean
+  startedAt: number | undefined
+  /** Fails the call if it is still queued at its deadline. */
+  deadline: ReturnType<typeof setTimeout> | undefined
   /** Created on first use by a host call, resolved when the job settles. */
   finished?: { readonly promise: Promise<void>; readonly resolve: () => void }
 }
 
 interface Slot {
   readonly index: number
-  worker: Worker
-  header: Int32Array
-  inline: Uint8Array
-  replyPort: MessagePort
-  known: Set<string>
+  /** An extra worker beyond the pool size, stopped when idle. */
+  readonly burst: boolean
+  readonly worker: Worker
+  readonly header: Int32Array
+  readonly inline: Uint8Array
+  readonly replyPort: MessagePort
+  readonly known: Set<string>
   job: Job | undefined
   timer: ReturnType<typeof setTimeout> | undefined
+  idleTimer: ReturnType<typeof setTimeout> | undefined
   ready: boolean
+  /** Exited, failed to start, replaced or reclaimed: its events are ignored. */
+  gone: boolean
+  /** The running call waits for a host-call reply. */
+  inHostCall: boolean
+  /** The running call sleeps in `poll_oneoff` until then (ms since epoch). */
+  sleepsUntil: number
+}
+
+/** Recent worker time of one plugin, halving every `USAGE_HALF_LIFE_MS`. */
+interface Usage {
+  ms: number
+  at: number
 }
 
 /** How long a plugin that timed out is held to a single worker. */
 const PENALTY_MS = 60_000
+/** Worker time older than this counts half as much when choosing whose call runs next. */
+const USAGE_HALF_LIFE_MS = 10_000
+/** Back-off after a worker dies while starting: doubles from the first value up to the second. */
+export const START_RETRY_MS = { first: 100, max: 10_000 } as const
+const DEFAULT_BURST_IDLE_MS = 10_000
 
 let workerSource: string | undefined
 
@@ -102,12 +171,24 @@ const loadWorkerSource = async (): Promise<string> => {
 }
 
 export class WorkerPool {
-  private readonly slots: Array<Slot> = []
-  private readonly queue: Array<Job> = []
+  /** Indexes below `size` are the pool proper; above, extras lent in bursts (holes when reclaimed). */
+  private readonly slots: Array<Slot | undefined> = []
+  /** One FIFO queue per plugin key, present only while non-empty. */
+  private readonly queues = new Map<string, Array<Job>>()
   private readonly registrations = new Map<string, PluginRegistration>()
   private readonly running = new Map<string, number>()
+  private readonly usage = new Map<string, Usage>()
   /** Plugins held to one worker until the given time (ms), after a timeout. */
   private readonly penalised = new Map<string, number>()
+  /** Back-off and pump timers, cleared on close. */
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>()
+  private pumpTimer: ReturnType<typeof setTimeout> | undefined
+  private queued = 0
+  /** Workers that died before they were ready, in a row; reset by any worker becoming ready. */
+  private startFailures = 0
+  private lastStartError: string | undefined
+  /** No extra worker is started before this time (ms) while starts keep failing. */
+  private retryAt = 0
   private nextCallId = 1
   private closed = false
 
@@ -118,17 +199,32 @@ export class WorkerPool {
 
   static async make(options: PoolOptions): Promise<WorkerPool> {
     const pool = new WorkerPool(await loadWorkerSource(), options)
-    await Promise.all(Array.from({ length: options.size }, (_, index) => pool.spawn(index)))
+    // Each resolves once its worker is ready or has failed its first start (then it is retried).
+    await Promise.all(Array.from({ length: options.size }, (_, index) => pool.spawn(index, false)))
     return pool
   }
 
   get size(): number {
-    return this.slots.length
+    return this.live().length
   }
 
   /** Live worker threads (for leak checks and status). */
   get threadIds(): ReadonlyArray<number> {
-    return this.slots.map((slot) => slot.worker.threadId)
+    return this.live().map((slot) => slot.worker.threadId)
+  }
+
+  stats(): PoolStats {
+    const now = Date.now()
+    const live = this.live()
+    const busy = live.filter((slot) => slot.job !== undefined)
+    return {
+      workers: live.length,
+      burstWorkers: live.filter((slot) => slot.burst).length,
+      starting: live.filter((slot) => !slot.ready).length,
+      busy: busy.length,
+      blocked: busy.filter((slot) => isBlocked(slot, now)).length,
+      queued: this.queued
+    }
   }
 
   register(key: string, registration: PluginRegistration): void {
@@ -139,14 +235,14 @@ export class WorkerPool {
   unregister(key: string): void {
     this.registrations.delete(key)
     this.penalised.delete(key)
-    for (let i = this.queue.length - 1; i >= 0; i--) {
-      const job = this.queue[i]!
-      if (job.spec.key === key) {
-        this.queue.splice(i, 1)
-        this.settle(job, { _tag: "Closed" })
-      }
+    this.usage.delete(key)
+    const queue = this.queues.get(key)
+    if (queue !== undefined) {
+      this.queues.delete(key)
+      this.queued -= queue.length
+      for (const job of queue) this.settle(job, { _tag: "Closed" })
     }
-    for (const slot of this.slots) {
+    for (const slot of this.live()) {
       if (slot.known.delete(key)) this.send(slot, { t: "drop", key })
     }
   }
@@ -163,18 +259,35 @@ export class WorkerPool {
     timeoutMs: number,
     resolve: (outcome: CallOutcome) => void
   ): () => void {
-    const job: Job = { callId: this.nextCallId++, spec, fn, input, timeoutMs, resolve, settled: false }
+    const job: Job = {
+      callId: this.nextCallId++,
+      spec,
+      fn,
+      input,
+      timeoutMs,
+      resolve,
+      queuedAt: Date.now(),
+      settled: false,
+      startedAt: undefined,
+      deadline: undefined
+    }
     if (this.closed || !this.registrations.has(spec.key)) {
       resolve({ _tag: "Closed" })
       return () => undefined
     }
-    this.queue.push(job)
+    const queue = this.queues.get(spec.key)
+    if (queue === undefined) this.queues.set(spec.key, [job])
+    else queue.push(job)
+    this.queued++
     this.pump()
+    // Only calls that actually wait get a deadline timer: most start right away.
+    if (job.startedAt === undefined && !job.settled) {
+      job.deadline = setTimeout(() => this.expire(job), timeoutMs)
+    }
     // Cancelling only removes a queued job: a running call cannot be stopped without ending its worker.
     return () => {
-      const at = this.queue.indexOf(job)
-      if (at >= 0) {
-        this.queue.splice(at, 1)
+      if (this.dequeue(job)) {
+        clearTimeout(job.deadline)
         job.settled = true
       }
     }
@@ -182,18 +295,32 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     this.closed = true
-    for (const job of this.queue.splice(0)) this.settle(job, { _tag: "Closed" })
+    for (const timer of this.timers) clearTimeout(timer)
+    this.timers.clear()
+    clearTimeout(this.pumpTimer)
+    for (const queue of this.queues.values()) {
+      for (const job of queue) this.settle(job, { _tag: "Closed" })
+    }
+    this.queues.clear()
+    this.queued = 0
     await Promise.all(
       this.slots.map((slot) => {
-        if (slot.timer !== undefined) clearTimeout(slot.timer)
+        if (slot === undefined) return undefined
+        clearTimeout(slot.timer)
+        clearTimeout(slot.idleTimer)
         if (slot.job !== undefined) this.settle(slot.job, { _tag: "Closed" })
+        slot.gone = true
         slot.replyPort.close()
         return slot.worker.terminate()
       })
     )
   }
 
-  private spawn(index: number): Promise<void> {
+  private live(): Array<Slot> {
+    return this.slots.filter((slot): slot is Slot => slot !== undefined && !slot.gone)
+  }
+
+  private spawn(index: number, burst: boolean): Promise<void> {
     const control = new SharedArrayBuffer(CONTROL_BUFFER_BYTES)
     const { port1, port2 } = new MessageChannel()
     const worker = new Worker(this.source, {
@@ -207,6 +334,7 @@ export class WorkerPool {
     })
     const slot: Slot = {
       index,
+      burst,
       worker,
       header: new Int32Array(control, 0, Control.headerBytes / 4),
       inline: new Uint8Array(control, Control.headerBytes, Control.inlineBytes),
@@ -214,37 +342,54 @@ export class WorkerPool {
       known: new Set(),
       job: undefined,
       timer: undefined,
-      ready: false
+      idleTimer: undefined,
+      ready: false,
+      gone: false,
+      inHostCall: false,
+      sleepsUntil: 0
     }
     this.slots[index] = slot
     return new Promise((resolve) => {
       worker.on("message", (message: WorkerToMain) => {
-        if (message.t === "ready") {
-          slot.ready = true
-          resolve()
-          this.pump()
-        } else {
-          this.onMessage(slot, worker, message)
-        }
+        if (message.t !== "ready") return this.onMessage(slot, message)
+        if (!this.isCurrent(slot)) return
+        slot.ready = true
+        this.startFailures = 0
+        this.lastStartError = undefined
+        this.retryAt = 0
+        resolve()
+        if (burst) this.idleFor(slot)
+        this.pump()
       })
-      worker.on("error", (error) => this.onCrash(slot, worker, error.message))
+      worker.on("error", (error) => {
+        const code = (error as { code?: unknown }).code
+        this.onExit(slot, typeof code === "string" ? `${code}: ${error.message}` : error.message)
+        resolve()
+      })
       worker.on("exit", (code) => {
-        this.onCrash(slot, worker, `worker exited with code ${code}`)
+        this.onExit(slot, `worker exited with code ${code}`)
         resolve()
       })
     })
   }
 
-  /** Events of a replaced worker (or of its slot object) are ignored: the slot has moved on. */
-  private isCurrent(slot: Slot, worker: Worker): boolean {
-    return this.slots[slot.index] === slot && slot.worker === worker
+  /** Events of a replaced, reclaimed or failed worker are ignored: its slot has moved on. */
+  private isCurrent(slot: Slot): boolean {
+    return !slot.gone && this.slots[slot.index] === slot
   }
 
-  private onMessage(slot: Slot, worker: Worker, message: WorkerToMain): void {
-    if (!this.isCurrent(slot, worker)) return
+  private onMessage(slot: Slot, message: WorkerToMain): void {
+    if (!this.isCurrent(slot)) return
     switch (message.t) {
       case "log": {
         this.registrations.get(message.key)?.log(message.level, message.message)
+        return
+      }
+      case "sleep": {
+        if (slot.job === undefined || slot.job.callId !== message.callId) return
+        slot.sleepsUntil = Date.now() + message.ms
+        // A waiting plugin may now get an extra worker.
+        if (this.queued > 0) this.pump()
         return
       }
       case "host": {
@@ -253,14 +398,16 @@ export class WorkerPool {
         if (job === undefined || job.callId !== message.callId) return
         const reply = (response: Uint8Array): void => {
           // Only the call that asked may receive the answer (generation check).
-          if (!this.isCurrent(slot, worker) || slot.job !== job) return
+          if (!this.isCurrent(slot) || slot.job !== job) return
           this.writeReply(slot, response)
         }
+        slot.inHostCall = true
         if (registration === undefined) {
           reply(new TextEncoder().encode('{"error":"plugin is unloaded"}'))
         } else {
           registration.host(message.fn, message.payload, reply, this.finishedOf(job))
         }
+        if (slot.inHostCall && this.queued > 0) this.pump()
         return
       }
       case "done":
@@ -283,6 +430,7 @@ export class WorkerPool {
   }
 
   private writeReply(slot: Slot, response: Uint8Array): void {
+    slot.inHostCall = false
     if (response.byteLength <= slot.inline.byteLength) {
       slot.inline.set(response)
       Atomics.store(slot.header, Control.length, response.byteLength)
@@ -294,12 +442,35 @@ export class WorkerPool {
     Atomics.notify(slot.header, Control.state)
   }
 
-  private onCrash(slot: Slot, worker: Worker, message: string): void {
-    if (!this.isCurrent(slot, worker) || this.closed) return
+  private onExit(slot: Slot, message: string): void {
+    if (!this.isCurrent(slot) || this.closed) return
+    if (!slot.ready) return this.onStartFailure(slot, message)
     const job = slot.job
     this.finish(slot, job)
     if (job !== undefined) this.settle(job, { _tag: "Crashed", message })
-    void this.replace(slot)
+    this.retire(slot)
+  }
+
+  /**
+   * A worker died before it was ready (e.g. its heap limit is too small to load the worker code).
+   * Starting another one at once would loop, so each retry waits twice as long as the last.
+   */
+  private onStartFailure(slot: Slot, message: string): void {
+    slot.gone = true
+    slot.replyPort.close()
+    this.startFailures++
+    this.lastStartError = message
+    const retryInMs = Math.min(START_RETRY_MS.first * 2 ** (this.startFailures - 1), START_RETRY_MS.max)
+    this.retryAt = Date.now() + retryInMs
+    this.options.onStartFailure?.({ message, attempts: this.startFailures, retryInMs })
+    if (slot.burst) {
+      this.slots[slot.index] = undefined
+      this.pumpIn(retryInMs)
+    } else {
+      this.later(retryInMs, () => {
+        if (this.slots[slot.index] === slot) void this.spawn(slot.index, false)
+      })
+    }
   }
 
   private onTimeout(slot: Slot, job: Job): void {
@@ -309,33 +480,56 @@ export class WorkerPool {
     this.penalised.set(job.spec.key, Date.now() + PENALTY_MS)
     this.finish(slot, job)
     this.settle(job, { _tag: "TimedOut", timeoutMs: job.timeoutMs })
-    void this.replace(slot)
+    this.retire(slot)
   }
 
-  private async replace(slot: Slot): Promise<void> {
-    const old = slot.worker
-    slot.ready = false
+  /** Stops a worker; a worker of the pool proper is replaced, an extra one is not. */
+  private retire(slot: Slot): void {
+    slot.gone = true
+    clearTimeout(slot.timer)
+    clearTimeout(slot.idleTimer)
     slot.replyPort.close()
-    // Spawning puts a new slot object in the array, so the old worker's exit event is ignored.
-    const spawned = this.spawn(slot.index)
-    await old.terminate()
-    await spawned
+    void slot.worker.terminate()
+    if (slot.burst) {
+      this.slots[slot.index] = undefined
+      this.pump()
+    } else {
+      // Spawning puts a new slot object in the array, so the old worker's exit event is ignored.
+      void this.spawn(slot.index, false)
+    }
   }
 
   private finish(slot: Slot, job: Job | undefined): void {
-    if (slot.timer !== undefined) clearTimeout(slot.timer)
+    clearTimeout(slot.timer)
     slot.timer = undefined
     slot.job = undefined
-    if (job !== undefined) {
-      const count = (this.running.get(job.spec.key) ?? 1) - 1
-      if (count <= 0) this.running.delete(job.spec.key)
-      else this.running.set(job.spec.key, count)
+    slot.inHostCall = false
+    slot.sleepsUntil = 0
+    if (job === undefined) return
+    const key = job.spec.key
+    const count = (this.running.get(key) ?? 1) - 1
+    if (count <= 0) this.running.delete(key)
+    else this.running.set(key, count)
+    if (this.registrations.has(key)) {
+      const now = Date.now()
+      this.usage.set(key, { ms: this.usageOf(key, now) + (now - (job.startedAt ?? now)), at: now })
     }
+    if (slot.burst) this.idleFor(slot)
+  }
+
+  /** Reclaims an extra worker that stays idle for `burstIdleMs`. */
+  private idleFor(slot: Slot): void {
+    clearTimeout(slot.idleTimer)
+    slot.idleTimer = setTimeout(() => {
+      if (this.isCurrent(slot) && slot.job === undefined) this.retire(slot)
+    }, this.options.burstIdleMs ?? DEFAULT_BURST_IDLE_MS)
+    slot.idleTimer.unref()
   }
 
   private settle(job: Job, outcome: CallOutcome): void {
     if (job.settled) return
     job.settled = true
+    clearTimeout(job.deadline)
     job.resolve(outcome)
     job.finished?.resolve()
   }
@@ -352,41 +546,170 @@ export class WorkerPool {
     return job.finished.promise
   }
 
+  /** A queued call reached its deadline without starting. */
+  private expire(job: Job): void {
+    if (!this.dequeue(job)) return
+    if (this.lastStartError !== undefined) {
+      this.settle(job, { _tag: "WorkerStart", message: this.lastStartError, attempts: this.startFailures })
+      return
+    }
+    const stats = this.stats()
+    this.settle(job, {
+      _tag: "QueueTimedOut",
+      timeoutMs: job.timeoutMs,
+      workers: stats.workers,
+      starting: stats.starting,
+      busy: stats.busy,
+      blocked: stats.blocked
+    })
+  }
+
+  private dequeue(job: Job): boolean {
+    const queue = this.queues.get(job.spec.key)
+    const at = queue?.indexOf(job) ?? -1
+    if (queue === undefined || at < 0) return false
+    queue.splice(at, 1)
+    if (queue.length === 0) this.queues.delete(job.spec.key)
+    this.queued--
+    return true
+  }
+
+  private usageOf(key: string, now: number): number {
+    const usage = this.usage.get(key)
+    return usage === undefined ? 0 : usage.ms * 0.5 ** ((now - usage.at) / USAGE_HALF_LIFE_MS)
+  }
+
+  /**
+   * Starts queued calls while it can. Among the plugins allowed to start one more call, the one
+   * that used the least worker time lately (running calls included) goes first; ties go to the
+   * plugin whose queue is oldest. Extra workers run only calls of plugins that had nothing running.
+   */
   private pump(): void {
     if (this.closed) return
-    for (let i = 0; i < this.queue.length;) {
-      const job = this.queue[i]!
-      if ((this.running.get(job.spec.key) ?? 0) >= this.capOf(job.spec.key)) {
-        i++
-        continue
+    while (this.queued > 0) {
+      const now = Date.now()
+      const ongoing = new Map<string, number>()
+      for (const slot of this.slots) {
+        const job = slot?.job
+        if (job === undefined) continue
+        ongoing.set(job.spec.key, (ongoing.get(job.spec.key) ?? 0) + now - (job.startedAt ?? now))
       }
-      const slot = this.pickSlot(job.spec.key)
-      if (slot === undefined) return
-      this.queue.splice(i, 1)
-      this.start(slot, job)
+      const candidates: Array<{ readonly key: string; readonly used: number; readonly idle: boolean }> = []
+      for (const key of this.queues.keys()) {
+        const running = this.running.get(key) ?? 0
+        if (running >= this.capOf(key, now)) continue
+        candidates.push({ key, used: this.usageOf(key, now) + (ongoing.get(key) ?? 0), idle: running === 0 })
+      }
+      // Stable: equal usage keeps the queues' order.
+      candidates.sort((a, b) => a.used - b.used)
+      let started = false
+      for (const { idle, key } of candidates) {
+        const slot = this.pickSlot(key, idle)
+        if (slot === undefined) continue
+        const queue = this.queues.get(key)!
+        const job = queue.shift()!
+        if (queue.length === 0) this.queues.delete(key)
+        this.queued--
+        this.start(slot, job)
+        started = true
+        break
+      }
+      if (!started) return this.lend(candidates.filter((c) => c.idle).length, now)
     }
   }
 
-  private capOf(key: string): number {
+  /**
+   * Every worker is taken and `wanted` plugins with nothing running wait. Start extra workers for
+   * them, plus one spare, but only while fewer than `size` busy workers compute (the others sleep
+   * or wait on the host), so extras never add CPU load beyond the pool size.
+   */
+  private lend(wanted: number, now: number): void {
+    if (wanted > 0) this.startExtras(wanted + 1, now)
+  }
+
+  /**
+   * An extra worker was just taken: keep one more started and idle, so the next plugin with nothing
+   * running does not wait for a thread to start (that can take hundreds of ms on a busy machine).
+   */
+  private keepSpare(now: number): void {
+    this.startExtras(1, now)
+  }
+
+  /** Starts extras until `count` of them are starting or idle, within the limits above. */
+  private startExtras(count: number, now: number): void {
+    const extra = this.options.maxBurstWorkers ?? 0
+    if (extra === 0) return
+    if (now < this.retryAt) return this.pumpIn(this.retryAt - now)
+    let busy = 0
+    let computing = 0
+    let available = 0
+    for (const slot of this.live()) {
+      if (!slot.ready || slot.job === undefined) {
+        if (slot.burst) available++
+      } else {
+        busy++
+        if (!isBlocked(slot, now)) computing++
+      }
+    }
+    // Workers of the pool proper that are still starting will take the call; extras are no cure
+    // for workers that cannot start.
+    if (busy < this.options.size || computing >= this.options.size) return
+    for (let index = this.options.size; index < this.options.size + extra && available < count; index++) {
+      const slot = this.slots[index]
+      if (slot !== undefined && !slot.gone) continue
+      void this.spawn(index, true)
+      available++
+    }
+  }
+
+  private pumpIn(ms: number): void {
+    if (this.pumpTimer !== undefined || this.closed) return
+    this.pumpTimer = setTimeout(() => {
+      this.pumpTimer = undefined
+      this.pump()
+    }, ms)
+  }
+
+  private later(ms: number, f: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      if (!this.closed) f()
+    }, ms)
+    this.timers.add(timer)
+  }
+
+  private capOf(key: string, now: number): number {
     const until = this.penalised.get(key)
     if (until === undefined) return this.options.maxWorkersPerPlugin
-    if (until > Date.now()) return 1
+    if (until > now) return 1
     this.penalised.delete(key)
     return this.options.maxWorkersPerPlugin
   }
 
-  private pickSlot(key: string): Slot | undefined {
-    let fallback: Slot | undefined
+  /** An idle worker, preferring one that already has the plugin, then one of the pool proper. */
+  private pickSlot(key: string, mayUseExtra: boolean): Slot | undefined {
+    let best: Slot | undefined
+    let bestScore = Infinity
     for (const slot of this.slots) {
-      if (slot === undefined || !slot.ready || slot.job !== undefined) continue
-      if (slot.known.has(key)) return slot
-      fallback ??= slot
+      if (slot === undefined || slot.gone || !slot.ready || slot.job !== undefined) continue
+      if (slot.burst && !mayUseExtra) continue
+      const score = (slot.known.has(key) ? 0 : 2) + (slot.burst ? 1 : 0)
+      if (score === 0) return slot
+      if (score < bestScore) {
+        best = slot
+        bestScore = score
+      }
     }
-    return fallback
+    return best
   }
 
   private start(slot: Slot, job: Job): void {
+    clearTimeout(job.deadline)
+    clearTimeout(slot.idleTimer)
+    job.startedAt = Date.now()
     slot.job = job
+    slot.inHostCall = false
+    slot.sleepsUntil = 0
     this.running.set(job.spec.key, (this.running.get(job.spec.key) ?? 0) + 1)
     const known = slot.known.has(job.spec.key)
     if (!known) slot.known.add(job.spec.key)
@@ -399,9 +722,13 @@ export class WorkerPool {
       input: job.input,
       ...(known ? {} : { spec: job.spec })
     })
+    if (slot.burst) this.keepSpare(job.startedAt)
   }
 
   private send(slot: Slot, message: MainToWorker): void {
     slot.worker.postMessage(message)
   }
 }
+
+/** A busy worker that burns no CPU: it sleeps in `poll_oneoff` or waits for a host-call reply. */
+const isBlocked = (slot: Slot, now: number): boolean => slot.inHostCall || slot.sleepsUntil > now

@@ -21,6 +21,8 @@ export interface WasiHost {
   readonly log: (level: number, line: string) => void
   /** Host folders the guest sees read-only, preopened as fd 3, 4, … in this order. */
   readonly mounts?: ReadonlyArray<Mount>
+  /** Told before the guest sleeps in `poll_oneoff`, so the pool knows the worker is idle-waiting. */
+  readonly onSleep?: (ms: number) => void
 }
 
 export interface Wasi {
@@ -185,7 +187,10 @@ export const makeWasi = (host: WasiHost): Wasi => {
         const wait = relative < 0n ? 0n : relative
         if (sleepNs < 0n || wait < sleepNs) sleepNs = wait
       }
-      if (sleepNs > 0n) Atomics.wait(sleeper, 0, 0, Number(sleepNs / 1_000_000n))
+      if (sleepNs > 0n) {
+        host.onSleep?.(Number(sleepNs / 1_000_000n))
+        Atomics.wait(sleeper, 0, 0, Number(sleepNs / 1_000_000n))
+      }
       for (let i = 0; i < subscriptions; i++) {
         const sub = inPtr + i * 48
         const event = outPtr + i * 32

@@ -30,6 +30,8 @@ const encoder = new TextEncoder()
 const specs = new Map<string, PluginSpec>()
 const live = new Map<string, Live>()
 let currentCall = 0
+/** Sleeps at least this long are reported to the pool; shorter ones are not worth a message. */
+const SLEEP_NOTICE_MS = 10
 
 const post = (message: WorkerToMain, transfer?: Array<ArrayBuffer>): void =>
   port.postMessage(message, transfer ?? [])
@@ -91,7 +93,15 @@ const instantiate = (spec: PluginSpec): Live => {
   for (const fn of spec.userFunctions) {
     user[fn] = (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
   }
-  const wasi = makeWasi({ memory: () => memory.current, log, mounts: spec.mounts })
+  const wasi = makeWasi({
+    memory: () => memory.current,
+    log,
+    mounts: spec.mounts,
+    // Long sleeps only: the pool may lend another worker meanwhile (see WorkerPool's burst).
+    onSleep: (ms) => {
+      if (ms >= SLEEP_NOTICE_MS) post({ t: "sleep", callId: currentCall, ms })
+    }
+  })
   const instance = new WebAssembly.Instance(spec.module, {
     "extism:host/env": env as WebAssembly.ModuleImports,
     "extism:host/user": user,

@@ -80,6 +80,8 @@ export type WorkerToMain =
   | { readonly t: "log"; readonly key: string; readonly level: number; readonly message: string }
   | { readonly t: "done"; readonly callId: number; readonly output: Uint8Array | null }
   | { readonly t: "failed"; readonly callId: number; readonly failure: CallFailure }
+  /** The call is about to sleep `ms` in WASI `poll_oneoff` (not burning CPU; see the pool's burst). */
+  | { readonly t: "sleep"; readonly callId: number; readonly ms: number }
 
 /**
  * Layout of the per-worker shared control block used to answer host calls while the worker
