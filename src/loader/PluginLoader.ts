@@ -36,6 +36,7 @@ import type { PluginCallError } from "../runtime/PluginError.js"
 import { PluginLoadError, PluginUnavailableError } from "../runtime/PluginError.js"
 import type { WasmImport } from "../runtime/WasmBinary.js"
 import { type CallOptions, type RunningPlugin, WasmRuntime } from "../runtime/WasmRuntime.js"
+import type { LogBudget } from "../runtime/worker/protocol.js"
 import { planImports } from "./Linker.js"
 
 /** How to load one plugin. */
@@ -50,6 +51,8 @@ export interface LoadOptions {
   readonly freshInstance?: boolean | undefined
   /** The most verbose guest log level passed on to Effect's logger (default Info). */
   readonly logLevel?: LogLevel.LogLevel | undefined
+  /** How much log and stdout/stderr output the plugin may send (default: the runtime's `logBudget`). */
+  readonly logBudget?: Partial<LogBudget> | undefined
   readonly packageLimits?: PackageLimits | undefined
   /** The users the administrator allows this plugin to see and act for (default: none). */
   readonly users?: AccessList<string> | undefined
@@ -222,6 +225,7 @@ const make = Effect.gen(function* () {
           timeoutMs: options.timeoutMs,
           freshInstance: options.freshInstance,
           logLevel: options.logLevel,
+          logBudget: options.logBudget,
           mounts
         })
         .pipe(

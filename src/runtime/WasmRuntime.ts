@@ -29,7 +29,17 @@ import {
   WorkerStartError
 } from "./PluginError.js"
 import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
-import { LogLevels, type Mount, type PluginSpec } from "./worker/protocol.js"
+import {
+  defaultLogBudget,
+  type LogBudget,
+  LogLevels,
+  makeLogBudget,
+  type Mount,
+  type PluginSpec,
+  resolveLogBudget
+} from "./worker/protocol.js"
+
+export type { LogBudget } from "./worker/protocol.js"
 
 /** Settings of the execution layer; every field has a default (see `RuntimeOptions.defaults`). */
 export interface RuntimeOptions {
@@ -55,6 +65,8 @@ export interface RuntimeOptions {
   readonly moduleCacheBytes: number
   /** V8 heap cap of each worker. */
   readonly workerHeapMb: number
+  /** Guest log and stdout/stderr budget of every plugin; missing fields take the defaults. */
+  readonly logBudget: Partial<LogBudget>
 }
 
 export const RuntimeOptions = {
@@ -71,7 +83,8 @@ export const RuntimeOptions = {
       maxOutputBytes: 16 * 1024 * 1024,
       maxVarBytes: 1024 * 1024,
       moduleCacheBytes: 200 * 1000 * 1000,
-      workerHeapMb: 256
+      workerHeapMb: 256,
+      logBudget: defaultLogBudget
     }
   }
 }
@@ -112,6 +125,8 @@ export interface InstantiateOptions {
   readonly logLevel?: LogLevel.LogLevel | undefined
   /** Host folders visible read-only to the plugin's WASI filesystem calls. */
   readonly mounts?: ReadonlyArray<Mount> | undefined
+  /** This plugin's log budget, over the runtime's. */
+  readonly logBudget?: Partial<LogBudget> | undefined
 }
 
 export interface CallOptions {
@@ -389,6 +404,7 @@ const make = (options: RuntimeOptions) =>
           logLevel: toExtismLevel(logLevel),
           freshInstance: instance.freshInstance ?? false,
           mounts: instance.mounts ?? [],
+          logBudget: makeLogBudget(resolveLogBudget(options.logBudget, instance.logBudget)),
           limits: {
             maxHostMemoryBytes: instance.compiled.memoryLimitBytes,
             maxOutputBytes: options.maxOutputBytes,

@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs"
 import * as MetadataAgent from "../../src/capabilities/MetadataAgent.js"
 import { type LoadedPlugin, PluginLoader } from "../../src/loader/PluginLoader.js"
 import { WorkerPool } from "../../src/runtime/internal/WorkerPool.js"
+import { defaultLogBudget, makeLogBudget } from "../../src/runtime/worker/protocol.js"
 import { WasmRuntime } from "../../src/runtime/WasmRuntime.js"
 import { testServer } from "../host/http/support.js"
 import { testEngine } from "../support/engine.js"
@@ -246,7 +247,8 @@ describe("workers that cannot start", () => {
               logLevel: 2,
               freshInstance: false,
               mounts: [],
-              limits: { maxHostMemoryBytes: 1, maxOutputBytes: 1, maxVarBytes: 1, maxLinearMemoryBytes: 1 }
+              limits: { maxHostMemoryBytes: 1, maxOutputBytes: 1, maxVarBytes: 1, maxLinearMemoryBytes: 1 },
+              logBudget: makeLogBudget(defaultLogBudget)
             },
             "run",
             new Uint8Array(0),

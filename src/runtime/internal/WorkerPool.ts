@@ -382,7 +382,8 @@ export class WorkerPool {
     if (!this.isCurrent(slot)) return
     switch (message.t) {
       case "log": {
-        this.registrations.get(message.key)?.log(message.level, message.message)
+        const registration = this.registrations.get(message.key)
+        for (const [level, line] of message.lines) registration?.log(level, line)
         return
       }
       case "sleep": {

@@ -1,7 +1,7 @@
 /**
  * WASI preview 1 for plugins, implemented by us because `node:wasi` is not a sandbox. Plugins built
  * with TinyGo, Rust or Python PDKs import it even when they never touch a file. stdout and stderr
- * become plugin log lines; the filesystem is the read-only, jailed `WasiFs` over the plugin's mounts
+ * become plugin log lines (bounded per line here, budgeted by `GuestLog`); the filesystem is the read-only, jailed `WasiFs` over the plugin's mounts
  * (none: no preopens, every other descriptor is EBADF). Guest mistakes (bad pointers, bad fds, host
  * fs errors) come back as errnos, never as exceptions.
  */
@@ -14,11 +14,20 @@ export { Errno } from "./WasiAbi.js"
 
 const ALL_RIGHTS = 0xffff_ffffn
 
+/** Where WASI output goes: the plugin's `GuestLog` in the worker. */
+export interface WasiLog {
+  /** A complete stdout (level 2) or stderr (level 3) line; `alreadyCut` bytes of it were discarded. */
+  readonly write: (level: number, line: Uint8Array, alreadyCut: number) => void
+  /** A WASI host error (level 4). */
+  readonly text: (level: number, message: string) => void
+}
+
 export interface WasiHost {
   /** The instance's exported memory, once instantiated. */
   readonly memory: () => WebAssembly.Memory | undefined
-  /** Receives complete stdout (level 2) and stderr (level 3) lines, and WASI host errors (level 4). */
-  readonly log: (level: number, line: string) => void
+  readonly log: WasiLog
+  /** Bytes of one stdout/stderr line kept; the rest is only counted. Default 4 KiB. */
+  readonly maxLineBytes?: number
   /** Host folders the guest sees read-only, preopened as fd 3, 4, … in this order. */
   readonly mounts?: ReadonlyArray<Mount>
   /** Told before the guest sleeps in `poll_oneoff`, so the pool knows the worker is idle-waiting. */
@@ -33,27 +42,70 @@ export interface Wasi {
 
 type WasiFunction = (...args: Array<never>) => number | bigint | void
 
-const decoder = new TextDecoder()
+const NEWLINE = 10
+
+/**
+ * Gathers one stdio stream into lines without holding more than one line's worth of bytes: a
+ * multi-megabyte line keeps its first `max` (+3, to cut on a character boundary) and counts the rest.
+ */
+class LineBuffer {
+  private readonly buffer: Uint8Array
+  private length = 0
+  private cut = 0
+
+  constructor(
+    max: number,
+    private readonly emit: (line: Uint8Array, alreadyCut: number) => void
+  ) {
+    this.buffer = new Uint8Array(max + 3)
+  }
+
+  append(data: Uint8Array): void {
+    let start = 0
+    for (;;) {
+      const newline = data.indexOf(NEWLINE, start)
+      this.add(data.subarray(start, newline < 0 ? data.length : newline))
+      if (newline < 0) return
+      this.flushLine()
+      start = newline + 1
+    }
+  }
+
+  /** Emits a partial last line, if any. */
+  flush(): void {
+    if (this.length > 0 || this.cut > 0) this.flushLine()
+  }
+
+  private add(part: Uint8Array): void {
+    const room = Math.min(this.buffer.length - this.length, part.length)
+    this.buffer.set(part.subarray(0, room), this.length)
+    this.length += room
+    this.cut += part.length - room
+  }
+
+  private flushLine(): void {
+    // The sink copies what it keeps before we reuse the buffer.
+    this.emit(this.buffer.subarray(0, this.length), this.cut)
+    this.length = 0
+    this.cut = 0
+  }
+}
+
 const isStdio = (fd: number): boolean => fd >= 0 && fd <= 2
 
 /** The `wasi_snapshot_preview1` import object for one instance. */
 export const makeWasi = (host: WasiHost): Wasi => {
-  const pending: Record<number, string> = { 1: "", 2: "" }
+  const maxLineBytes = host.maxLineBytes ?? 4096
+  const stdout = new LineBuffer(maxLineBytes, (line, cut) => host.log.write(2, line, cut))
+  const stderr = new LineBuffer(maxLineBytes, (line, cut) => host.log.write(3, line, cut))
   const sleeper = new Int32Array(new SharedArrayBuffer(4))
   const memory = new GuestMemory(host.memory)
   const fs = new WasiFs(host.mounts ?? [], memory)
-  if (fs.unavailable !== undefined) host.log(4, fs.unavailable)
+  if (fs.unavailable !== undefined) host.log.text(4, fs.unavailable)
 
-  const emit = (fd: number, text: string): void => {
-    const lines = (pending[fd] + text).split("\n")
-    pending[fd] = lines.pop() ?? ""
-    for (const line of lines) host.log(fd === 1 ? 2 : 3, line)
-  }
   const flush = (): void => {
-    for (const fd of [1, 2]) {
-      if (pending[fd] !== "") host.log(fd === 1 ? 2 : 3, pending[fd]!)
-      pending[fd] = ""
-    }
+    stdout.flush()
+    stderr.flush()
   }
 
   const zeroCounts = (countPtr: number, sizePtr: number): number => {
@@ -93,13 +145,12 @@ export const makeWasi = (host: WasiHost): Wasi => {
       if (fd !== 1 && fd !== 2) return Errno.badf
       const buffers = memory.iovecs(iovs, iovsLength)
       memory.bytes(written, 4)
+      const lines = fd === 1 ? stdout : stderr
       let total = 0
-      let text = ""
       for (const buffer of buffers) {
-        text += decoder.decode(buffer, { stream: true })
+        lines.append(buffer)
         total += buffer.byteLength
       }
-      emit(fd, text)
       memory.setU32(written, total)
       return Errno.success
     },
@@ -227,7 +278,7 @@ export const makeWasi = (host: WasiHost): Wasi => {
         const errno = errnoOf(error)
         if (errno !== undefined) return errno
         // A host-side bug must not unwind the guest; it still deserves a log line.
-        host.log(4, `WASI ${name} failed: ${error instanceof Error ? error.message : String(error)}`)
+        host.log.text(4, `WASI ${name} failed: ${error instanceof Error ? error.message : String(error)}`)
         return Errno.io
       }
     }
@@ -237,5 +288,7 @@ export const makeWasi = (host: WasiHost): Wasi => {
 
 /** Names every plugin may import from `wasi_snapshot_preview1`. */
 export const wasiFunctionNames: ReadonlySet<string> = new Set(
-  Object.keys(makeWasi({ memory: () => undefined, log: () => undefined }).imports)
+  Object.keys(
+    makeWasi({ memory: () => undefined, log: { write: () => undefined, text: () => undefined } }).imports
+  )
 )

@@ -4,6 +4,7 @@
  * thread answers, so the guest sees an ordinary synchronous call.
  */
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads"
+import { GuestLog } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
 import {
   type CallFailure,
@@ -28,6 +29,8 @@ const inline = new Uint8Array(control, Control.headerBytes, Control.inlineBytes)
 const encoder = new TextEncoder()
 
 const specs = new Map<string, PluginSpec>()
+/** One per loaded plugin (not per instance), so fresh instances share drop counts and summaries. */
+const logs = new Map<string, GuestLog>()
 const live = new Map<string, Live>()
 let currentCall = 0
 /** Sleeps at least this long are reported to the pool; shorter ones are not worth a message. */
@@ -38,6 +41,8 @@ const post = (message: WorkerToMain, transfer?: Array<ArrayBuffer>): void =>
 
 /** Sends a host call to the main thread and blocks until its reply is in. Never throws for service errors. */
 const hostCall = (key: string, fn: string, payload: Uint8Array): Uint8Array => {
+  // Lines written before the host call reach the main thread before it.
+  logs.get(key)?.flush()
   Atomics.store(header, Control.state, Control.idle)
   post({ t: "host", callId: currentCall, key, fn, payload })
   // Loop: a notify left over from the previous reply may wake us before this reply is written.
@@ -58,8 +63,8 @@ const hostCall = (key: string, fn: string, payload: Uint8Array): Uint8Array => {
 const instantiate = (spec: PluginSpec): Live => {
   // Filled in once the instance exists; WASI reads it lazily.
   const memory: { current?: WebAssembly.Memory } = {}
-  const log = (level: number, message: string): void => post({ t: "log", key: spec.key, level, message })
-  const kernel = new Kernel(spec.config, spec.limits, spec.logLevel, log)
+  const log = logOf(spec)
+  const kernel = new Kernel(spec.config, spec.limits, spec.logLevel, (level, line) => log.write(level, line))
   const env: Record<string, unknown> = kernel.imports()
   if (spec.envHttp) {
     // Extism's built-in HTTP functions, answered by the host's HTTP service.
@@ -81,7 +86,7 @@ const instantiate = (spec: PluginSpec): Live => {
       lastStatus = reply.status ?? 0
       lastHeaders = JSON.stringify(reply.headers ?? {})
       if (reply.error !== undefined) {
-        log(4, `http_request failed: ${reply.error}`)
+        log.text(4, `http_request failed: ${reply.error}`)
         return 0n
       }
       return kernel.store(Buffer.from(reply.body ?? "", "base64"))
@@ -95,7 +100,11 @@ const instantiate = (spec: PluginSpec): Live => {
   }
   const wasi = makeWasi({
     memory: () => memory.current,
-    log,
+    log: {
+      write: (level, line, cut) => log.write(level, line, cut),
+      text: (level, text) => log.text(level, text)
+    },
+    maxLineBytes: spec.logBudget.limits.maxLineBytes,
     mounts: spec.mounts,
     // Long sleeps only: the pool may lend another worker meanwhile (see WorkerPool's burst).
     onSleep: (ms) => {
@@ -119,6 +128,17 @@ const instantiate = (spec: PluginSpec): Live => {
     kernel.end()
   }
   return { spec, kernel, instance, flushWasi: wasi.flush }
+}
+
+const logOf = (spec: PluginSpec): GuestLog => {
+  let log = logs.get(spec.key)
+  if (log === undefined) {
+    log = new GuestLog(spec.id, spec.logLevel, spec.logBudget, (lines) =>
+      post({ t: "log", key: spec.key, lines })
+    )
+    logs.set(spec.key, log)
+  }
+  return log
 }
 
 const runCommandStart = (start: () => void): void => {
@@ -233,10 +253,14 @@ port.on("message", (message: MainToWorker) => {
   if (message.t === "drop") {
     specs.delete(message.key)
     live.delete(message.key)
+    logs.get(message.key)?.endCall()
+    logs.delete(message.key)
     return
   }
   currentCall = message.callId
   const reply = runCall(message)
+  // Every line of the call (and the drop summary, when due) goes before its result.
+  logs.get(message.key)?.endCall()
   if (reply.t === "done" && reply.output !== null) {
     post(reply, [reply.output.buffer as ArrayBuffer])
   } else {

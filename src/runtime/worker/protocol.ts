@@ -22,7 +22,68 @@ export interface PluginSpec {
   readonly freshInstance: boolean
   /** Host folders the plugin's WASI filesystem sees read-only (empty: no filesystem at all). */
   readonly mounts: ReadonlyArray<Mount>
+  /** How much log and stdout/stderr output the plugin may send to the main thread. */
+  readonly logBudget: LogBudgetSpec
 }
+
+/**
+ * Budget of guest output (Extism `log_*`, WASI stdout/stderr, and engine lines about the guest)
+ * that may reach the main thread. Lines over the budget are dropped in the worker and reported as
+ * one summary line. Rates are per loaded plugin, shared by all its instances on every worker.
+ */
+export interface LogBudget {
+  /** Longest line kept, in UTF-8 bytes; the rest is cut off and replaced by a marker. */
+  readonly maxLineBytes: number
+  /** Sustained lines per second (0: drop every line; Infinity: no limit). */
+  readonly linesPerSecond: number
+  /** Lines that may pass at once before the sustained rate applies. */
+  readonly burstLines: number
+  /** Sustained bytes per second of kept line text. */
+  readonly bytesPerSecond: number
+  /** Bytes that may pass at once; never less than one full line. */
+  readonly burstBytes: number
+}
+
+export const defaultLogBudget: LogBudget = {
+  maxLineBytes: 4 * 1024,
+  linesPerSecond: 200,
+  burstLines: 1000,
+  bytesPerSecond: 256 * 1024,
+  burstBytes: 1024 * 1024
+}
+
+/** The budget's settings plus its shared token state (see `GuestLog.ts`). */
+export interface LogBudgetSpec {
+  readonly limits: LogBudget
+  /** Two BigInt64 slots: the theoretical arrival times (ns, `process.hrtime`) of lines and bytes. */
+  readonly state: SharedArrayBuffer
+}
+
+const budgetNumber = (value: number | undefined, fallback: number): number =>
+  value === undefined || Number.isNaN(value) || value < 0 ? fallback : value
+
+/** Merges partial budgets over the defaults (later wins); invalid numbers keep the default. */
+export const resolveLogBudget = (...layers: ReadonlyArray<Partial<LogBudget> | undefined>): LogBudget => {
+  let budget = defaultLogBudget
+  for (const layer of layers) {
+    if (layer === undefined) continue
+    budget = {
+      maxLineBytes: budgetNumber(layer.maxLineBytes, budget.maxLineBytes),
+      linesPerSecond: budgetNumber(layer.linesPerSecond, budget.linesPerSecond),
+      burstLines: budgetNumber(layer.burstLines, budget.burstLines),
+      bytesPerSecond: budgetNumber(layer.bytesPerSecond, budget.bytesPerSecond),
+      burstBytes: budgetNumber(layer.burstBytes, budget.burstBytes)
+    }
+  }
+  // A line shorter than 64 bytes cannot carry its own truncation marker.
+  return { ...budget, maxLineBytes: Math.max(64, Math.floor(budget.maxLineBytes)) }
+}
+
+/** A fresh budget state, created once per loaded plugin on the main thread. */
+export const makeLogBudget = (limits: LogBudget): LogBudgetSpec => ({
+  limits,
+  state: new SharedArrayBuffer(2 * BigInt64Array.BYTES_PER_ELEMENT)
+})
 
 /** A host folder visible to a plugin at `guestPath` (e.g. `/libraries/1`), read-only. */
 export interface Mount {
@@ -68,6 +129,9 @@ export interface CallFailure {
   readonly code?: number
 }
 
+/** One guest log line: an Extism log level and its text. */
+export type LogLine = readonly [level: number, message: string]
+
 export type WorkerToMain =
   | { readonly t: "ready" }
   | {
@@ -77,7 +141,8 @@ export type WorkerToMain =
       readonly fn: string
       readonly payload: Uint8Array
     }
-  | { readonly t: "log"; readonly key: string; readonly level: number; readonly message: string }
+  /** A batch of guest log lines, already filtered, truncated and budgeted in the worker. */
+  | { readonly t: "log"; readonly key: string; readonly lines: ReadonlyArray<LogLine> }
   | { readonly t: "done"; readonly callId: number; readonly output: Uint8Array | null }
   | { readonly t: "failed"; readonly callId: number; readonly failure: CallFailure }
   /** The call is about to sleep `ms` in WASI `poll_oneoff` (not burning CPU; see the pool's burst). */
