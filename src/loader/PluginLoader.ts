@@ -54,6 +54,8 @@ export interface LoadOptions {
   readonly users?: AccessList<string> | undefined
   /** The libraries the administrator allows this plugin to see (default: none). */
   readonly libraries?: AccessList<number> | undefined
+  /** The networks the administrator grants this plugin: IP addresses, CIDR blocks, host names (default: none). */
+  readonly allowedNetworks?: ReadonlyArray<string> | undefined
 }
 
 /** A loaded, running plugin. Valid until the scope it was loaded in closes. */
