@@ -15,7 +15,7 @@ const examples =
 /** Why `text` is not a grant, or its canonical form. */
 const parse = (text: string): Either.Either<string, string> => {
   const entry = text.trim()
-  if (entry.length === 0) return Either.left("is empty")
+  if (entry.length === 0) return Either.left(`is empty; give ${examples}`)
   if (/\s/.test(entry)) return Either.left("contains white space")
   if (entry.includes("://"))
     return Either.left("is a URL; give only the host or network, without scheme or path")
@@ -41,7 +41,9 @@ const parseCidr = (address: string, prefixText: string): Either.Either<string, s
     if (bits === undefined) return Either.left("is not a valid IPv6 address")
     return checkHostBits(bits, 128, prefix, (network) => `${ipv6Text(network)}/${prefix}`)
   }
-  return Either.left(`has "${address}" before the "/", which is not an IPv4 or IPv6 address`)
+  return Either.left(
+    `has "${address}" before the "/", which is not an IPv4 or IPv6 address; a block looks like 192.168.1.0/24`
+  )
 }
 
 // A block whose address has bits set past the prefix is most likely a typo for a narrower grant
@@ -95,13 +97,13 @@ const canonicalIPv6 = (address: string): string => new URL(`http://[${address}]/
 const label = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
 
 const parseHost = (entry: string): Either.Either<string, string> => {
-  if (/:\d*$/.test(entry)) return Either.left("has a port; grants cover every port, give the host alone")
+  if (/:\d*$/.test(entry)) return Either.left("has a port; a grant covers every port: give the host alone")
   const wildcard = entry.startsWith("*.")
   const name = (wildcard ? entry.slice(2) : entry).replace(/\.$/, "")
   if (name.includes("*")) return Either.left('may use "*" only as its whole first label, as in *.example.org')
   const ascii = domainToASCII(name)
   if (ascii.length === 0 || ascii.length > 253 || !ascii.split(".").every((l) => label.test(l))) {
-    return Either.left("is neither an IP address, a CIDR block nor a valid host name")
+    return Either.left(`is neither an IP address, a CIDR block nor a valid host name; give ${examples}`)
   }
   if (/^[0-9.]+$/.test(ascii)) return Either.left("looks like an IPv4 address but is not a valid one")
   return Either.right(wildcard ? `*.${ascii}` : ascii)
@@ -116,8 +118,7 @@ export const NetworkGrant = Schema.transformOrFail(Schema.String, Schema.String,
   strict: true,
   decode: (text, _, ast) =>
     Either.match(parse(text), {
-      onLeft: (why) =>
-        ParseResult.fail(new ParseResult.Type(ast, text, `"${text}" ${why}; give ${examples}`)),
+      onLeft: (why) => ParseResult.fail(new ParseResult.Type(ast, text, `"${text}" ${why}`)),
       onRight: ParseResult.succeed
     }),
   encode: ParseResult.succeed
