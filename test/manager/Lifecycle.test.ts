@@ -119,7 +119,11 @@ describe("PluginManager lifecycle", () => {
 
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       // Shutdown takes the plugin out of service at once: new calls are refused…
-      yield* eventually("the plugin to be taken out of service", () => loadedIds(manager).length === 0)
+      yield* eventually(
+        "the plugin to be taken out of service",
+        () => loadedIds(manager).length === 0,
+        30_000
+      )
       const late = yield* Effect.flip(
         manager.use("agent-full", (plugin) =>
           MetadataAgent.fromPlugin(plugin).getArtistBiography({ id: "1", name: "Bo" })
@@ -161,7 +165,7 @@ describe("PluginManager lifecycle", () => {
             const healthy = yield* gatedBiography(manager, "agent-full")
 
             const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-            yield* eventually("shutdown to start", () => loadedIds(manager).length === 0)
+            yield* eventually("shutdown to start", () => loadedIds(manager).length === 0, 30_000)
             // The neighbour's call, started before shutdown, runs during the drain and answers.
             yield* healthy.open
             expect(yield* Fiber.join(healthy.fiber)).toEqual(Option.some("Biography for Ana"))
@@ -197,7 +201,7 @@ describe("PluginManager lifecycle", () => {
         // the new load is refused, and closing the old version waits on the stalled WebSocket.
         copyFileSync(fixture("agent-partial"), join(folders.folder, `${id}.ndp`))
         const reload = yield* Effect.fork(manager.setConfig(id, { round: 1 }))
-        yield* eventually("the old version to be closing", server.closeFrameSeen, 15_000)
+        yield* eventually("the old version to be closing", server.closeFrameSeen, 30_000)
 
         // While it closes, it is not the plugin's version any more: nothing reaches it.
         expect((yield* manager.get(id)).loaded).toBe(false)
