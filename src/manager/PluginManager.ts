@@ -670,7 +670,13 @@ const make = (options: ManagerOptions) =>
           const runFork = Runtime.runFork(yield* Effect.runtime<never>())
           const stopped = yield* Deferred.make<string>()
           const stop = (why: string) => Deferred.unsafeDone(stopped, Exit.succeed(why))
-          if (!restarted) mkdirSync(folder, { recursive: true })
+          if (!restarted) {
+            try {
+              mkdirSync(folder, { recursive: true })
+            } catch {
+              // Reported just below, by the identity check, with the reason.
+            }
+          }
           const identity = folderIdentity()
           if (Either.isLeft(identity)) {
             return yield* watchError(`cannot watch the plugins folder ${folder}: ${identity.left}`)
@@ -734,6 +740,10 @@ const make = (options: ManagerOptions) =>
       const started = yield* Deferred.make<void>()
       let attempts = 0
       const supervised = Effect.suspend(() => watchSession(pending, attempts++ > 0, started)).pipe(
+        // A defect in a session is one more reason to restart it, never the end of watching.
+        Effect.catchAllDefect((defect) =>
+          Effect.fail(watchError(`the watcher on ${folder} crashed: ${errorText(defect)}`))
+        ),
         Effect.tapError((error) =>
           Effect.zipRight(
             Effect.logWarning(`${error.message}; trying again`),
@@ -746,7 +756,7 @@ const make = (options: ManagerOptions) =>
         Effect.zipLeft(Effect.sleep(Duration.millis(100))),
         Effect.forever
       )
-      yield* Effect.forkScoped(supervised)
+      yield* Effect.forkScoped(supervised.pipe(Effect.ensuring(Deferred.succeed(started, undefined))))
       yield* Deferred.await(started)
     })
 
