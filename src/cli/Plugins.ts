@@ -40,6 +40,7 @@ export interface PluginEntry {
   readonly lastError: string | null
   readonly users: AccessList<string>
   readonly libraries: AccessList<number>
+  readonly allowedNetworks: ReadonlyArray<string>
   readonly path: string
   readonly sha256: string
 }
@@ -88,6 +89,7 @@ const entryOf = (status: PluginManager.PluginStatus) =>
       lastError: status.lastError,
       users: status.users,
       libraries: status.libraries,
+      allowedNetworks: status.allowedNetworks,
       path: status.path,
       sha256: status.sha256
     }
@@ -101,6 +103,7 @@ const entryLine = (e: PluginEntry, width: number) =>
   `${e.id.padEnd(width)}  ${e.enabled ? "enabled " : "disabled"}  ${e.name} ${e.version}  [${e.capabilities.join(", ")}]` +
   accessText("users", e.users) +
   accessText("libraries", e.libraries) +
+  accessText("networks", e.allowedNetworks) +
   (e.lastError === null ? "" : `  error: ${e.lastError}`)
 
 const printEntries = (json: boolean) =>
@@ -149,7 +152,14 @@ const enable = Command.make(
       Options.repeated,
       Options.withDescription("allow exactly these library IDs (repeatable); replaces the plugin's list")
     ),
-    allLibraries: Options.boolean("all-libraries").pipe(Options.withDescription("allow every library"))
+    allLibraries: Options.boolean("all-libraries").pipe(Options.withDescription("allow every library")),
+    allowNetwork: Options.text("allow-network").pipe(
+      Options.repeated,
+      Options.withDescription(
+        "grant a network: a CIDR block (192.168.1.0/24), an IP address or a host name (repeatable); replaces the plugin's grants"
+      )
+    ),
+    noNetworks: Options.boolean("no-networks").pipe(Options.withDescription("remove every network grant"))
   },
   (args) =>
     withRegistry(
@@ -164,6 +174,12 @@ const enable = Command.make(
             "give either --all-libraries or --library, not both"
           )
         }
+        if (args.noNetworks && args.allowNetwork.length > 0) {
+          return yield* usageFailure(
+            "ConflictingOptions",
+            "give either --no-networks or --allow-network, not both"
+          )
+        }
         const libraryIds = args.library.map(Number)
         const bad = args.library.find(
           (text, i) => !/^\d+$/.test(text) || !Number.isSafeInteger(libraryIds[i])
@@ -175,6 +191,10 @@ const enable = Command.make(
           )
         }
         const manager = yield* PluginManager.PluginManager
+        // Networks first: the manager may refuse them, and then nothing has been written yet.
+        if (args.noNetworks || args.allowNetwork.length > 0) {
+          yield* manager.setNetworks(args.id, args.noNetworks ? [] : args.allowNetwork)
+        }
         if (args.allUsers || args.user.length > 0) {
           yield* manager.setUsers(args.id, args.allUsers ? "all" : args.user)
         }
@@ -186,7 +206,7 @@ const enable = Command.make(
     )
 ).pipe(
   Command.withDescription(
-    "enable a plugin (a running ndp serve loads it); --user/--all-users and --library/--all-libraries satisfy its permission gates"
+    "enable a plugin (a running ndp serve loads it); --user/--all-users and --library/--all-libraries satisfy its permission gates; --allow-network grants it networks"
   )
 )
 

@@ -19,7 +19,7 @@ import { extname, join, resolve } from "node:path"
 import { parse as parseToml } from "smol-toml"
 import type { EngineOptions } from "../Engine.js"
 import { parseByteSize } from "../manifest/Manifest.js"
-import { defaultManagerOptions, type ManagerOptions } from "./PluginManager.js"
+import { defaultDrainTimeoutMs, defaultManagerOptions, type ManagerOptions } from "./PluginManager.js"
 
 /** The settings could not be read: an unreadable file (`File`) or a bad value or key (`Invalid`). */
 export class ManagerConfigError extends Schema.TaggedError<ManagerConfigError>()("ManagerConfigError", {
@@ -43,7 +43,8 @@ export const SettingKeys = [
   "Memory",
   "Workers",
   "Agents",
-  "Debounce"
+  "Debounce",
+  "ShutdownTimeout"
 ] as const
 
 /** One key of the `[Plugins]` block. */
@@ -74,6 +75,8 @@ export interface ManagerSettings {
   readonly agents: ReadonlyArray<string>
   /** Quiet time before a change in the plugins folder is acted on. */
   readonly debounceMs: number
+  /** On shutdown, how long calls already running may take before the plugins close anyway. */
+  readonly shutdownTimeoutMs: number
 }
 
 // ---- values: every source hands over text, decoded by one Schema per kind ----
@@ -243,7 +246,10 @@ export const ManagerConfig: Config.Config<ManagerSettings> = Config.nested(
     memoryBytes: setting("Memory", MapFromText(PositiveByteSizeFromText)).pipe(Config.withDefault({})),
     workers: Config.option(setting("Workers", PositiveIntFromText)),
     agents: setting("Agents", ListFromText).pipe(Config.withDefault([])),
-    debounceMs: setting("Debounce", DurationMsFromText).pipe(Config.withDefault(2_000))
+    debounceMs: setting("Debounce", DurationMsFromText).pipe(Config.withDefault(2_000)),
+    shutdownTimeoutMs: setting("ShutdownTimeout", DurationMsFromText).pipe(
+      Config.withDefault(defaultDrainTimeoutMs)
+    )
   }),
   "Plugins"
 ).pipe(
@@ -313,7 +319,8 @@ const FileBlock = Schema.Struct({
   Memory: Schema.optional(MapValue),
   Workers: Schema.optional(Scalar),
   Agents: Schema.optional(ListValue),
-  Debounce: Schema.optional(Scalar)
+  Debounce: Schema.optional(Scalar),
+  ShutdownTimeout: Schema.optional(Scalar)
 })
 
 const decodeBlock = Schema.decodeUnknownEither(FileBlock, { onExcessProperty: "error", errors: "all" })
@@ -503,6 +510,7 @@ export const toOptions = (settings: ManagerSettings, live = true): ManagerRunOpt
     live,
     autoReload: settings.autoReload,
     debounceMs: settings.debounceMs,
+    drainTimeoutMs: settings.shutdownTimeoutMs,
     timeoutsMs: settings.timeoutsMs,
     memoryBytes: settings.memoryBytes,
     logLevel: settings.logLevel

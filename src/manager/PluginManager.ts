@@ -6,10 +6,15 @@
  * the current version until the call ends. A reload loads the new version first, switches new calls
  * to it, and closes the old version's scope only once its last pinned call has finished — so calls
  * already running complete on the old version and none fails because of the reload.
+ *
+ * Shutdown works the same way for every plugin at once, with a bound: new calls are refused at
+ * once, calls already running get `drainTimeoutMs` to finish, then every version closes.
  */
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberMap from "effect/FiberMap"
@@ -22,7 +27,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
-import { mkdirSync, readdirSync, readFileSync, statSync, watch } from "node:fs"
+import { type FSWatcher, mkdirSync, readdirSync, readFileSync, statSync, watch } from "node:fs"
 import { basename, join, resolve } from "node:path"
 import type { CapabilityName } from "../capabilities/Capabilities.js"
 import type { AccessList } from "../host/HostFunctions.js"
@@ -30,7 +35,10 @@ import { type LoadedPlugin, PluginLoader } from "../loader/PluginLoader.js"
 import { decodeManifest, type Manifest } from "../manifest/Manifest.js"
 import { validateConfig } from "../manifest/PluginConfig.js"
 import { pluginIdFromFileName, readPackageBytes } from "../package/PluginPackage.js"
+import { decodeNetworkGrants } from "./NetworkGrant.js"
 import { type PluginRecord, Registry, type RegistryError } from "./Registry.js"
+
+export { decodeNetworkGrants, NetworkGrant } from "./NetworkGrant.js"
 
 /** A manager operation failed; `reason` says why, `message` says what to do. */
 export class ManagerError extends Schema.TaggedError<ManagerError>()("ManagerError", {
@@ -39,8 +47,10 @@ export class ManagerError extends Schema.TaggedError<ManagerError>()("ManagerErr
     "NotLoaded",
     "PermissionGate",
     "InvalidConfig",
+    "InvalidNetwork",
     "LoadFailed",
-    "Registry"
+    "Registry",
+    "Watch"
   ),
   pluginId: Schema.String,
   message: Schema.String
@@ -66,7 +76,15 @@ export interface ManagerOptions {
   readonly memoryBytes: Readonly<Record<string, number>>
   /** The most verbose guest log level passed on (default Info). */
   readonly logLevel?: LogLevel.LogLevel | undefined
+  /**
+   * On shutdown, how long calls already running may take to finish before every plugin is closed
+   * anyway (default 10 s).
+   */
+  readonly drainTimeoutMs?: number | undefined
 }
+
+/** Default of `ManagerOptions.drainTimeoutMs`. */
+export const defaultDrainTimeoutMs = 10_000
 
 export const defaultManagerOptions = (folder: string): ManagerOptions => ({
   folder,
@@ -76,7 +94,8 @@ export const defaultManagerOptions = (folder: string): ManagerOptions => ({
   pollMs: 1_000,
   loadConcurrency: 4,
   timeoutsMs: {},
-  memoryBytes: {}
+  memoryBytes: {},
+  drainTimeoutMs: defaultDrainTimeoutMs
 })
 
 /** What the manager reports about one plugin. */
@@ -93,9 +112,12 @@ export interface PluginStatus {
   readonly config: Readonly<Record<string, unknown>>
   readonly users: AccessList<string>
   readonly libraries: AccessList<number>
+  /** The networks the administrator grants the plugin (see `NetworkGrant`). */
+  readonly allowedNetworks: ReadonlyArray<string>
 }
 
 interface Version {
+  readonly id: string
   readonly plugin: LoadedPlugin
   readonly scope: Scope.CloseableScope
   /** What it was loaded from, to tell whether the registry now asks for something else. */
@@ -111,7 +133,14 @@ interface Slot {
 }
 
 const loadKeyOf = (record: PluginRecord): string =>
-  JSON.stringify([record.path, record.sha256, record.config, record.users, record.libraries])
+  JSON.stringify([
+    record.path,
+    record.sha256,
+    record.config,
+    record.users,
+    record.libraries,
+    record.allowedNetworks
+  ])
 
 export class PluginManager extends Context.Tag("ndp-engine/PluginManager")<
   PluginManager,
@@ -127,6 +156,14 @@ export class PluginManager extends Context.Tag("ndp-engine/PluginManager")<
     readonly setLibraries: (
       id: string,
       libraries: AccessList<number>
+    ) => Effect.Effect<PluginStatus, ManagerError>
+    /**
+     * Replaces the networks granted to the plugin (IP addresses, CIDR blocks, host names; see
+     * `NetworkGrant`), and reloads it. Fails with `InvalidNetwork` naming the first bad entry.
+     */
+    readonly setNetworks: (
+      id: string,
+      networks: ReadonlyArray<string>
     ) => Effect.Effect<PluginStatus, ManagerError>
     /** Syncs the folder with the registry, then loads what is enabled and not loaded. */
     readonly rescan: Effect.Effect<void, ManagerError>
@@ -147,10 +184,16 @@ const make = (options: ManagerOptions) =>
   Effect.gen(function* () {
     const registry = yield* Registry
     const loader = yield* PluginLoader
-    const managerScope = yield* Effect.scope
     const background = yield* FiberSet.make()
+    // Versions live in a scope of their own, closed by the shutdown finalizer only after the drain:
+    // children of the manager's scope would close before any finalizer added earlier could drain them.
+    const versionsScope = yield* Scope.make(ExecutionStrategy.sequential)
+    /** Retired versions whose scope is not closed yet (calls still running on them). */
+    const draining = new Set<Version>()
     const slots = new Map<string, Slot>()
     const folder = resolve(options.folder)
+    const drainTimeoutMs = options.drainTimeoutMs ?? defaultDrainTimeoutMs
+    let shuttingDown = false
 
     const slotOf = (id: string): Slot => {
       let slot = slots.get(id)
@@ -203,18 +246,47 @@ const make = (options: ManagerOptions) =>
           sha256: r.sha256,
           config: r.config,
           users: r.users,
-          libraries: r.libraries
+          libraries: r.libraries,
+          allowedNetworks: r.allowedNetworks
         }
       })
 
-    /** Retires a version: closes its scope now if idle, else once its last call ends. */
+    /** Closes a version's scope; a failing finalizer is logged, never left to stop the caller. */
+    const closeVersion = (version: Version) =>
+      Scope.close(version.scope, Exit.void).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.logError(`plugin ${version.id}: closing a retired version failed`, cause)
+        ),
+        Effect.ensuring(Effect.sync(() => draining.delete(version))),
+        Effect.uninterruptible
+      )
+
+    /**
+     * Retires a version that is no longer any slot's current one: closes its scope now if idle,
+     * else once its last call ends. Uninterruptible, so an interrupted caller cannot leave a version
+     * half closed.
+     */
     const retire = (version: Version | undefined) =>
-      Effect.gen(function* () {
-        if (version === undefined || version.retired) return
-        version.retired = true
-        const close = Scope.close(version.scope, Exit.void)
-        if (version.inflight === 0) return yield* close
-        yield* FiberSet.run(background, Effect.zipRight(Deferred.await(version.drained), close))
+      Effect.uninterruptible(
+        Effect.suspend(() => {
+          if (version === undefined || version.retired) return Effect.void
+          version.retired = true
+          draining.add(version)
+          if (version.inflight === 0) return closeVersion(version)
+          // Forked from an uninterruptible region: only the wait may be interrupted (on shutdown).
+          return FiberSet.run(
+            background,
+            Effect.zipRight(Effect.interruptible(Deferred.await(version.drained)), closeVersion(version))
+          )
+        })
+      )
+
+    /** Takes the slot's version out of service (new calls see none at once), then retires it. */
+    const takeOut = (slot: Slot) =>
+      Effect.suspend(() => {
+        const old = slot.current
+        slot.current = undefined
+        return retire(old)
       })
 
     const use = <A, E, R>(id: string, f: (plugin: LoadedPlugin) => Effect.Effect<A, E, R>) =>
@@ -226,7 +298,9 @@ const make = (options: ManagerOptions) =>
               new ManagerError({
                 reason: "NotLoaded",
                 pluginId: id,
-                message: `plugin ${id} is not loaded; enable it first`
+                message: shuttingDown
+                  ? `plugin ${id} is not available: the plugin manager is shutting down; retry once it has restarted`
+                  : `plugin ${id} is not loaded; enable it first`
               })
             )
           }
@@ -243,65 +317,86 @@ const make = (options: ManagerOptions) =>
           })
       )
 
-    /** Loads the record's package as a new version and makes it current; on failure disables it. */
+    const shuttingDownError = (id: string) =>
+      new ManagerError({
+        reason: "LoadFailed",
+        pluginId: id,
+        message: `plugin ${id} was not loaded: the plugin manager is shutting down`
+      })
+
+    /**
+     * Loads the record's package as a new version and makes it current. On failure the plugin is
+     * left in its error state: out of service at once (the old version, if any, drains), then
+     * disabled with `lastError` in the registry. Only the load itself can be interrupted; what
+     * follows it runs to the end, so the slot and the registry always agree.
+     */
     const load = (r: PluginRecord) =>
       slotOf(r.id).lock.withPermits(1)(
-        Effect.gen(function* () {
-          const slot = slotOf(r.id)
-          // Another caller may have loaded exactly this while we waited for the lock.
-          if (slot.current !== undefined && slot.current.loadKey === loadKeyOf(r)) return
-          const scope = yield* Scope.fork(managerScope, ExecutionStrategy.sequential)
-          const loaded = yield* loader
-            .loadFile(r.path, {
-              config: r.config,
-              users: r.users,
-              libraries: r.libraries,
-              timeoutMs: options.timeoutsMs[r.id],
-              memoryLimitBytes: options.memoryBytes[r.id],
-              logLevel: options.logLevel
-            })
-            .pipe(Scope.extend(scope), Effect.either)
-          if (loaded._tag === "Left" || loaded.right.sha256 !== r.sha256) {
-            yield* Scope.close(scope, Exit.void)
-            const message =
-              loaded._tag === "Left"
-                ? loaded.left.message
-                : `plugin ${r.id} changed on disk since it was registered; rescan, then enable it again`
-            yield* update(r.id, { enabled: false, lastError: message })
-            yield* retire(slot.current)
-            slot.current = undefined
-            yield* Effect.logWarning(`plugin ${r.id} failed to load and was disabled: ${message}`)
-            return yield* new ManagerError({ reason: "LoadFailed", pluginId: r.id, message })
-          }
-          const version: Version = {
-            plugin: loaded.right,
-            scope,
-            loadKey: loadKeyOf(r),
-            inflight: 0,
-            retired: false,
-            drained: yield* Deferred.make<void>()
-          }
-          const old = slot.current
-          slot.current = version
-          yield* retire(old)
-          if (r.lastError !== null) yield* update(r.id, { lastError: null })
-          yield* Effect.logInfo(
-            `plugin ${r.id} loaded (${version.plugin.capabilities.join(", ") || "no capabilities"})`
-          )
-        }).pipe(Effect.annotateLogs("plugin", r.id))
+        Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function* () {
+            const slot = slotOf(r.id)
+            if (shuttingDown) return yield* shuttingDownError(r.id)
+            // Another caller may have loaded exactly this while we waited for the lock.
+            if (slot.current !== undefined && slot.current.loadKey === loadKeyOf(r)) return
+            const scope = yield* Scope.fork(versionsScope, ExecutionStrategy.sequential)
+            const loaded = yield* restore(
+              loader
+                .loadFile(r.path, {
+                  config: r.config,
+                  users: r.users,
+                  libraries: r.libraries,
+                  allowedNetworks: r.allowedNetworks,
+                  timeoutMs: options.timeoutsMs[r.id],
+                  memoryLimitBytes: options.memoryBytes[r.id],
+                  logLevel: options.logLevel
+                })
+                .pipe(Scope.extend(scope))
+            ).pipe(
+              Effect.either,
+              Effect.onInterrupt(() => Scope.close(scope, Exit.void))
+            )
+            if (loaded._tag === "Left" || loaded.right.sha256 !== r.sha256) {
+              yield* Scope.close(scope, Exit.void)
+              const message =
+                loaded._tag === "Left"
+                  ? loaded.left.message
+                  : `plugin ${r.id} changed on disk since it was registered; rescan, then enable it again`
+              // Out of service first: a version whose settings the registry no longer holds (a
+              // narrowed grant, say) must not take one more call while the error is recorded.
+              yield* takeOut(slot)
+              yield* update(r.id, { enabled: false, lastError: message })
+              yield* Effect.logWarning(`plugin ${r.id} failed to load and was disabled: ${message}`)
+              return yield* new ManagerError({ reason: "LoadFailed", pluginId: r.id, message })
+            }
+            if (shuttingDown) {
+              yield* Scope.close(scope, Exit.void)
+              return yield* shuttingDownError(r.id)
+            }
+            const version: Version = {
+              id: r.id,
+              plugin: loaded.right,
+              scope,
+              loadKey: loadKeyOf(r),
+              inflight: 0,
+              retired: false,
+              drained: yield* Deferred.make<void>()
+            }
+            const old = slot.current
+            slot.current = version
+            yield* retire(old)
+            if (r.lastError !== null) yield* update(r.id, { lastError: null })
+            yield* Effect.logInfo(
+              `plugin ${r.id} loaded (${version.plugin.capabilities.join(", ") || "no capabilities"})`
+            )
+          })
+        ).pipe(Effect.annotateLogs("plugin", r.id))
       )
 
     const unload = (id: string) =>
       Effect.suspend(() => {
         const slot = slots.get(id)
         if (slot === undefined) return Effect.void
-        return slot.lock.withPermits(1)(
-          Effect.suspend(() => {
-            const old = slot.current
-            slot.current = undefined
-            return retire(old)
-          })
-        )
+        return slot.lock.withPermits(1)(takeOut(slot))
       })
 
     /** Loads, reloads or unloads one plugin so that it matches its registry row. */
@@ -365,20 +460,30 @@ const make = (options: ManagerOptions) =>
         }
       })
 
-    const listFolder = (): ReadonlyArray<{ id: string; path: string }> => {
+    /** The folder's plugin files, or why the folder cannot be read. */
+    const listFolder = (): Either.Either<ReadonlyArray<{ id: string; path: string }>, string> => {
       let names: Array<string>
       try {
         names = readdirSync(folder)
-      } catch {
-        return []
+      } catch (error) {
+        return Either.left(errorText(error))
       }
-      return names
-        .filter((name) => name.endsWith(".ndp"))
-        .flatMap((name) => {
-          const id = Effect.runSync(Effect.option(pluginIdFromFileName(name)))
-          return Option.isSome(id) ? [{ id: id.value, path: join(folder, name) }] : []
-        })
+      return Either.right(
+        names
+          .filter((name) => name.endsWith(".ndp"))
+          .flatMap((name) => {
+            const id = Effect.runSync(Effect.option(pluginIdFromFileName(name)))
+            return Option.isSome(id) ? [{ id: id.value, path: join(folder, name) }] : []
+          })
+      )
     }
+
+    // A folder that cannot be read (unmounted, being replaced) is not an empty one: deregistering
+    // every plugin would throw away the administrator's decisions for all of them.
+    const unreadableFolder = (why: string) =>
+      Effect.logWarning(
+        `the plugins folder ${folder} cannot be read (${why}); registered plugins are kept as they are until it can`
+      )
 
     const reconcileAll = Effect.gen(function* () {
       const records = yield* registry.list.pipe(Effect.mapError(registryError("")))
@@ -394,9 +499,10 @@ const make = (options: ManagerOptions) =>
     })
 
     const rescan = Effect.gen(function* () {
-      const files = listFolder()
-      for (const file of files) yield* syncFile(file.id, file.path)
-      yield* removeMissing(new Set(files.map((f) => f.id)))
+      const listed = listFolder()
+      if (Either.isLeft(listed)) return yield* unreadableFolder(listed.left)
+      for (const file of listed.right) yield* syncFile(file.id, file.path)
+      yield* removeMissing(new Set(listed.right.map((f) => f.id)))
       yield* reconcileAll
     }).pipe(Effect.withSpan("PluginManager.rescan"))
 
@@ -477,12 +583,38 @@ const make = (options: ManagerOptions) =>
         return yield* apply(id)
       })
 
-    const setAccess = (id: string, patch: { users?: AccessList<string>; libraries?: AccessList<number> }) =>
+    const setAccess = (
+      id: string,
+      patch: {
+        users?: AccessList<string>
+        libraries?: AccessList<number>
+        allowedNetworks?: ReadonlyArray<string>
+      }
+    ) =>
       Effect.gen(function* () {
         yield* record(id)
         yield* update(id, patch)
         return yield* apply(id)
       })
+
+    // Decoded here, where grants enter the manager, so the registry only ever holds canonical ones.
+    const setNetworks = Effect.fn("PluginManager.setNetworks")(function* (
+      id: string,
+      networks: ReadonlyArray<string>
+    ) {
+      const allowedNetworks = yield* Either.match(decodeNetworkGrants(networks), {
+        onLeft: (why) =>
+          Effect.fail(
+            new ManagerError({
+              reason: "InvalidNetwork",
+              pluginId: id,
+              message: `cannot grant plugin ${id} this network: ${why}`
+            })
+          ),
+        onRight: Effect.succeed
+      })
+      return yield* setAccess(id, { allowedNetworks })
+    })
 
     /** Acts on one file after a folder event: by whether it exists now, not by the event's kind. */
     const onFileSettled = (id: string) =>
@@ -495,7 +627,9 @@ const make = (options: ManagerOptions) =>
           exists = false
         }
         if (!exists) {
-          yield* removeMissing(new Set(listFolder().map((f) => f.id)))
+          const listed = listFolder()
+          if (Either.isLeft(listed)) return yield* unreadableFolder(listed.left)
+          yield* removeMissing(new Set(listed.right.map((f) => f.id)))
           return
         }
         yield* syncFile(id, path)
@@ -506,33 +640,149 @@ const make = (options: ManagerOptions) =>
         Effect.annotateLogs("plugin", id)
       )
 
+    /** The folder's identity, to notice it being removed or replaced under a running watcher. */
+    const folderIdentity = (): Either.Either<string, string> => {
+      try {
+        const stat = statSync(folder)
+        return stat.isDirectory()
+          ? Either.right(`${stat.dev}:${stat.ino}`)
+          : Either.left("it is not a folder")
+      } catch (error) {
+        return Either.left(errorText(error))
+      }
+    }
+
+    const watchError = (message: string) => new ManagerError({ reason: "Watch", pluginId: "", message })
+
+    /**
+     * One watcher on the folder. Fails if it cannot start; once started, ends with the reason it
+     * stopped: the watcher reported an error, or the folder was removed or replaced (on Linux the
+     * watcher then goes quiet without an error). A restarted watcher resyncs the whole folder, since
+     * changes made while nothing watched were missed.
+     */
+    const watchSession = (
+      pending: FiberMap.FiberMap<string>,
+      restarted: boolean,
+      started: Deferred.Deferred<void>
+    ) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+          const stopped = yield* Deferred.make<string>()
+          const stop = (why: string) => Deferred.unsafeDone(stopped, Exit.succeed(why))
+          if (!restarted) {
+            try {
+              mkdirSync(folder, { recursive: true })
+            } catch {
+              // Reported just below, by the identity check, with the reason.
+            }
+          }
+          const identity = folderIdentity()
+          if (Either.isLeft(identity)) {
+            return yield* watchError(`cannot watch the plugins folder ${folder}: ${identity.left}`)
+          }
+          const checkFolder = () => {
+            const now = folderIdentity()
+            if (Either.isLeft(now)) stop(`the plugins folder ${folder} is gone (${now.left})`)
+            else if (now.right !== identity.right) stop(`the plugins folder ${folder} was replaced`)
+          }
+          const folderName = basename(folder)
+          // Re-running a key interrupts its waiting fiber: each event restarts that plugin's quiet
+          // period, so a file copied slowly is read once, after the copy has settled.
+          const onEvent = (name: string | null) => {
+            if (name === folderName) return checkFolder()
+            const id = name === null ? undefined : idOfPath(name)
+            if (id !== undefined) {
+              runFork(
+                FiberMap.run(
+                  pending,
+                  id,
+                  Effect.zipRight(Effect.sleep(options.debounceMs), onFileSettled(id))
+                )
+              )
+            }
+          }
+          yield* Effect.acquireRelease(
+            Effect.try({
+              try: (): FSWatcher => {
+                const watcher = watch(folder, (_event, name) => onEvent(name))
+                watcher.on("error", (error) => stop(`the watcher on ${folder} failed: ${errorText(error)}`))
+                return watcher
+              },
+              catch: (error) => watchError(`cannot watch the plugins folder ${folder}: ${errorText(error)}`)
+            }),
+            (watcher) => Effect.sync(() => watcher.close())
+          )
+          yield* Deferred.succeed(started, undefined)
+          if (restarted) {
+            yield* Effect.logInfo(`watching the plugins folder ${folder} again; rescanning it`)
+            yield* rescan.pipe(
+              Effect.catchAll((error) =>
+                Effect.logWarning(`rescan after restarting the watcher failed: ${error.message}`)
+              )
+            )
+          }
+          yield* Effect.forkScoped(Effect.repeat(Effect.sync(checkFolder), Schedule.spaced(options.pollMs)))
+          return yield* Deferred.await(stopped)
+        })
+      )
+
+    /**
+     * Keeps a watcher on the folder for as long as the manager runs: a watcher that stops is logged
+     * and started again; one that cannot start is retried with back-off (0.1 s doubling to 30 s).
+     */
     const watchFolder = Effect.gen(function* () {
       const pending = yield* FiberMap.make<string>()
-      const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-      // Re-running a key interrupts its waiting fiber: each event restarts that plugin's quiet period,
-      // so a file copied slowly is read once, after the copy has settled.
-      const onEvent = (name: string | null) => {
-        const id = name === null ? undefined : idOfPath(name)
-        if (id !== undefined) {
-          runFork(
-            FiberMap.run(pending, id, Effect.zipRight(Effect.sleep(options.debounceMs), onFileSettled(id)))
-          )
-        }
-      }
-      yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          mkdirSync(folder, { recursive: true })
-          return watch(folder, (_event, name) => onEvent(name))
-        }),
-        (watcher) => Effect.sync(() => watcher.close())
+      const retryStart = Schedule.exponential(Duration.millis(100)).pipe(
+        Schedule.union(Schedule.spaced(Duration.seconds(30)))
       )
+      // The manager is built once the first watcher runs (or failed to start and is being retried).
+      const started = yield* Deferred.make<void>()
+      let attempts = 0
+      const supervised = Effect.suspend(() => watchSession(pending, attempts++ > 0, started)).pipe(
+        // A defect in a session is one more reason to restart it, never the end of watching.
+        Effect.catchAllDefect((defect) =>
+          Effect.fail(watchError(`the watcher on ${folder} crashed: ${errorText(defect)}`))
+        ),
+        Effect.tapError((error) =>
+          Effect.zipRight(
+            Effect.logWarning(`${error.message}; trying again`),
+            Deferred.succeed(started, undefined)
+          )
+        ),
+        Effect.retry(retryStart),
+        Effect.flatMap((why) => Effect.logWarning(`${why}; restarting the watcher`)),
+        // A watcher that stops at once again and again must not spin: pause before each restart.
+        Effect.zipLeft(Effect.sleep(Duration.millis(100))),
+        Effect.forever
+      )
+      yield* Effect.forkScoped(supervised.pipe(Effect.ensuring(Deferred.succeed(started, undefined))))
+      yield* Deferred.await(started)
     })
 
-    // Shutdown: unload every plugin, letting running calls finish first.
+    // Shutdown: take every plugin out of service (new calls are refused), give the calls already
+    // running `drainTimeoutMs` to finish, then close every version, finished or not.
     yield* Effect.addFinalizer(() =>
-      Effect.forEach([...slots.keys()], (id) => Effect.ignore(unload(id)), { discard: true }).pipe(
-        Effect.zipRight(FiberSet.awaitEmpty(background))
-      )
+      Effect.gen(function* () {
+        shuttingDown = true
+        for (const slot of slots.values()) yield* takeOut(slot)
+        const drained = yield* Effect.timeoutOption(
+          // Finalizers run uninterruptibly; the wait must not, or the bound could never cut it.
+          Effect.interruptible(FiberSet.awaitEmpty(background)),
+          Duration.millis(drainTimeoutMs)
+        )
+        if (Option.isNone(drained)) {
+          const running = [...draining].filter((v) => v.inflight > 0)
+          const calls = running.reduce((n, v) => n + v.inflight, 0)
+          yield* Effect.logWarning(
+            `${calls} plugin call(s) still running after ${drainTimeoutMs} ms (${running.map((v) => v.id).join(", ")}); closing their plugins anyway`
+          )
+        }
+        yield* FiberSet.clear(background)
+        yield* Scope.close(versionsScope, Exit.void).pipe(
+          Effect.catchAllCause((cause) => Effect.logError("closing the plugins on shutdown failed", cause))
+        )
+      })
     )
 
     yield* rescan.pipe(
@@ -565,6 +815,7 @@ const make = (options: ManagerOptions) =>
       setConfig,
       setUsers: (id, users) => setAccess(id, { users }),
       setLibraries: (id, libraries) => setAccess(id, { libraries }),
+      setNetworks,
       rescan,
       use,
       loadedIds: Effect.sync(() =>
@@ -576,6 +827,9 @@ const make = (options: ManagerOptions) =>
 /** The manager over a plugins folder; it needs the engine (`PluginLoader`) and a `Registry`. */
 export const layer = (options: ManagerOptions): Layer.Layer<PluginManager, never, Registry | PluginLoader> =>
   Layer.scoped(PluginManager, make(options))
+
+const errorText = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "string" ? error : JSON.stringify(error)
 
 /** Plugin ID of a path in the folder (for watchers). */
 export const idOfPath = (path: string): string | undefined => {

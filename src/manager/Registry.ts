@@ -2,6 +2,10 @@
  * The plugin registry: one row per plugin file in `<dataFolder>/ndp.db` (table `plugins`), holding
  * what the administrator decided (enabled, config, users, libraries) and what the engine saw
  * (path, manifest, SHA-256, last error). Every change is written here before it takes effect.
+ *
+ * `ndp serve` and `ndp plugins` write the same rows from separate processes, so an update writes
+ * only the fields it changes, in one statement: concurrent updates of different fields never undo
+ * each other.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -32,6 +36,8 @@ export interface PluginRecord {
   readonly config: Readonly<Record<string, unknown>>
   readonly users: AccessList<string>
   readonly libraries: AccessList<number>
+  /** The networks the administrator grants the plugin (canonical `NetworkGrant` entries). */
+  readonly allowedNetworks: ReadonlyArray<string>
   readonly enabled: boolean
   readonly lastError: string | null
   readonly sha256: string
@@ -48,6 +54,7 @@ interface Row {
   readonly all_users: number
   readonly libraries: string
   readonly all_libraries: number
+  readonly allowed_networks: string
   readonly enabled: number
   readonly last_error: string | null
   readonly sha256: string
@@ -70,6 +77,7 @@ const fromRow = (row: Row): PluginRecord => ({
   config: parseJson<Record<string, unknown>>(row.config, {}),
   users: row.all_users === 1 ? "all" : parseJson<Array<string>>(row.users, []),
   libraries: row.all_libraries === 1 ? "all" : parseJson<Array<number>>(row.libraries, []),
+  allowedNetworks: parseJson<Array<string>>(row.allowed_networks, []),
   enabled: row.enabled === 1,
   lastError: row.last_error,
   sha256: row.sha256,
@@ -95,11 +103,36 @@ const migrations = Migrator.fromRecord({
       created_at INTEGER NOT NULL,
       updated_at INTEGER NOT NULL
     )`
+  ),
+  "0002_allowed_networks": Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`ALTER TABLE plugins ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT '[]'`
   )
 })
 
 /** What may change on a registered plugin. */
 export type PluginPatch = Partial<Omit<PluginRecord, "id" | "createdAt" | "updatedAt">>
+
+/** The columns a patch writes (and only those). */
+const columnsOf = (patch: PluginPatch): Record<string, string | number | null> => {
+  const columns: Record<string, string | number | null> = {}
+  if (patch.path !== undefined) columns["path"] = patch.path
+  if (patch.manifest !== undefined) columns["manifest"] = patch.manifest
+  if (patch.sha256 !== undefined) columns["sha256"] = patch.sha256
+  if (patch.config !== undefined) columns["config"] = JSON.stringify(patch.config)
+  if (patch.users !== undefined) {
+    columns["users"] = JSON.stringify(patch.users === "all" ? [] : patch.users)
+    columns["all_users"] = patch.users === "all" ? 1 : 0
+  }
+  if (patch.libraries !== undefined) {
+    columns["libraries"] = JSON.stringify(patch.libraries === "all" ? [] : patch.libraries)
+    columns["all_libraries"] = patch.libraries === "all" ? 1 : 0
+  }
+  if (patch.allowedNetworks !== undefined) columns["allowed_networks"] = JSON.stringify(patch.allowedNetworks)
+  if (patch.enabled !== undefined) columns["enabled"] = patch.enabled ? 1 : 0
+  if (patch.lastError !== undefined) columns["last_error"] = patch.lastError
+  return columns
+}
 
 export class Registry extends Context.Tag("ndp-engine/Registry")<
   Registry,
@@ -110,6 +143,7 @@ export class Registry extends Context.Tag("ndp-engine/Registry")<
     readonly insert: (
       record: Pick<PluginRecord, "id" | "path" | "manifest" | "sha256" | "lastError">
     ) => Effect.Effect<PluginRecord, RegistryError>
+    /** Writes the patched fields, and only those, in one atomic statement; returns the row after. */
     readonly update: (id: string, patch: PluginPatch) => Effect.Effect<PluginRecord, RegistryError>
     readonly remove: (id: string) => Effect.Effect<void, RegistryError>
     /** The sum of every row's `updatedAt` and the row count: a cheap change detector. */
@@ -150,25 +184,19 @@ const make = Effect.gen(function* () {
           ON CONFLICT (id) DO NOTHING`.pipe(Effect.mapError(fail(`register plugin ${record.id}`)))
         return yield* getOrFail(record.id)
       }),
+    // One statement, only the patched columns: atomic against every other writer of ndp.db, so a
+    // field another process changed meanwhile is never written back with a stale value.
     update: (id, patch) =>
       Effect.gen(function* () {
-        const current = yield* getOrFail(id)
-        const next = { ...current, ...patch }
-        const now = Math.max(yield* Clock.currentTimeMillis, current.updatedAt + 1)
-        yield* sql`UPDATE plugins SET
-            path = ${next.path},
-            manifest = ${next.manifest},
-            config = ${JSON.stringify(next.config)},
-            users = ${JSON.stringify(next.users === "all" ? [] : next.users)},
-            all_users = ${next.users === "all" ? 1 : 0},
-            libraries = ${JSON.stringify(next.libraries === "all" ? [] : next.libraries)},
-            all_libraries = ${next.libraries === "all" ? 1 : 0},
-            enabled = ${next.enabled ? 1 : 0},
-            last_error = ${next.lastError},
-            sha256 = ${next.sha256},
-            updated_at = ${now}
-          WHERE id = ${id}`.pipe(Effect.mapError(fail(`update plugin ${id}`)))
-        return yield* getOrFail(id)
+        const columns = columnsOf(patch)
+        if (Object.keys(columns).length === 0) return yield* getOrFail(id)
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* sql<Row>`UPDATE plugins SET ${sql.update(columns)},
+            updated_at = MAX(${now}, updated_at + 1)
+          WHERE id = ${id} RETURNING *`.pipe(Effect.mapError(fail(`update plugin ${id}`)))
+        const row = rows[0]
+        if (row === undefined) return yield* new RegistryError({ message: `plugin ${id} is not registered` })
+        return fromRow(row)
       }),
     remove: (id) =>
       sql`DELETE FROM plugins WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(fail(`remove ${id}`))),

@@ -30,6 +30,7 @@ interface Entry {
   enabled: boolean
   capabilities: Array<string>
   users: unknown
+  allowedNetworks: Array<string>
   lastError: string | null
 }
 
@@ -158,6 +159,53 @@ describe.concurrent("ndp plugins", () => {
     expect(malformed.code).toBe(1)
     expect(malformed.stderr).toContain('--set "novalue" is not key=value')
   })
+
+  it("enable --allow-network grants networks (validated, canonical) and list shows them", async () => {
+    const f = folders(["agent-full"])
+    const granted = await ndp([
+      "plugins",
+      "enable",
+      "agent-full",
+      "--allow-network",
+      "192.168.1.0/24",
+      "--allow-network",
+      "NAS.Local",
+      "--allow-network",
+      "FD00:0::/8",
+      ...f.args,
+      "--json"
+    ])
+    expect(granted.code).toBe(0)
+    const networks = ["192.168.1.0/24", "nas.local", "fd00::/8"]
+    expect(JSON.parse(granted.stdout)).toMatchObject({
+      ok: true,
+      plugin: { id: "agent-full", enabled: true, allowedNetworks: networks }
+    })
+    const listed = await ndp(["plugins", "list", ...f.args])
+    expect(listed.stdout).toContain("networks: 192.168.1.0/24, nas.local, fd00::/8")
+
+    // A block with host bits set is refused, naming the block it would have granted; nothing changes.
+    const refused = await ndp(["plugins", "enable", "agent-full", "--allow-network", "10.1.2.3/8", ...f.args])
+    expect(refused.code).toBe(4)
+    expect(refused.stderr).toContain("error [InvalidNetwork]")
+    expect(refused.stderr).toContain('"10.1.2.3/8" has bits set after the /8 prefix; the block is 10.0.0.0/8')
+    const unchanged = JSON.parse((await ndp(["plugins", "list", ...f.args, "--json"])).stdout) as Array<Entry>
+    expect(unchanged[0]?.allowedNetworks).toEqual(networks)
+
+    const both = await ndp([
+      "plugins",
+      "enable",
+      "agent-full",
+      "--no-networks",
+      "--allow-network",
+      "10.0.0.1",
+      ...f.args
+    ])
+    expect(both.code).toBe(1)
+    expect(both.stderr).toContain("give either --no-networks or --allow-network")
+    const cleared = await ndp(["plugins", "enable", "agent-full", "--no-networks", ...f.args, "--json"])
+    expect(JSON.parse(cleared.stdout)).toMatchObject({ ok: true, plugin: { allowedNetworks: [] } })
+  }, 240_000)
 
   it("rescan registers new files and forgets removed ones", async () => {
     const f = folders(["agent-full"])

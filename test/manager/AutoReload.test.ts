@@ -4,17 +4,33 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
-import { appendFileSync, copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import {
+  appendFileSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync
+} from "node:fs"
 import { join } from "node:path"
 import { PluginManager } from "../../src/manager/PluginManager.js"
 import { Registry } from "../../src/manager/Registry.js"
 import { fixture } from "../support/fixtures.js"
+import { captureLogs } from "../support/logs.js"
 import { makeFolders, managerLayer, type TestFolders } from "../support/manager.js"
 import { realSleep } from "../support/wait.js"
 
-const withWatcher = <A, E>(folders: TestFolders, body: Effect.Effect<A, E, PluginManager | Registry>) =>
+const withWatcher = <A, E>(
+  folders: TestFolders,
+  body: Effect.Effect<A, E, PluginManager | Registry>,
+  options: { readonly pollMs?: number; readonly debounceMs?: number } = {}
+) =>
   Effect.scoped(
-    Effect.provide(body, Layer.fresh(managerLayer(folders, { autoReload: true, debounceMs: 200 })))
+    Effect.provide(
+      body,
+      Layer.fresh(managerLayer(folders, { autoReload: true, debounceMs: 200, ...options }))
+    )
   )
 
 /** Polls `probe` on real time until it returns Some; dies after `timeoutMs`. */
@@ -97,7 +113,7 @@ describe("PluginManager auto-reload", () => {
           const observing = yield* Effect.fork(observer)
           const path = join(folders.folder, "slow.ndp")
           writeFileSync(path, bytes.subarray(0, size))
-          // 10 chunks, 100 ms apart: each write restarts the 200 ms quiet period.
+          // 10 chunks, 100 ms apart: each write restarts the 1 s quiet period.
           for (let i = 1; i < chunks; i++) {
             yield* realSleep(100)
             appendFileSync(path, bytes.subarray(i * size, (i + 1) * size))
@@ -114,8 +130,60 @@ describe("PluginManager auto-reload", () => {
           // Registered once: the row was never rewritten after its insert.
           const final = yield* Effect.orDie(registry.get("slow"))
           expect(Option.map(final, (r) => r.updatedAt === r.createdAt)).toEqual(Option.some(true))
-        })
+        }),
+        // Ten times the gap between writes, so a busy machine's late timer cannot end it early.
+        { debounceMs: 1_000 }
       )
     })
+  )
+
+  it.scopedLive(
+    "the folder removed and created again: the watcher fails, says so, restarts and sees new files",
+    () =>
+      Effect.gen(function* () {
+        const folders = yield* makeFolders(["agent-full"])
+        const logs = captureLogs()
+        yield* logs.provide(
+          withWatcher(
+            folders,
+            Effect.gen(function* () {
+              const manager = yield* PluginManager
+              yield* manager.enable("agent-full")
+              const said = (text: string) => () => logs.lines.some((l) => l.message.includes(text))
+
+              // The folder goes away: the watcher on it is dead, and restarting it fails while the
+              // folder is missing (a real ENOENT from fs.watch), logged and retried with back-off.
+              rmSync(folders.folder, { recursive: true })
+              yield* until(
+                "a failed restart to be logged",
+                Effect.sync(() => (said("ENOENT")() ? Option.some(true) : Option.none())),
+                15_000
+              )
+              // It comes back (in one step, as a rename) with the old plugin and a new one.
+              const staging = `${folders.folder}.new`
+              mkdirSync(staging)
+              copyFileSync(fixture("agent-full"), join(staging, "agent-full.ndp"))
+              copyFileSync(fixture("agent-partial"), join(staging, "late.ndp"))
+              renameSync(staging, folders.folder)
+
+              const late = yield* until("late registered", registered("late"), 15_000)
+              expect(late).toMatchObject({ enabled: false, lastError: null })
+              // The plugin whose file came back kept the administrator's decisions.
+              expect(yield* manager.get("agent-full")).toMatchObject({ enabled: true, loaded: true })
+              // And the restarted watcher keeps working for later changes.
+              rmSync(join(folders.folder, "late.ndp"))
+              yield* until(
+                "late deregistered",
+                Effect.map(registered("late"), (r) => (Option.isNone(r) ? Option.some(true) : Option.none())),
+                15_000
+              )
+              expect(said("plugins folder")()).toBe(true)
+            }),
+            { pollMs: 100 }
+          )
+        )
+        const warnings = logs.lines.filter((l) => l.level === "WARN" && l.message.includes(folders.folder))
+        expect(warnings.length).toBeGreaterThan(0)
+      })
   )
 })

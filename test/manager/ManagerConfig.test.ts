@@ -37,7 +37,8 @@ describe("ManagerConfig", () => {
         memoryBytes: {},
         workers: undefined,
         agents: [],
-        debounceMs: 2_000
+        debounceMs: 2_000,
+        shutdownTimeoutMs: 10_000
       })
     })
   )
@@ -56,7 +57,8 @@ describe("ManagerConfig", () => {
           NDP_PLUGINS_MEMORY: "big=512MiB",
           NDP_PLUGINS_WORKERS: "3",
           NDP_PLUGINS_AGENTS: "lastfm, spotify,my-plugin",
-          NDP_PLUGINS_DEBOUNCE: "250"
+          NDP_PLUGINS_DEBOUNCE: "250",
+          NDP_PLUGINS_SHUTDOWNTIMEOUT: "3s"
         }
       })
       expect(settings).toEqual({
@@ -71,7 +73,8 @@ describe("ManagerConfig", () => {
         memoryBytes: { big: 512 * 1024 ** 2 },
         workers: 3,
         agents: ["lastfm", "spotify", "my-plugin"],
-        debounceMs: 250
+        debounceMs: 250,
+        shutdownTimeoutMs: 3_000
       })
     })
   )
@@ -144,6 +147,7 @@ describe("ManagerConfig", () => {
         folder: "/p",
         live: false,
         debounceMs: 2_000,
+        drainTimeoutMs: 10_000,
         timeoutsMs: { x: 1_000 }
       })
       expect(engine).toEqual({

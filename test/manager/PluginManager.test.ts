@@ -2,6 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Engine from "../../src/Engine.js"
+import { type LoadOptions, PluginLoader } from "../../src/loader/PluginLoader.js"
+import * as PluginManagerModule from "../../src/manager/PluginManager.js"
+import * as Registry from "../../src/manager/Registry.js"
 import { copyFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import * as MetadataAgent from "../../src/capabilities/MetadataAgent.js"
@@ -164,5 +168,75 @@ describe("PluginManager", () => {
         })
       )
     })
+  )
+
+  it.scopedLive(
+    "network grants are decoded, stored canonical and handed to the loader, reloading the plugin",
+    () =>
+      Effect.gen(function* () {
+        const folders = yield* makeFolders(["agent-full"])
+        // The real loader, watched: every LoadOptions the manager passes is kept.
+        const seen: Array<LoadOptions | undefined> = []
+        const watchedLoader = Layer.effect(
+          PluginLoader,
+          Effect.map(PluginLoader, (real) =>
+            PluginLoader.of({
+              ...real,
+              loadFile: (path, options) => {
+                seen.push(options)
+                return real.loadFile(path, options)
+              }
+            })
+          )
+        ).pipe(Layer.provide(Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize: 2 } })))
+        const layer = PluginManagerModule.layer(
+          PluginManagerModule.defaultManagerOptions(folders.folder)
+        ).pipe(
+          Layer.provideMerge(Registry.layer(folders.dataFolder)),
+          Layer.provideMerge(watchedLoader),
+          Layer.orDie
+        )
+        yield* Effect.scoped(
+          Effect.provide(
+            Effect.gen(function* () {
+              const manager = yield* PluginManager
+              const call = (fn: string, input = "") =>
+                manager.use("agent-full", (plugin) =>
+                  Effect.map(plugin.call(fn, input), (out) =>
+                    new TextDecoder().decode(out ?? new Uint8Array())
+                  )
+                )
+              yield* manager.enable("agent-full")
+              expect(seen.at(-1)?.allowedNetworks).toEqual([])
+              yield* call("remember", "first version")
+
+              const granted = yield* manager.setNetworks("agent-full", [
+                "10.0.0.0/8",
+                "Media.Example.ORG",
+                "10.0.0.0/8"
+              ])
+              expect(granted.allowedNetworks).toEqual(["10.0.0.0/8", "media.example.org"])
+              expect(seen.at(-1)?.allowedNetworks).toEqual(["10.0.0.0/8", "media.example.org"])
+              // A new version serves (its module state is fresh).
+              expect(yield* call("recall")).toBe("")
+
+              const loads = seen.length
+              const refused = yield* Effect.flip(manager.setNetworks("agent-full", ["10.0.0.1/8"]))
+              expect(refused).toMatchObject({
+                _tag: "ManagerError",
+                reason: "InvalidNetwork",
+                pluginId: "agent-full"
+              })
+              expect(refused.message).toContain("the block is 10.0.0.0/8")
+              expect((yield* manager.get("agent-full")).allowedNetworks).toEqual([
+                "10.0.0.0/8",
+                "media.example.org"
+              ])
+              expect(seen.length).toBe(loads)
+            }),
+            layer
+          )
+        )
+      })
   )
 })
