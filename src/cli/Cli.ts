@@ -268,19 +268,17 @@ const callCommand = described(
           )
         }
         const started = performance.now()
-        const result = yield* plugin
-          .call(exportName, inputText)
-          .pipe(
-            Effect.mapError(
-              (e) =>
-                new CommandFailure({
-                  code: ExitCode.callFailed,
-                  tag: e._tag,
-                  reason: e._tag,
-                  message: e.message
-                })
-            )
+        const result = yield* plugin.call(exportName, inputText).pipe(
+          Effect.mapError(
+            (e) =>
+              new CommandFailure({
+                code: ExitCode.callFailed,
+                tag: e._tag,
+                reason: e._tag,
+                message: e.message
+              })
           )
+        )
         const ms = Math.round((performance.now() - started) * 1000) / 1000
         const text = result === null ? "" : new TextDecoder().decode(result)
         let output: unknown = null
@@ -392,6 +390,22 @@ const usageError = (json: boolean, message: string, printed: boolean) =>
         new CommandFailure({ code: ExitCode.usage, tag: "UsageError", reason: "Usage", message })
       )
 
+const reportUnexpected = (cause: Cause.Cause<unknown>) => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+  const squashed = Cause.squash(cause)
+  return Effect.zipRight(
+    Console.error(Cause.pretty(cause)),
+    reportFailure(true)(
+      new CommandFailure({
+        code: ExitCode.usage,
+        tag: "UnexpectedError",
+        reason: "Unexpected",
+        message: squashed instanceof Error ? squashed.message : String(squashed)
+      })
+    )
+  )
+}
+
 /** The program for `process.argv`: help, `--log-level` anywhere, colours, and the `--json` envelope. */
 export const run = (argv: ReadonlyArray<string>) => {
   const colour = { out: useColour(process.stdout), err: useColour(process.stderr) }
@@ -444,26 +458,7 @@ export const run = (argv: ReadonlyArray<string>) => {
     Option.isSome(level) ? Logger.withMinimumLogLevel(level.value) : (effect) => effect,
     Effect.provideService(LogLevelFlag, level),
     // With --json, even an unexpected failure is an envelope on stdout (details on stderr).
-    json
-      ? Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.failCause(cause)
-            : Effect.zipRight(
-                Console.error(Cause.pretty(cause)),
-                reportFailure(true)(
-                  new CommandFailure({
-                    code: ExitCode.usage,
-                    tag: "UnexpectedError",
-                    reason: "Unexpected",
-                    message:
-                      Cause.squash(cause) instanceof Error
-                        ? (Cause.squash(cause) as Error).message
-                        : Cause.pretty(cause)
-                  })
-                )
-              )
-        )
-      : (effect) => effect,
+    json ? Effect.catchAllCause(reportUnexpected) : (effect) => effect,
     // Logs go to stderr so stdout stays machine-readable; coloured only on a terminal. The whole set
     // is replaced, whatever logger the entry program installed.
     Effect.locally(

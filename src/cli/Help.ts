@@ -44,7 +44,6 @@ export const globalOptions: ReadonlyArray<readonly [string, string]> = [
 export const useColour = (stream: { readonly isTTY?: boolean | undefined }): boolean =>
   stream.isTTY === true && (process.env["NO_COLOR"] ?? "") === ""
 
- 
 const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g
 
 /** `text` without ANSI escape sequences. */
