@@ -134,7 +134,8 @@ const abiHintOfFile = (file: string) =>
 
 /** Where the line "at position N" of a JSON error is, as line and column (1-based). */
 const jsonErrorText = (text: string, error: unknown) => {
-  const message = error instanceof Error ? error.message : String(error)
+  // One line: the parser may quote the input, line breaks included.
+  const message = (error instanceof Error ? error.message : String(error)).replace(/\r?\n/g, "\\n")
   const at = /position (\d+)/.exec(message)
   if (at === null) return message
   const before = text.slice(0, Number(at[1]))

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url"
 export const repositoryRoot = fileURLToPath(new URL("../../", import.meta.url))
 
 /** How long a CLI test may run: generous, because process start-up is slow under load. */
-export const CLI_TEST_TIMEOUT_MS = 300_000
+export const CLI_TEST_TIMEOUT_MS = 600_000
 
 // Far beyond any test's timeout: only there so that no process outlives the suite.
 const SAFETY_KILL_MS = CLI_TEST_TIMEOUT_MS + 60_000
