@@ -129,7 +129,8 @@ const sectionsOf = (doc: HelpDoc.HelpDoc) => {
             return defaulted ? `(default ${defaulted[1]})` : p
           })
           .filter((p) => !boilerplate.some((re) => re.test(p)))
-        const label = docText(HelpDoc.p(span))
+        // "(-o, --output NAME.ndp)": the parentheses only group the aliases.
+        const label = docText(HelpDoc.p(span)).replace(/^\((.*)\)$/, "$1")
         list.push({
           label: label.endsWith("...") ? `${label.slice(0, -3)} (repeatable)` : label,
           text: paragraphs.join(" ")

@@ -173,9 +173,12 @@ export const pack = described(
   Command.make(
     "pack",
     {
-      sources: Args.text({ name: "dir | manifest.json plugin.wasm" }).pipe(
-        Args.between(1, 2),
-        Args.withDescription("a folder holding manifest.json and plugin.wasm, or the two files")
+      source: Args.text({ name: "dir | manifest.json" }).pipe(
+        Args.withDescription("a folder holding manifest.json and plugin.wasm, or the manifest")
+      ),
+      module: Args.text({ name: "plugin.wasm" }).pipe(
+        Args.optional,
+        Args.withDescription("the module, when the first argument is the manifest (either order)")
       ),
       output: Options.text("output").pipe(
         Options.withAlias("o"),
@@ -185,8 +188,8 @@ export const pack = described(
       ),
       json
     },
-    ({ json, output, sources }) =>
-      packPlugin(sources, output).pipe(
+    ({ json, module, output, source }) =>
+      packPlugin(Option.match(module, { onNone: () => [source], onSome: (m) => [source, m] }), output).pipe(
         Effect.flatMap((result) =>
           Effect.gen(function* () {
             if (json) {
