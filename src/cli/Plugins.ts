@@ -10,6 +10,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { existsSync } from "node:fs"
 import * as Engine from "../Engine.js"
 import type { AccessList } from "../host/HostFunctions.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
@@ -18,6 +19,7 @@ import * as PluginManager from "../manager/PluginManager.js"
 import * as Registry from "../manager/Registry.js"
 import { decodeManifest } from "../manifest/Manifest.js"
 import { type ConfigObject, validateConfig } from "../manifest/PluginConfig.js"
+import { described } from "./Help.js"
 import {
   CommandFailure,
   loadSettings,
@@ -64,11 +66,11 @@ const pluginId = Args.text({ name: "id" }).pipe(
 /** Runs `body` against the registry of the folders the options name, reporting any failure. */
 const withRegistry = <E extends Parameters<typeof toFailure>[0]>(
   args: Parameters<typeof loadSettings>[0] & { readonly json: boolean },
-  body: Effect.Effect<void, E, Services>
+  body: (settings: ManagerSettings) => Effect.Effect<void, E, Services>
 ) =>
   Effect.gen(function* () {
     const settings = yield* loadSettings(args)
-    yield* body.pipe(Effect.provide(registryLayer(settings)))
+    yield* body(settings).pipe(Effect.provide(registryLayer(settings)))
     yield* setExitCode(ManagerExitCode.ok)
   }).pipe(Effect.mapError(toFailure), Effect.catchAll(reportFailure(args.json)))
 
@@ -106,11 +108,19 @@ const entryLine = (e: PluginEntry, width: number) =>
   accessText("networks", e.allowedNetworks) +
   (e.lastError === null ? "" : `  error: ${e.lastError}`)
 
-const printEntries = (json: boolean) =>
+/** The folders first (which ones a command used is the first thing to check when a plugin is missing). */
+const printEntries = (json: boolean, settings: ManagerSettings) =>
   Effect.gen(function* () {
     const manager = yield* PluginManager.PluginManager
     const entries = yield* Effect.forEach(yield* manager.list, entryOf)
-    if (json) return yield* printJson(entries)
+    const folders = { folder: settings.folder, dataFolder: settings.dataFolder }
+    if (json) return yield* printJson({ ok: true, ...folders, plugins: entries })
+    yield* Console.log(`plugins folder ${settings.folder} (data ${settings.dataFolder})`)
+    if (!existsSync(settings.folder)) {
+      yield* Console.error(
+        `warning: the plugins folder ${settings.folder} does not exist; create it and put .ndp files in it, or pass --folder`
+      )
+    }
     if (entries.length === 0) return yield* Console.log("(no plugins)")
     const width = Math.max(...entries.map((e) => e.id.length))
     for (const e of entries) yield* Console.log(entryLine(e, width))
@@ -122,102 +132,110 @@ const printChanged = (json: boolean, verb: string, status: PluginManager.PluginS
     yield* json ? printJson({ ok: true, plugin: entry }) : Console.log(`${verb} ${entry.id}`)
   })
 
-const list = Command.make("list", { ...locationOptions, json }, (args) =>
-  withRegistry(args, printEntries(args.json))
-).pipe(Command.withDescription("list the registered plugins (syncing the folder first)"))
-
-const rescan = Command.make("rescan", { ...locationOptions, json }, (args) =>
-  withRegistry(
-    args,
-    Effect.gen(function* () {
-      yield* (yield* PluginManager.PluginManager).rescan
-      yield* printEntries(args.json)
-    })
-  )
-).pipe(Command.withDescription("sync the plugins folder into the registry, then list"))
-
-const enable = Command.make(
-  "enable",
-  {
-    ...locationOptions,
-    json,
-    id: pluginId,
-    user: Options.text("user").pipe(
-      Options.repeated,
-      Options.withDescription("allow exactly these users (repeatable); replaces the plugin's list")
-    ),
-    allUsers: Options.boolean("all-users").pipe(Options.withDescription("allow every user")),
-    // Text, parsed below: @effect/cli's repeated integer option rejects plain integers.
-    library: Options.text("library").pipe(
-      Options.repeated,
-      Options.withDescription("allow exactly these library IDs (repeatable); replaces the plugin's list")
-    ),
-    allLibraries: Options.boolean("all-libraries").pipe(Options.withDescription("allow every library")),
-    allowNetwork: Options.text("allow-network").pipe(
-      Options.repeated,
-      Options.withDescription(
-        "grant a network: a CIDR block (192.168.1.0/24), an IP address or a host name (repeatable); replaces the plugin's grants"
-      )
-    ),
-    noNetworks: Options.boolean("no-networks").pipe(Options.withDescription("remove every network grant"))
-  },
-  (args) =>
-    withRegistry(
-      args,
-      Effect.gen(function* () {
-        if (args.allUsers && args.user.length > 0) {
-          return yield* usageFailure("ConflictingOptions", "give either --all-users or --user, not both")
-        }
-        if (args.allLibraries && args.library.length > 0) {
-          return yield* usageFailure(
-            "ConflictingOptions",
-            "give either --all-libraries or --library, not both"
-          )
-        }
-        if (args.noNetworks && args.allowNetwork.length > 0) {
-          return yield* usageFailure(
-            "ConflictingOptions",
-            "give either --no-networks or --allow-network, not both"
-          )
-        }
-        const libraryIds = args.library.map(Number)
-        const bad = args.library.find(
-          (text, i) => !/^\d+$/.test(text) || !Number.isSafeInteger(libraryIds[i])
-        )
-        if (bad !== undefined) {
-          return yield* usageFailure(
-            "InvalidLibrary",
-            `--library takes a library ID (a whole number), got "${bad}"`
-          )
-        }
-        const manager = yield* PluginManager.PluginManager
-        // Networks first: the manager may refuse them, and then nothing has been written yet.
-        if (args.noNetworks || args.allowNetwork.length > 0) {
-          yield* manager.setNetworks(args.id, args.noNetworks ? [] : args.allowNetwork)
-        }
-        if (args.allUsers || args.user.length > 0) {
-          yield* manager.setUsers(args.id, args.allUsers ? "all" : args.user)
-        }
-        if (args.allLibraries || args.library.length > 0) {
-          yield* manager.setLibraries(args.id, args.allLibraries ? "all" : libraryIds)
-        }
-        yield* printChanged(args.json, "enabled", yield* manager.enable(args.id))
-      })
-    )
-).pipe(
-  Command.withDescription(
-    "enable a plugin (a running ndp serve loads it); --user/--all-users and --library/--all-libraries satisfy its permission gates; --allow-network grants it networks"
+const list = described(
+  "list the registered plugins (syncing the folder first) and the folders used",
+  Command.make("list", { ...locationOptions, json }, (args) =>
+    withRegistry(args, (settings) => printEntries(args.json, settings))
   )
 )
 
-const disable = Command.make("disable", { ...locationOptions, json, id: pluginId }, (args) =>
-  withRegistry(
-    args,
-    Effect.flatMap(PluginManager.PluginManager, (manager) =>
-      Effect.flatMap(manager.disable(args.id), (status) => printChanged(args.json, "disabled", status))
+const rescan = described(
+  "sync the plugins folder into the registry, then list",
+  Command.make("rescan", { ...locationOptions, json }, (args) =>
+    withRegistry(args, (settings) =>
+      Effect.gen(function* () {
+        yield* (yield* PluginManager.PluginManager).rescan
+        yield* printEntries(args.json, settings)
+      })
     )
   )
-).pipe(Command.withDescription("disable a plugin (a running ndp serve unloads it)"))
+)
+
+const enable = described(
+  "enable a plugin (a running ndp serve loads it); --user/--all-users and --library/--all-libraries satisfy its permission gates; --allow-network grants it private networks",
+  Command.make(
+    "enable",
+    {
+      ...locationOptions,
+      json,
+      id: pluginId,
+      user: Options.text("user").pipe(
+        Options.withPseudoName("NAME"),
+        Options.repeated,
+        Options.withDescription("allow exactly these users; replaces the plugin's list")
+      ),
+      allUsers: Options.boolean("all-users").pipe(Options.withDescription("allow every user")),
+      // Text, parsed below: @effect/cli's repeated integer option rejects plain integers.
+      library: Options.text("library").pipe(
+        Options.withPseudoName("ID"),
+        Options.repeated,
+        Options.withDescription("allow exactly these library IDs; replaces the plugin's list")
+      ),
+      allLibraries: Options.boolean("all-libraries").pipe(Options.withDescription("allow every library")),
+      allowNetwork: Options.text("allow-network").pipe(
+        Options.withPseudoName("NET"),
+        Options.repeated,
+        Options.withDescription(
+          "grant a network: a CIDR block (192.168.1.0/24), an IP address or a host name; replaces the plugin's grants"
+        )
+      ),
+      noNetworks: Options.boolean("no-networks").pipe(Options.withDescription("remove every network grant"))
+    },
+    (args) =>
+      withRegistry(args, () =>
+        Effect.gen(function* () {
+          if (args.allUsers && args.user.length > 0) {
+            return yield* usageFailure("ConflictingOptions", "give either --all-users or --user, not both")
+          }
+          if (args.allLibraries && args.library.length > 0) {
+            return yield* usageFailure(
+              "ConflictingOptions",
+              "give either --all-libraries or --library, not both"
+            )
+          }
+          if (args.noNetworks && args.allowNetwork.length > 0) {
+            return yield* usageFailure(
+              "ConflictingOptions",
+              "give either --no-networks or --allow-network, not both"
+            )
+          }
+          const libraryIds = args.library.map(Number)
+          const bad = args.library.find(
+            (text, i) => !/^\d+$/.test(text) || !Number.isSafeInteger(libraryIds[i])
+          )
+          if (bad !== undefined) {
+            return yield* usageFailure(
+              "InvalidLibrary",
+              `--library takes a library ID (a whole number), got "${bad}"`
+            )
+          }
+          const manager = yield* PluginManager.PluginManager
+          // Networks first: the manager may refuse them, and then nothing has been written yet.
+          if (args.noNetworks || args.allowNetwork.length > 0) {
+            yield* manager.setNetworks(args.id, args.noNetworks ? [] : args.allowNetwork)
+          }
+          if (args.allUsers || args.user.length > 0) {
+            yield* manager.setUsers(args.id, args.allUsers ? "all" : args.user)
+          }
+          if (args.allLibraries || args.library.length > 0) {
+            yield* manager.setLibraries(args.id, args.allLibraries ? "all" : libraryIds)
+          }
+          yield* printChanged(args.json, "enabled", yield* manager.enable(args.id))
+        })
+      )
+  )
+)
+
+const disable = described(
+  "disable a plugin (a running ndp serve unloads it)",
+  Command.make("disable", { ...locationOptions, json, id: pluginId }, (args) =>
+    withRegistry(args, () =>
+      Effect.flatMap(PluginManager.PluginManager, (manager) =>
+        Effect.flatMap(manager.disable(args.id), (status) => printChanged(args.json, "disabled", status))
+      )
+    )
+  )
+)
 
 /** `key=value` → [key, value]; the value is JSON when it parses as JSON, else the text itself. */
 export const parseSetPair = (pair: string): [string, unknown] | undefined => {
@@ -233,50 +251,51 @@ export const parseSetPair = (pair: string): [string, unknown] | undefined => {
   return [pair.slice(0, at), value]
 }
 
-const config = Command.make(
-  "config",
-  {
-    ...locationOptions,
-    json,
-    id: pluginId,
-    set: Options.text("set").pipe(
-      Options.repeated,
-      Options.withDescription(
-        "key=value (repeatable); the value is parsed as JSON if it can be, else kept as text"
+const config = described(
+  "show a plugin's configuration, or change it with --set/--unset (validated against its manifest's schema)",
+  Command.make(
+    "config",
+    {
+      ...locationOptions,
+      json,
+      id: pluginId,
+      set: Options.text("set").pipe(
+        Options.withPseudoName("key=value"),
+        Options.repeated,
+        Options.withDescription("set a key; the value is parsed as JSON if it can be, else kept as text")
+      ),
+      unset: Options.text("unset").pipe(
+        Options.withPseudoName("key"),
+        Options.repeated,
+        Options.withDescription("remove a key")
+      ),
+      replace: Options.boolean("replace").pipe(
+        Options.withDescription("start from an empty configuration instead of the current one")
       )
-    ),
-    unset: Options.text("unset").pipe(Options.repeated, Options.withDescription("remove a key (repeatable)")),
-    replace: Options.boolean("replace").pipe(
-      Options.withDescription("start from an empty configuration instead of the current one")
-    )
-  },
-  (args) =>
-    withRegistry(
-      args,
-      Effect.gen(function* () {
-        const manager = yield* PluginManager.PluginManager
-        const current = yield* manager.get(args.id)
-        if (args.set.length === 0 && args.unset.length === 0 && !args.replace) {
-          return yield* args.json
-            ? printJson({ ok: true, id: args.id, config: current.config })
-            : Console.log(JSON.stringify(current.config, null, 2))
-        }
-        const next: Record<string, unknown> = args.replace ? {} : { ...current.config }
-        for (const key of args.unset) delete next[key]
-        for (const pair of args.set) {
-          const parsed = parseSetPair(pair)
-          if (parsed === undefined) {
-            return yield* usageFailure("InvalidPair", `--set ${JSON.stringify(pair)} is not key=value`)
+    },
+    (args) =>
+      withRegistry(args, () =>
+        Effect.gen(function* () {
+          const manager = yield* PluginManager.PluginManager
+          const current = yield* manager.get(args.id)
+          if (args.set.length === 0 && args.unset.length === 0 && !args.replace) {
+            return yield* args.json
+              ? printJson({ ok: true, id: args.id, config: current.config })
+              : Console.log(JSON.stringify(current.config, null, 2))
           }
-          next[parsed[0]] = parsed[1]
-        }
-        yield* checkConfig(args.id, next)
-        yield* printChanged(args.json, "configured", yield* manager.setConfig(args.id, next))
-      })
-    )
-).pipe(
-  Command.withDescription(
-    "show a plugin's configuration, or change it with --set/--unset (validated against its manifest's schema)"
+          const next: Record<string, unknown> = args.replace ? {} : { ...current.config }
+          for (const key of args.unset) delete next[key]
+          for (const pair of args.set) {
+            const parsed = parseSetPair(pair)
+            if (parsed === undefined) {
+              return yield* usageFailure("InvalidPair", `--set ${JSON.stringify(pair)} is not key=value`)
+            }
+            next[parsed[0]] = parsed[1]
+          }
+          yield* checkConfig(args.id, next)
+          yield* printChanged(args.json, "configured", yield* manager.setConfig(args.id, next))
+        })
+      )
   )
 )
 
@@ -301,7 +320,10 @@ const checkConfig = (id: string, config: ConfigObject) =>
   })
 
 /** `ndp plugins …`. */
-export const plugins = Command.make("plugins").pipe(
-  Command.withDescription("list, enable, disable, configure and rescan the plugins of a folder"),
-  Command.withSubcommands([list, enable, disable, config, rescan])
+export const plugins = described(
+  "list, enable, disable, configure and rescan the plugins of a folder",
+  Command.make("plugins").pipe(
+    Command.withSubcommands([list.command, enable.command, disable.command, config.command, rescan.command])
+  ),
+  [list.node, enable.node, disable.node, config.node, rescan.node]
 )

@@ -10,7 +10,9 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import { existsSync } from "node:fs"
 import * as Engine from "../Engine.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { type ManagerSettings, toOptions } from "../manager/ManagerConfig.js"
@@ -18,8 +20,10 @@ import * as PluginManager from "../manager/PluginManager.js"
 import * as MetadataAgents from "../manager/MetadataAgents.js"
 import * as Registry from "../manager/Registry.js"
 import * as Scrobblers from "../manager/Scrobblers.js"
+import { described } from "./Help.js"
 import {
   loadSettings,
+  LogLevelFlag,
   locationOptions,
   ManagerExitCode,
   reportFailure,
@@ -115,30 +119,43 @@ const header = (s: ManagerSettings) =>
   ].join("; ")
 
 /** `ndp serve`. */
-export const serve = Command.make(
-  "serve",
-  {
-    ...locationOptions,
-    autoReload: Options.boolean("auto-reload").pipe(
-      Options.withDescription("watch the folder and act on new, changed and removed packages")
-    )
-  },
-  (args) =>
-    Effect.gen(function* () {
-      const settings = yield* loadSettings(args, args.autoReload ? { AutoReload: "true" } : {})
-      if (!settings.enabled) {
-        yield* Console.error(
-          "plugins are disabled in the settings (Plugins.Enabled = false): nothing to serve"
-        )
-        return yield* setExitCode(ManagerExitCode.ok)
-      }
-      yield* Console.log(header(settings))
-      yield* Layer.launch(serverLayer(settings)).pipe(
-        // Runs once the layer's scope has closed: calls drained, plugins unloaded, workers stopped.
-        Effect.onInterrupt(() => Effect.zipRight(Console.log("stopped"), setExitCode(ManagerExitCode.ok))),
-        Logger.withMinimumLogLevel(settings.logLevel)
+export const serve = described(
+  "run the plugins of a folder, print their status as it changes, until stopped",
+  Command.make(
+    "serve",
+    {
+      ...locationOptions,
+      autoReload: Options.boolean("auto-reload").pipe(
+        Options.withDescription("watch the folder and act on new, changed and removed packages")
       )
-    }).pipe(Effect.mapError(toFailure), Effect.catchAll(reportFailure(false)))
-).pipe(
-  Command.withDescription("run the plugins of a folder, print their status as it changes, until stopped")
+    },
+    (args) =>
+      Effect.gen(function* () {
+        const settings = yield* loadSettings(args, args.autoReload ? { AutoReload: "true" } : {})
+        if (!settings.enabled) {
+          yield* Console.error(
+            "plugins are disabled in the settings (Plugins.Enabled = false): nothing to serve"
+          )
+          return yield* setExitCode(ManagerExitCode.ok)
+        }
+        // Checked before the manager starts: with auto-reload it creates the folder.
+        if (!existsSync(settings.folder)) {
+          yield* Console.error(
+            `warning: the plugins folder ${settings.folder} does not exist; ${
+              settings.autoReload
+                ? "it is created and watched: copy .ndp files into it"
+                : "create it, put .ndp files in it and run ndp plugins rescan (or pass --folder, or --auto-reload)"
+            }`
+          )
+        }
+        yield* Console.log(header(settings))
+        // --log-level on the command line wins over the LogLevel setting.
+        const level = Option.getOrElse(yield* LogLevelFlag, () => settings.logLevel)
+        yield* Layer.launch(serverLayer(settings)).pipe(
+          // Runs once the layer's scope has closed: calls drained, plugins unloaded, workers stopped.
+          Effect.onInterrupt(() => Effect.zipRight(Console.log("stopped"), setExitCode(ManagerExitCode.ok))),
+          Logger.withMinimumLogLevel(level)
+        )
+      }).pipe(Effect.mapError(toFailure), Effect.catchAll(reportFailure(false)))
+  )
 )

@@ -5,8 +5,10 @@
 import * as Options from "@effect/cli/Options"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as ManagerConfig from "../manager/ManagerConfig.js"
 import type { ManagerError } from "../manager/PluginManager.js"
@@ -23,18 +25,26 @@ export const ManagerExitCode = { ok: 0, usage: 1, cannotLoad: 3, refused: 4, reg
 /** The options naming where plugins and data live. */
 export const locationOptions = {
   folder: Options.directory("folder").pipe(
+    Options.withPseudoName("DIR"),
     Options.optional,
     Options.withDescription("the plugins folder (*.ndp); default <data-dir>/plugins")
   ),
   dataDir: Options.directory("data-dir").pipe(
+    Options.withPseudoName("DIR"),
     Options.optional,
     Options.withDescription("the data folder holding the registry ndp.db; default ./ndp-data")
   ),
   configFile: Options.file("config-file", { exists: "yes" }).pipe(
+    Options.withPseudoName("FILE"),
     Options.optional,
     Options.withDescription("settings file (.toml or .json) with a [Plugins] block")
   )
 }
+
+/** The `--log-level` given on the command line, if any (it wins over the `LogLevel` setting). */
+export class LogLevelFlag extends Context.Reference<LogLevelFlag>()("ndp-engine/cli/LogLevelFlag", {
+  defaultValue: (): Option.Option<LogLevel.LogLevel> => Option.none()
+}) {}
 
 /** Prints one JSON value on stdout. */
 export const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
@@ -53,6 +63,8 @@ export class CommandFailure extends Data.TaggedError("CommandFailure")<{
   readonly message: string
   readonly hint?: string | undefined
   readonly issues?: ReadonlyArray<ConfigIssue> | undefined
+  /** Why a package would not load, one line each. */
+  readonly problems?: ReadonlyArray<string> | undefined
 }> {}
 
 /** A usage mistake the option parser cannot see (conflicting flags, a malformed pair). */
@@ -98,7 +110,10 @@ export const toFailure = (
   }
 }
 
-/** Prints a failure (stderr, or `{ok: false, error}` on stdout with `--json`) and sets its exit code. */
+/**
+ * Prints a failure (stderr, or the envelope `{ok: false, error: {tag, reason, message, …}}` on
+ * stdout with `--json`) and sets its exit code. Every command reports its failures through here.
+ */
 export const reportFailure = (json: boolean) => (failure: CommandFailure) =>
   Effect.zipRight(
     json
@@ -108,13 +123,16 @@ export const reportFailure = (json: boolean) => (failure: CommandFailure) =>
             tag: failure.tag,
             reason: failure.reason,
             message: failure.message,
-            ...(failure.issues === undefined ? {} : { issues: failure.issues })
+            ...(failure.issues === undefined ? {} : { issues: failure.issues }),
+            ...(failure.problems === undefined ? {} : { problems: failure.problems }),
+            ...(failure.hint === undefined ? {} : { hint: failure.hint })
           }
         })
       : Console.error(
           [
             `error [${failure.reason}]: ${failure.message}`,
             ...(failure.issues ?? []).map((i) => `  ${i.path === "" ? "(config)" : i.path}: ${i.message}`),
+            ...(failure.problems ?? []).map((p) => `  problem: ${p}`),
             ...(failure.hint === undefined ? [] : [`  ${failure.hint}`])
           ].join("\n")
         ),

@@ -497,6 +497,12 @@ export interface RegisterLibraryOptions {
   /** Display name; default the folder's name. */
   readonly name?: string | undefined
   readonly path: string
+  /**
+   * Remove the embedded demo library first (its catalogue rows; its files stay), so that the
+   * caller's libraries replace it and may use its ID: Navidrome numbers the first library 1, and
+   * real plugins assume that.
+   */
+  readonly replaceDemo?: boolean | undefined
 }
 
 const databaseError = (cause: SqlError) =>
@@ -506,10 +512,20 @@ const databaseError = (cause: SqlError) =>
     cause
   })
 
+// Children first: the catalogue's tables reference `libraries` and each other.
+const removeDemo = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function* () {
+    yield* sql`DELETE FROM songs WHERE library_id IN (SELECT id FROM libraries WHERE kind = 'demo')`
+    yield* sql`DELETE FROM albums WHERE library_id IN (SELECT id FROM libraries WHERE kind = 'demo')`
+    yield* sql`DELETE FROM artists WHERE library_id IN (SELECT id FROM libraries WHERE kind = 'demo')`
+    yield* sql`DELETE FROM libraries WHERE kind = 'demo'`
+  })
+
 /**
  * Adds a music folder to the embedded catalogue (or refreshes it: same ID, or same path without an
  * ID), scanning it shallowly for its statistics, and returns its library ID. The demo library's ID
- * cannot be taken over. Runs the catalogue migrations first, so it works on a fresh database.
+ * cannot be taken over unless `replaceDemo` removes the demo library first. Runs the catalogue
+ * migrations first, so it works on a fresh database.
  */
 export const registerLibrary = (
   options: RegisterLibraryOptions
@@ -539,6 +555,7 @@ export const registerLibrary = (
       scanned_duration: stats.duration
     }
     const store = Effect.gen(function* () {
+      if (options.replaceDemo === true) yield* removeDemo(sql)
       const existing =
         id !== undefined
           ? yield* sql<{ id: number; kind: string }>`SELECT id, kind FROM libraries WHERE id = ${id}`
@@ -548,7 +565,7 @@ export const registerLibrary = (
       if (found?.kind === "demo") {
         return yield* new EmbeddedLibraryError({
           reason: "IdTaken",
-          message: `library ${found.id} is the embedded demo library; choose another ID`
+          message: `library ${found.id} is the embedded demo library; choose another ID, or replace the demo library`
         })
       }
       if (found !== undefined) {

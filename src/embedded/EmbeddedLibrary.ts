@@ -65,11 +65,26 @@ export const ensureDemoFiles = (folder: string): Effect.Effect<void, EmbeddedLib
       })
   })
 
-/** Migrates the catalogue and makes sure the demo library's files exist. */
+/**
+ * Migrates the catalogue and makes sure the demo library's files exist, unless the demo library
+ * was replaced by the user's own (`registerLibrary` with `replaceDemo`).
+ */
 export const prepare = (dataFolder: string): Effect.Effect<void, EmbeddedLibraryError, SqlClient.SqlClient> =>
-  Effect.zipRight(migrate, ensureDemoFiles(demoLibraryFolder(dataFolder))).pipe(
-    Effect.withSpan("EmbeddedLibrary.prepare")
-  )
+  Effect.gen(function* () {
+    yield* migrate
+    const sql = yield* SqlClient.SqlClient
+    const demo = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM libraries WHERE kind = 'demo'`.pipe(
+      Effect.mapError(
+        (cause) =>
+          new EmbeddedLibraryError({
+            reason: "Database",
+            message: `catalogue read failed: ${cause.message}`,
+            cause
+          })
+      )
+    )
+    if ((demo[0]?.n ?? 0) > 0) yield* ensureDemoFiles(demoLibraryFolder(dataFolder))
+  }).pipe(Effect.withSpan("EmbeddedLibrary.prepare"))
 
 const sqliteLayer = (dataFolder: string) =>
   Layer.unwrapEffect(

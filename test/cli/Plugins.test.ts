@@ -3,12 +3,15 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ndp } from "../support/cli.js"
+import { CLI_TEST_TIMEOUT_MS, killAll, ndp } from "../support/cli.js"
 import { fixture } from "../support/fixtures.js"
 import { repackage } from "../support/repackage.js"
 
 const temps: Array<string> = []
-afterAll(() => temps.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
+afterAll(() => {
+  killAll()
+  temps.forEach((dir) => rmSync(dir, { recursive: true, force: true }))
+})
 
 /** A plugins folder holding copies of the given fixtures, and a data folder beside it. */
 const folders = (plugins: ReadonlyArray<string>) => {
@@ -34,12 +37,22 @@ interface Entry {
   lastError: string | null
 }
 
-describe.concurrent("ndp plugins", () => {
-  it("list --json prints every registered plugin with its capabilities", async () => {
+/** The plugins of a `list --json` / `rescan --json` envelope. */
+const pluginsOf = (stdout: string) => (JSON.parse(stdout) as { plugins: Array<Entry> }).plugins
+
+describe("ndp plugins", { timeout: CLI_TEST_TIMEOUT_MS }, () => {
+  it("list --json prints the folders used and every registered plugin with its capabilities", async () => {
     const f = folders(["agent-full", "scrobbler"])
     const { code, stdout } = await ndp(["plugins", "list", ...f.args, "--json"])
     expect(code).toBe(0)
-    const entries = JSON.parse(stdout) as Array<Record<string, unknown>>
+    const listed = JSON.parse(stdout) as {
+      ok: boolean
+      folder: string
+      dataFolder: string
+      plugins: Array<Record<string, unknown>>
+    }
+    expect(listed).toMatchObject({ ok: true, folder: f.folder, dataFolder: f.dataDir })
+    const entries = listed.plugins
     expect(entries).toEqual([
       expect.objectContaining({
         id: "agent-full",
@@ -70,7 +83,12 @@ describe.concurrent("ndp plugins", () => {
     expect(refusedJson.code).toBe(4)
     expect(JSON.parse(refusedJson.stdout)).toEqual({
       ok: false,
-      error: { tag: "ManagerError", reason: "PermissionGate", message: expect.stringContaining("users") }
+      error: {
+        tag: "ManagerError",
+        reason: "PermissionGate",
+        message: expect.stringContaining("users"),
+        hint: "pass --user NAME (repeatable) or --all-users to enable"
+      }
     })
 
     const enabled = await ndp(["plugins", "enable", "scrobbler", "--user", "alice", ...f.args, "--json"])
@@ -189,7 +207,7 @@ describe.concurrent("ndp plugins", () => {
     expect(refused.code).toBe(4)
     expect(refused.stderr).toContain("error [InvalidNetwork]")
     expect(refused.stderr).toContain('"10.1.2.3/8" has bits set after the /8 prefix; the block is 10.0.0.0/8')
-    const unchanged = JSON.parse((await ndp(["plugins", "list", ...f.args, "--json"])).stdout) as Array<Entry>
+    const unchanged = pluginsOf((await ndp(["plugins", "list", ...f.args, "--json"])).stdout)
     expect(unchanged[0]?.allowedNetworks).toEqual(networks)
 
     const both = await ndp([
@@ -205,18 +223,27 @@ describe.concurrent("ndp plugins", () => {
     expect(both.stderr).toContain("give either --no-networks or --allow-network")
     const cleared = await ndp(["plugins", "enable", "agent-full", "--no-networks", ...f.args, "--json"])
     expect(JSON.parse(cleared.stdout)).toMatchObject({ ok: true, plugin: { allowedNetworks: [] } })
-  }, 240_000)
+  })
 
-  it("rescan registers new files and forgets removed ones", async () => {
+  it("rescan registers new files and forgets removed ones; list names the folders and warns when one is missing", async () => {
     const f = folders(["agent-full"])
-    expect((await ndp(["plugins", "list", ...f.args])).stdout).toMatch(
-      /^agent-full +disabled +agent-full 1\.0\.0/
-    )
+    const missing = join(f.dir, "nowhere")
+    const [listed, empty] = await Promise.all([
+      ndp(["plugins", "list", ...f.args]),
+      ndp(["plugins", "list", "--folder", missing, "--data-dir", join(f.dir, "other-data")])
+    ])
+    const [header, first] = listed.stdout.split("\n")
+    expect(header).toBe(`plugins folder ${f.folder} (data ${f.dataDir})`)
+    expect(first).toMatch(/^agent-full +disabled +agent-full 1\.0\.0/)
+    expect(listed.stderr).not.toContain("does not exist")
+    expect(empty.code).toBe(0)
+    expect(empty.stdout).toContain("(no plugins)")
+    expect(empty.stderr).toContain(`warning: the plugins folder ${missing} does not exist`)
     copyFileSync(fixture("agent-partial"), join(f.folder, "partial.ndp"))
     rmSync(join(f.folder, "agent-full.ndp"))
     const { code, stdout } = await ndp(["plugins", "rescan", ...f.args, "--json"])
     expect(code).toBe(0)
-    const entries = JSON.parse(stdout) as Array<Entry>
+    const entries = pluginsOf(stdout)
     expect(entries.map((e) => [e.id, e.enabled, e.capabilities])).toEqual([
       ["partial", false, ["MetadataAgent"]]
     ])
@@ -229,15 +256,13 @@ describe.concurrent("ndp plugins", () => {
       toml,
       `[Plugins]\nFolder = ${JSON.stringify(f.folder)}\nDataFolder = ${JSON.stringify(f.dataDir)}\n`
     )
-    const fromFile = await ndp(["plugins", "list", "--config-file", toml, "--json"])
+    const [fromFile, fromEnv] = await Promise.all([
+      ndp(["plugins", "list", "--config-file", toml, "--json"]),
+      ndp(["plugins", "list", "--json"], { NDP_PLUGINS_FOLDER: f.folder, NDP_PLUGINS_DATAFOLDER: f.dataDir })
+    ])
     expect(fromFile.code).toBe(0)
-    expect((JSON.parse(fromFile.stdout) as Array<Entry>).map((e) => e.id)).toEqual(["agent-full"])
-
-    const fromEnv = await ndp(["plugins", "list", "--json"], {
-      NDP_PLUGINS_FOLDER: f.folder,
-      NDP_PLUGINS_DATAFOLDER: f.dataDir
-    })
-    expect((JSON.parse(fromEnv.stdout) as Array<Entry>).map((e) => e.id)).toEqual(["agent-full"])
+    expect(pluginsOf(fromFile.stdout).map((e) => e.id)).toEqual(["agent-full"])
+    expect(pluginsOf(fromEnv.stdout).map((e) => e.id)).toEqual(["agent-full"])
 
     writeFileSync(toml, `[Plugins]\nFolder = ${JSON.stringify(f.folder)}\nCacheSize = "lots"\n`)
     const bad = await ndp(["plugins", "list", "--config-file", toml, "--json"])
