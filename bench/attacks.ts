@@ -168,7 +168,7 @@ export const attacks = (poolSize: number): ReadonlyArray<Attack> => [
     description: "HTTP requests to 127.0.0.1 without the operator's grant",
     start: Effect.gen(function* () {
       const url = yield* slowServer(0)
-      const plugin = yield* load("host-http")
+      const plugin = yield* load("host-http", { timeoutMs: HOSTILE_TIMEOUT_MS })
       const request = JSON.stringify({ request: { method: "GET", url } })
       return yield* hammer(plugin, "call_http_send", request, { fibers: 1, pauseMs: 1 })
     })
@@ -178,7 +178,10 @@ export const attacks = (poolSize: number): ReadonlyArray<Attack> => [
     description: "a server sending 64 KiB frames as fast as TCP allows to a plugin that logs each",
     start: Effect.gen(function* () {
       const url = yield* floodServer
-      const plugin = yield* load("host-websocket", { allowedNetworks: LOOPBACK })
+      const plugin = yield* load("host-websocket", {
+        allowedNetworks: LOOPBACK,
+        timeoutMs: HOSTILE_TIMEOUT_MS
+      })
       const outcomes: Record<string, number> = {}
       for (const id of ["a", "b"]) {
         const tag = yield* plugin

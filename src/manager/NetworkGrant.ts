@@ -10,7 +10,7 @@ import { isIPv4, isIPv6 } from "node:net"
 import { domainToASCII } from "node:url"
 
 const examples =
-  "a CIDR block (192.168.1.0/24, fd00::/8), an IP address (10.0.0.5) or a host name (nas.local, *.example.org)"
+  "a CIDR block (192.168.1.0/24, fd00::/8), an IP address (10.0.0.5) or a host name (nas.local)"
 
 /** Why `text` is not a grant, or its canonical form. */
 const parse = (text: string): Either.Either<string, string> => {
@@ -98,20 +98,21 @@ const label = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
 
 const parseHost = (entry: string): Either.Either<string, string> => {
   if (/:\d*$/.test(entry)) return Either.left("has a port; a grant covers every port: give the host alone")
-  const wildcard = entry.startsWith("*.")
-  const name = (wildcard ? entry.slice(2) : entry).replace(/\.$/, "")
-  if (name.includes("*")) return Either.left('may use "*" only as its whole first label, as in *.example.org')
+  // The loader's network policy grants names exactly: a wildcard stored here would fail every load.
+  if (entry.includes("*"))
+    return Either.left("has a wildcard; grant each host name, or its network as a CIDR block")
+  const name = entry.replace(/\.$/, "")
   const ascii = domainToASCII(name)
   if (ascii.length === 0 || ascii.length > 253 || !ascii.split(".").every((l) => label.test(l))) {
     return Either.left(`is neither an IP address, a CIDR block nor a valid host name; give ${examples}`)
   }
   if (/^[0-9.]+$/.test(ascii)) return Either.left("looks like an IPv4 address but is not a valid one")
-  return Either.right(wildcard ? `*.${ascii}` : ascii)
+  return Either.right(ascii)
 }
 
 /**
  * One network grant: an IPv4 or IPv6 address, a CIDR block (no bits set after the prefix), or a
- * host name (a leading `*.` covers its subdomains). Decodes to the canonical text: host names in
+ * host name (no wildcards, as the loader's policy grants names exactly). Decodes to the canonical text: host names in
  * lower-case ASCII (punycode), IPv6 in its RFC 5952 form.
  */
 export const NetworkGrant = Schema.transformOrFail(Schema.String, Schema.String, {
