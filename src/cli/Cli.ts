@@ -18,6 +18,7 @@ import { registerLibrary } from "../embedded/EmbeddedCatalog.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { parseConfigPairs } from "../manifest/PluginConfig.js"
 import { demo } from "./Demo.js"
+import { defaultDemoFolder } from "./DemoPlugins.js"
 import { plugins } from "./Plugins.js"
 import { serve } from "./Serve.js"
 
@@ -206,8 +207,8 @@ const demoCommand = Command.make(
   "demo",
   {
     folder: Options.directory("folder").pipe(
-      Options.withDefault("build/fixtures"),
-      Options.withDescription("where the demo plugins are (built by npm run build:fixtures)")
+      Options.withDefault(defaultDemoFolder()),
+      Options.withDescription("where the demo plugins are (default: those shipped in the package)")
     ),
     dataDir: Options.directory("data-dir").pipe(
       Options.withDefault("build/demo-data"),

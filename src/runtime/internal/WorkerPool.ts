@@ -9,9 +9,7 @@
  * - host-call replies are written only while the worker that asked is still running that call,
  *   so a late reply can never reach a later call or a replacement worker.
  */
-import { readFileSync } from "node:fs"
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads"
-import { fileURLToPath } from "node:url"
 import {
   CONTROL_BUFFER_BYTES,
   Control,
@@ -20,6 +18,7 @@ import {
   type PluginSpec,
   type WorkerToMain
 } from "../worker/protocol.js"
+import { loadWorkerSource } from "./WorkerScript.js"
 
 export type CallOutcome =
   | { readonly _tag: "Done"; readonly output: Uint8Array | null }
@@ -75,31 +74,6 @@ interface Slot {
 
 /** How long a plugin that timed out is held to a single worker. */
 const PENALTY_MS = 60_000
-
-let workerSource: string | undefined
-
-/** The worker's code as one CommonJS script, bundled once per process from its TypeScript source. */
-const loadWorkerSource = async (): Promise<string> => {
-  if (workerSource !== undefined) return workerSource
-  const entry = fileURLToPath(new URL("../worker/main.ts", import.meta.url))
-  try {
-    const esbuild = await import("esbuild")
-    const result = await esbuild.build({
-      entryPoints: [entry],
-      bundle: true,
-      platform: "node",
-      format: "cjs",
-      target: "node20",
-      write: false,
-      logLevel: "silent"
-    })
-    workerSource = result.outputFiles[0]!.text
-  } catch {
-    // A compiled distribution ships the worker as JavaScript next to this file.
-    workerSource = readFileSync(entry.replace(/\.ts$/, ".js"), "utf8")
-  }
-  return workerSource
-}
 
 export class WorkerPool {
   private readonly slots: Array<Slot> = []
