@@ -64,6 +64,13 @@ const biography = "Biography for Björk"
 const timeout = 300_000
 let project = ""
 
+/** Other Node versions scripts/node-versions.ts has prepared under build/node/<major>/. */
+const otherNodes = ["22", "24"].flatMap((major) => {
+  const dir = join(root, "build", "node", major)
+  const ready = join(dir, "ready.json")
+  return existsSync(ready) ? [{ dir, version: (readJson(ready) as { node: string }).node }] : []
+})
+
 beforeAll(async () => {
   project = mkdtempSync(join(tmpdir(), "ndp-consumer-"))
   // prepack builds dist/ when it is stale.
@@ -199,6 +206,27 @@ describe("the packed package in a fresh project", () => {
       copyFileSync(worker, join(dirname(join(out, "app.mjs")), "ndp-worker.cjs"))
       const bundled = ok(await run(process.execPath, [join(out, "app.mjs")], project), "the bundle")
       expect(bundled.stdout).toContain(biography)
+    },
+    timeout
+  )
+
+  // Node 22 and 24 as the npm registry ships them, prepared by scripts/node-versions.ts (CI runs
+  // it; locally: npm run node-versions). Skipped, visibly, where none is prepared.
+  it.skipIf(otherNodes.length === 0)(
+    `runs the README snippet on Node ${otherNodes.map((n) => n.version).join(", ")}`,
+    async () => {
+      const addon = join(project, "node_modules", "better-sqlite3", "build", "Release", "better_sqlite3.node")
+      const own = readFileSync(addon)
+      try {
+        for (const { dir, version } of otherNodes) {
+          copyFileSync(join(dir, "better_sqlite3.node"), addon)
+          const node = join(dir, "package", "bin", "node")
+          const result = ok(await run(node, ["app.mjs"], project), `node ${version} app.mjs`)
+          expect(result.stdout, version).toContain(biography)
+        }
+      } finally {
+        writeFileSync(addon, own)
+      }
     },
     timeout
   )
