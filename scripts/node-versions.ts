@@ -58,10 +58,14 @@ const prepare = (major: string): void => {
     recursive: true,
     filter: (from) => !from.includes(`${path.sep}build`)
   })
-  execFileSync(node, [nodeGyp(), "rebuild", "--release", `--nodedir=${nodeDir}`, "-j", "2"], {
-    cwd: source,
-    stdio: ["ignore", "ignore", "inherit"]
-  })
+  execFileSync(
+    node,
+    [nodeGyp(), "rebuild", "--release", "--loglevel=warn", `--nodedir=${nodeDir}`, "-j", "2"],
+    {
+      cwd: source,
+      stdio: ["ignore", "ignore", "inherit"]
+    }
+  )
   cpSync(path.join(source, "build", "Release", "better_sqlite3.node"), path.join(dir, "better_sqlite3.node"))
   rmSync(source, { recursive: true, force: true })
   // Keep the binary only: headers and docs are not needed once the addon is built.
