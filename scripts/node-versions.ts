@@ -54,18 +54,27 @@ const prepare = (major: string): void => {
 
   console.error(`node ${major}: compiling better-sqlite3 ${sqliteVersion} for ${version}`)
   const source = path.join(dir, "better-sqlite3")
-  cpSync(path.join(root, "node_modules", "better-sqlite3"), source, {
+  const installed = path.join(root, "node_modules", "better-sqlite3")
+  cpSync(installed, source, {
     recursive: true,
-    filter: (from) => !from.includes(`${path.sep}build`)
+    filter: (from) => path.relative(installed, from).split(path.sep)[0] !== "build"
   })
-  execFileSync(
-    node,
-    [nodeGyp(), "rebuild", "--release", "--loglevel=warn", `--nodedir=${nodeDir}`, "-j", "2"],
-    {
-      cwd: source,
-      stdio: ["ignore", "ignore", "inherit"]
-    }
-  )
+  // Compiler output only when it fails: a clean build prints pages of warnings from sqlite3.c.
+  try {
+    execFileSync(
+      node,
+      [nodeGyp(), "rebuild", "--release", "--loglevel=warn", `--nodedir=${nodeDir}`, "-j", "2"],
+      {
+        cwd: source,
+        stdio: ["ignore", "pipe", "pipe"],
+        maxBuffer: 64 * 1024 * 1024
+      }
+    )
+  } catch (cause) {
+    const { stderr } = cause as { stderr?: Buffer }
+    console.error(stderr?.toString("utf8").slice(-4000) ?? "")
+    throw cause
+  }
   cpSync(path.join(source, "build", "Release", "better_sqlite3.node"), path.join(dir, "better_sqlite3.node"))
   rmSync(source, { recursive: true, force: true })
   // Keep the binary only: headers and docs are not needed once the addon is built.
