@@ -66,6 +66,9 @@ const prepare = (major: string): void => {
       [nodeGyp(), "rebuild", "--release", "--loglevel=warn", `--nodedir=${nodeDir}`, "-j", "2"],
       {
         cwd: source,
+        // npm passes its own nodedir setting (this machine's Node) down as npm_config_nodedir,
+        // which node-gyp prefers: the addon must be built against this version's headers.
+        env: { ...process.env, npm_config_nodedir: nodeDir },
         stdio: ["ignore", "pipe", "pipe"],
         maxBuffer: 64 * 1024 * 1024
       }
@@ -75,7 +78,10 @@ const prepare = (major: string): void => {
     console.error(stderr?.toString("utf8").slice(-4000) ?? "")
     throw cause
   }
-  cpSync(path.join(source, "build", "Release", "better_sqlite3.node"), path.join(dir, "better_sqlite3.node"))
+  const addon = path.join(dir, "better_sqlite3.node")
+  cpSync(path.join(source, "build", "Release", "better_sqlite3.node"), addon)
+  // The addon must load in that Node (a wrong ABI fails here, not later in the package test).
+  execFileSync(node, ["-e", `require(${JSON.stringify(addon)})`], { stdio: ["ignore", "ignore", "inherit"] })
   rmSync(source, { recursive: true, force: true })
   // Keep the binary only: headers and docs are not needed once the addon is built.
   for (const entry of readdirSync(nodeDir))
