@@ -3,7 +3,17 @@ import effect from "@effect/eslint-plugin"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "build/**", "fixtures/**", "bench/results/**", "bin/**", "**/*.mjs"] },
+  {
+    ignores: [
+      "node_modules/**",
+      "build/**",
+      "dist/**",
+      "fixtures/**",
+      "bench/results/**",
+      "bin/**",
+      "**/*.mjs"
+    ]
+  },
   ...tseslint.configs.recommended,
   {
     files: ["**/*.ts"],

@@ -15,6 +15,7 @@ import * as Engine from "../src/Engine.js"
 import { PluginLoader } from "../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../src/runtime/WasmRuntime.js"
 import { postMessageRoundTrips } from "./reference.js"
+import { measureCliStart } from "./cliStart.js"
 import {
   callAndReset,
   callOnly,
@@ -330,6 +331,12 @@ const program = Effect.gen(function* () {
     (r) => `${r.loadAllMs} ms to load all; ${r.reloadUnderLoadFailedCalls} failed calls during reloads`
   )
 
+  const cliStart = yield* stage(
+    "cli: start of the compiled ndp (--help, inspect) against node -e 0",
+    Effect.sync(() => measureCliStart()),
+    (r) => `--help ${r.helpVsNode}× node -e 0, inspect ${r.inspectVsNode}× (node -e 0: ${r.nodeMs} ms)`
+  )
+
   // ── Results ──────────────────────────────────────────────────────────────────────────────────
   const p50Ms = percentile(noopLatency, 0.5)
   const p99Ms = percentile(noopLatency, 0.99)
@@ -418,6 +425,7 @@ const program = Effect.gen(function* () {
     rssMb: { before: round(rss.beforeMb, 1), after: round(rss.afterMb, 1) },
     hostCalls: services,
     manager: managerFigures,
+    cliStart,
     ratios: {
       engineVsSdkWorker: round(ratios.engineVsSdkWorker),
       engineVsSingleSdkWorker: round(ratios.engineVsSingleSdkWorker),

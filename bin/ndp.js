@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry directly (no build step): tsx compiles on the fly.
-import { register } from "tsx/esm/api"
+// The `ndp` program: the compiled entry (npm run build writes dist/). Node 22 and later keep a
+// compile cache of the modules it loads, which roughly halves the start of later runs.
+import module from "node:module"
 
-register()
-await import("../src/cli/main.ts")
+module.enableCompileCache?.()
+await import("../dist/cli/main.js")

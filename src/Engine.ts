@@ -38,7 +38,7 @@ const dataFolderOf = (options: EngineOptions): string => resolve(options.dataFol
 /** The engine with the server's own users, artwork settings, library catalogue and Subsonic router. */
 export const layerWithServer = (
   options: EngineOptions = {}
-): Layer.Layer<EngineServices, never, HostServices.ServerServices> =>
+): Layer.Layer<EngineServices, WasmRuntime.WorkerScriptError, HostServices.ServerServices> =>
   PluginLoader.layer.pipe(
     Layer.provideMerge(WasmRuntime.layer(options.runtime)),
     Layer.provideMerge(HostServices.layer({ ...options, dataFolder: dataFolderOf(options) })),
@@ -48,7 +48,10 @@ export const layerWithServer = (
 /** The engine with embedded defaults (SQLite in the data folder, demo users): runs out of the box. */
 export const layer = (
   options: EngineOptions = {}
-): Layer.Layer<EngineServices | HostServices.ServerServices | SqlClient.SqlClient> =>
+): Layer.Layer<
+  EngineServices | HostServices.ServerServices | SqlClient.SqlClient,
+  WasmRuntime.WorkerScriptError
+> =>
   layerWithServer(options).pipe(
     Layer.provideMerge(
       Layer.merge(

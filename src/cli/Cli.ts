@@ -27,6 +27,7 @@ import { decodeGrants } from "../host/network/NetworkPolicy.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { parseConfigPairs } from "../manifest/PluginConfig.js"
 import { demo } from "./Demo.js"
+import { defaultDemoFolder } from "./DemoPlugins.js"
 import { readPackageBytes } from "../package/PluginPackage.js"
 import { binaryHint, describeModule } from "./Diagnose.js"
 import {
@@ -324,8 +325,8 @@ const demoCommand = described(
     {
       folder: Options.directory("folder").pipe(
         Options.withPseudoName("DIR"),
-        Options.withDefault("build/fixtures"),
-        Options.withDescription("where the demo plugins are (built by npm run build:fixtures)")
+        Options.withDefault(defaultDemoFolder()),
+        Options.withDescription("where the demo plugins are (default: those shipped in the package)")
       ),
       dataDir: Options.directory("data-dir").pipe(
         Options.withPseudoName("DIR"),

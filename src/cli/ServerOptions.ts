@@ -14,6 +14,7 @@ import * as ManagerConfig from "../manager/ManagerConfig.js"
 import type { ManagerError } from "../manager/PluginManager.js"
 import type { RegistryError } from "../manager/Registry.js"
 import type { ConfigIssue } from "../manifest/PluginConfig.js"
+import type { WorkerScriptError } from "../runtime/internal/WorkerScript.js"
 
 /**
  * Exit codes of `serve` and `plugins` (docs/manager.md): 0 ok, 1 usage or bad settings, 3 a plugin
@@ -73,11 +74,18 @@ export const usageFailure = (reason: string, message: string) =>
 
 /** Maps the manager's, the registry's and the settings' errors to a failure with its exit code. */
 export const toFailure = (
-  error: ManagerError | RegistryError | ManagerConfig.ManagerConfigError | CommandFailure
+  error: ManagerError | RegistryError | ManagerConfig.ManagerConfigError | WorkerScriptError | CommandFailure
 ): CommandFailure => {
   switch (error._tag) {
     case "CommandFailure":
       return error
+    case "WorkerScriptError":
+      return new CommandFailure({
+        code: ManagerExitCode.cannotLoad,
+        tag: error._tag,
+        reason: "WorkerScript",
+        message: error.message
+      })
     case "ManagerConfigError":
       return new CommandFailure({
         code: ManagerExitCode.usage,

@@ -13,6 +13,8 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
 import { type CallOutcome, type PoolStats, WorkerPool } from "./internal/WorkerPool.js"
+import type { WasmModule } from "./internal/WasmModule.js"
+import { WorkerScriptError } from "./internal/WorkerScript.js"
 
 export type { PoolStats } from "./internal/WorkerPool.js"
 import {
@@ -28,6 +30,8 @@ import {
   PluginUnavailableError,
   WorkerStartError
 } from "./PluginError.js"
+
+export { WorkerScriptError }
 import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
 import {
   defaultLogBudget,
@@ -92,7 +96,7 @@ export const RuntimeOptions = {
 /** A plugin module compiled with its memory cap, plus what it imports and exports. */
 export interface CompiledModule {
   readonly sha256: string
-  readonly module: WebAssembly.Module
+  readonly module: WasmModule
   readonly shape: WasmShape
   readonly memoryLimitBytes: number
 }
@@ -314,8 +318,15 @@ const make = (options: RuntimeOptions) =>
                 )
               )
           }),
-        catch: (cause) => new Error(`could not start the plugin worker pool: ${String(cause)}`)
-      }).pipe(Effect.orDie),
+        catch: (cause) => cause
+      }).pipe(
+        // A missing worker script is the embedder's to fix (typed); anything else is a defect.
+        Effect.catchAll((cause) =>
+          cause instanceof WorkerScriptError
+            ? Effect.fail(cause)
+            : Effect.die(new Error(`could not start the plugin worker pool: ${String(cause)}`))
+        )
+      ),
       (pool) => Effect.promise(() => pool.close())
     )
     yield* Effect.logDebug(`plugin worker pool started with ${pool.size} workers`)
@@ -521,7 +532,7 @@ const make = (options: RuntimeOptions) =>
   })
 
 /** The execution layer with the given settings (missing ones take their defaults). */
-export const layer = (options: Partial<RuntimeOptions> = {}): Layer.Layer<WasmRuntime> => {
+export const layer = (options: Partial<RuntimeOptions> = {}): Layer.Layer<WasmRuntime, WorkerScriptError> => {
   const merged = { ...RuntimeOptions.defaults(), ...options }
   // The per-plugin cap and the burst follow the pool size actually used, unless set explicitly.
   const maxWorkersPerPlugin = options.maxWorkersPerPlugin ?? Math.max(1, merged.poolSize - 1)

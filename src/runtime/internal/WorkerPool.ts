@@ -16,9 +16,7 @@
  * - host-call replies are written only while the worker that asked is still running that call,
  *   so a late reply can never reach a later call or a replacement worker.
  */
-import { readFileSync } from "node:fs"
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads"
-import { fileURLToPath } from "node:url"
 import {
   CONTROL_BUFFER_BYTES,
   Control,
@@ -27,6 +25,7 @@ import {
   type PluginSpec,
   type WorkerToMain
 } from "../worker/protocol.js"
+import { loadWorkerSource } from "./WorkerScript.js"
 
 export type CallOutcome =
   | { readonly _tag: "Done"; readonly output: Uint8Array | null }
@@ -144,31 +143,6 @@ const USAGE_HALF_LIFE_MS = 10_000
 /** Back-off after a worker dies while starting: doubles from the first value up to the second. */
 export const START_RETRY_MS = { first: 100, max: 10_000 } as const
 const DEFAULT_BURST_IDLE_MS = 10_000
-
-let workerSource: string | undefined
-
-/** The worker's code as one CommonJS script, bundled once per process from its TypeScript source. */
-const loadWorkerSource = async (): Promise<string> => {
-  if (workerSource !== undefined) return workerSource
-  const entry = fileURLToPath(new URL("../worker/main.ts", import.meta.url))
-  try {
-    const esbuild = await import("esbuild")
-    const result = await esbuild.build({
-      entryPoints: [entry],
-      bundle: true,
-      platform: "node",
-      format: "cjs",
-      target: "node20",
-      write: false,
-      logLevel: "silent"
-    })
-    workerSource = result.outputFiles[0]!.text
-  } catch {
-    // A compiled distribution ships the worker as JavaScript next to this file.
-    workerSource = readFileSync(entry.replace(/\.ts$/, ".js"), "utf8")
-  }
-  return workerSource
-}
 
 export class WorkerPool {
   /** Indexes below `size` are the pool proper; above, extras lent in bursts (holes when reclaimed). */

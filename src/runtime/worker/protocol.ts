@@ -2,6 +2,7 @@
  * Messages between the main thread and the execution workers. Kept free of Effect so the worker
  * bundle stays small; the main side decodes nothing here because both ends are our own code.
  */
+import type { WasmModule } from "../internal/WasmModule.js"
 
 /** Extism log levels, as numbers the guest sees through `get_log_level`. */
 export const LogLevels = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, off: 5 } as const
@@ -11,7 +12,7 @@ export type LogLevelName = Exclude<keyof typeof LogLevels, "off">
 export interface PluginSpec {
   readonly key: string
   readonly id: string
-  readonly module: WebAssembly.Module
+  readonly module: WasmModule
   readonly config: Readonly<Record<string, string>>
   /** Names in `extism:host/user` this plugin may import (already permission-checked). */
   readonly userFunctions: ReadonlyArray<string>
