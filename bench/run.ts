@@ -15,7 +15,9 @@ import * as Engine from "../src/Engine.js"
 import { PluginLoader } from "../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../src/runtime/WasmRuntime.js"
 import { postMessageRoundTrips } from "./reference.js"
+import { attackEnvironment, healthyCall } from "./attacks.js"
 import { measureCliStart } from "./cliStart.js"
+import { perClass } from "./containment.js"
 import {
   callAndReset,
   callOnly,
@@ -337,6 +339,27 @@ const program = Effect.gen(function* () {
     (r) => `--help ${r.helpVsNode}× node -e 0, inspect ${r.inspectVsNode}× (node -e 0: ${r.nodeMs} ms)`
   )
 
+  // ── Containment: the healthy plugin's p99 under each hostile class alone ÷ its p99 alone ──────
+  const containment = yield* stage(
+    "containment: a healthy plugin beside each hostile class of bench/attacks.ts (own engine)",
+    Effect.scoped(
+      Effect.gen(function* () {
+        const { attacks, healthy } = yield* attackEnvironment()
+        return yield* perClass({
+          attacks,
+          healthy: healthyCall(healthy),
+          durationMs: 3_000,
+          intervalMs: 20,
+          minCalls: 100,
+          progress: (line) => console.log(`    ${line}`)
+        })
+      })
+    ),
+    (r) =>
+      `worst p99 ratio ${formatNumber(Math.max(...r.classes.map((c) => c.p99Ratio)))}× ` +
+      `(${r.classes.filter((c) => c.p99Ratio < 2).length} of ${r.classes.length} classes under 2×)`
+  )
+
   // ── Results ──────────────────────────────────────────────────────────────────────────────────
   const p50Ms = percentile(noopLatency, 0.5)
   const p99Ms = percentile(noopLatency, 0.99)
@@ -426,6 +449,24 @@ const program = Effect.gen(function* () {
     hostCalls: services,
     manager: managerFigures,
     cliStart,
+    containment: {
+      healthyAloneP99Ms: round(containment.alone.p99Ms),
+      healthyAloneCalls: containment.alone.calls,
+      classes: Object.fromEntries(
+        containment.classes.map((c) => [
+          c.name,
+          {
+            description: c.description,
+            healthyP99Ms: round(c.healthy.p99Ms),
+            healthyP50Ms: round(c.healthy.p50Ms),
+            healthyCalls: c.healthy.calls,
+            healthyFailures: c.healthy.failures,
+            p99Ratio: round(c.p99Ratio, 2),
+            hostileOutcomes: c.outcomes
+          }
+        ])
+      )
+    },
     ratios: {
       engineVsSdkWorker: round(ratios.engineVsSdkWorker),
       engineVsSingleSdkWorker: round(ratios.engineVsSingleSdkWorker),
