@@ -56,7 +56,7 @@ describe("ndp call --allow-network", () => {
         expect(server.received).toHaveLength(1)
         const bad = yield* run("--allow-network", "127.0.0.1/33")
         expect(bad.code).toBe(1)
-        expect(JSON.parse(bad.stdout)).toEqual({
+        expect(JSON.parse(bad.stdout)).toMatchObject({
           ok: false,
           error: {
             tag: "NetworkGrantError",

@@ -68,7 +68,12 @@ const loadCopies = (id: string, count: number) =>
   Effect.flatMap(PluginLoader, (loader) =>
     Effect.forEach(
       Array.from({ length: count }, (_, i) => i),
-      (i) => loader.loadBytes(`${id}-${i}`, readFileSync(fixture(id)), { timeoutMs: HOSTILE_TIMEOUT_MS })
+      // The slow test server is on loopback, which takes the operator's grant.
+      (i) =>
+        loader.loadBytes(`${id}-${i}`, readFileSync(fixture(id)), {
+          timeoutMs: HOSTILE_TIMEOUT_MS,
+          allowedNetworks: ["127.0.0.1/32"]
+        })
     )
   )
 
