@@ -59,7 +59,8 @@ describe("ndp call --allow-network", () => {
         expect(JSON.parse(bad.stdout)).toMatchObject({
           ok: false,
           error: {
-            tag: "NetworkGrantError",
+            tag: "UsageError",
+            reason: "NetworkGrantError",
             message:
               'allowed network "127.0.0.1/33" is not valid: the prefix length must be 0–32 for an IPv4 network; give a CIDR such as 192.168.1.0/24 or ::1/128, an address such as 127.0.0.1, or a host name'
           }
