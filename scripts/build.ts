@@ -74,6 +74,24 @@ await esbuild.build({
 mkdirSync(path.join(dist, "demo"), { recursive: true })
 for (const id of demoPlugins) cpSync(path.join(fixtures, `${id}.ndp`), path.join(dist, "demo", `${id}.ndp`))
 
+// Help texts, so `ndp … --help` is answered by bin/ndp.js without loading the program (most of a
+// cold start is loading Effect and the engine). Generated from the same command tree the program
+// prints from, so the two cannot differ.
+const { commandTree } = await import("../src/cli/Cli.js")
+const { helpText } = await import("../src/cli/Help.js")
+type Node = typeof commandTree
+const helps: Record<string, { readonly plain: string; readonly colour: string }> = {}
+const visit = (trail: ReadonlyArray<Node>): void => {
+  const key = trail
+    .slice(1)
+    .map((n) => n.name)
+    .join(" ")
+  helps[key] = { plain: helpText(trail, false), colour: helpText(trail, true) }
+  for (const child of trail[trail.length - 1]!.children ?? []) visit([...trail, child])
+}
+visit([commandTree])
+writeFileSync(path.join(dist, "cli", "help.json"), `${JSON.stringify(helps)}\n`)
+
 mkdirSync(path.dirname(stamp), { recursive: true })
 writeFileSync(stamp, `${new Date().toISOString()}\n`)
 console.error(`build: dist/ written in ${((performance.now() - started) / 1000).toFixed(1)} s`)
