@@ -3,7 +3,6 @@
  * the same engine keeps answering in the same test.
  */
 import { expect, layer } from "@effect/vitest"
-import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -11,42 +10,15 @@ import * as Scope from "effect/Scope"
 import { readdirSync } from "node:fs"
 import * as Option from "effect/Option"
 import * as MetadataAgent from "../../src/capabilities/MetadataAgent.js"
-import { type LoadedPlugin, PluginLoader } from "../../src/loader/PluginLoader.js"
+import { PluginLoader } from "../../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../../src/runtime/WasmRuntime.js"
 import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
+import { alongsideHealthy, loadHealthy } from "../support/neighbour.js"
 import { eventually } from "../support/wait.js"
 
 const artist = { id: "ar-1", name: "Healthy" }
 const bio = JSON.stringify(artist)
-
-/** Runs `hostile` while a healthy plugin answers continuously; checks every healthy answer. */
-const alongsideHealthy = <A, E, R>(healthy: LoadedPlugin, hostile: Effect.Effect<A, E, R>) =>
-  Effect.gen(function* () {
-    const agent = MetadataAgent.fromPlugin(healthy)
-    let answered = 0
-    const keepAnswering = Effect.gen(function* () {
-      for (;;) {
-        const answer = yield* agent.getArtistBiography(artist)
-        expect(answer).toEqual(Option.some("Biography for Healthy"))
-        answered++
-        yield* Effect.sleep("5 millis")
-      }
-    })
-    const fiber = yield* Effect.fork(keepAnswering)
-    const result = yield* Effect.either(hostile)
-    yield* Effect.sleep("30 millis")
-    const exit = yield* Fiber.interrupt(fiber)
-    // Interrupted is the expected end; any other failure is a wrong or failed healthy answer.
-    expect(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Cause.pretty(exit.cause) : "").toBe(
-      ""
-    )
-    expect(answered).toBeGreaterThan(0)
-    expect(yield* agent.getArtistBiography(artist)).toEqual(Option.some("Biography for Healthy"))
-    return result
-  })
-
-const loadHealthy = Effect.flatMap(PluginLoader, (loader) => loader.loadFile(fixture("agent-full")))
 
 const callFixture = (id: string, options: Parameters<PluginLoader["Type"]["loadFile"]>[1] = {}) =>
   Effect.flatMap(PluginLoader, (loader) =>
