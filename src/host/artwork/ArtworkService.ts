@@ -9,7 +9,7 @@ import * as Schema from "effect/Schema"
 import { createHmac } from "node:crypto"
 import { HostCallError, hostFunction } from "../HostCodec.js"
 import type { HostServiceProvider } from "../HostFunctions.js"
-import type { ArtworkSettings } from "./ArtworkSettings.js"
+import type { ArtworkSettings } from "../../server/ArtworkSettings.js"
 
 const ArtworkRequest = Schema.Struct({
   id: Schema.String,

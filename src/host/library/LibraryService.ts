@@ -10,7 +10,7 @@ import * as Schema from "effect/Schema"
 import type { Mount } from "../../runtime/worker/protocol.js"
 import { HostCallError, hostFunction } from "../HostCodec.js"
 import { type HostServiceProvider, isAllowed, type PluginContext } from "../HostFunctions.js"
-import type { Library, LibraryCatalog } from "./LibraryCatalog.js"
+import type { Library, LibraryCatalog } from "../../server/LibraryCatalog.js"
 
 /** Where a library's folder appears in the plugin's WASI filesystem. */
 export const mountPoint = (id: number): string => `/libraries/${id}`

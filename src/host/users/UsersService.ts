@@ -6,7 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { hostFunction } from "../HostCodec.js"
 import { type HostServiceProvider, isAllowed } from "../HostFunctions.js"
-import type { UserDirectory } from "./UserDirectory.js"
+import type { UserDirectory } from "../../server/UserDirectory.js"
 
 const NoRequest = Schema.Unknown
 

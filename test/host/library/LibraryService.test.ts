@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type { PluginContext } from "../../../src/host/HostFunctions.js"
-import type { Library } from "../../../src/host/library/LibraryCatalog.js"
+import type { Library } from "../../../src/server/LibraryCatalog.js"
 import * as LibraryService from "../../../src/host/library/LibraryService.js"
 import { decodeManifest } from "../../../src/manifest/Manifest.js"
 

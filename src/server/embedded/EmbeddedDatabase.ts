@@ -5,7 +5,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { migrate } from "../internal/migrate.js"
+import { migrate } from "../../internal/migrate.js"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -13,8 +13,8 @@ import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
-import { ArtworkSettings } from "../host/artwork/ArtworkSettings.js"
-import { type User, UserDirectory } from "../host/users/UserDirectory.js"
+import { ArtworkSettings } from "../ArtworkSettings.js"
+import { type User, UserDirectory } from "../UserDirectory.js"
 
 /** Users every fresh embedded database starts with. */
 export const demoUsers: ReadonlyArray<User> = [

@@ -5,7 +5,7 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import type { User } from "../users/UserDirectory.js"
+import type { User } from "./UserDirectory.js"
 
 /** The Subsonic API version the host forces on every request (`v`). */
 export const SUBSONIC_API_VERSION = "1.16.1"

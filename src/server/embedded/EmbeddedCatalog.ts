@@ -8,14 +8,14 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { migrate as runMigrations } from "../internal/migrate.js"
+import { migrate as runMigrations } from "../../internal/migrate.js"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment } from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { open, readdir, stat } from "node:fs/promises"
 import { basename, join, resolve } from "node:path"
-import type { Library } from "../host/library/LibraryCatalog.js"
+import type { Library } from "../LibraryCatalog.js"
 import {
   DEMO_FOLDER,
   DEMO_LIBRARY_ID,

@@ -4,7 +4,7 @@
  * read-only filesystem access have something true to show. Everything here is deterministic: the
  * same definitions give the same bytes, so the catalogue can record sizes before the files exist.
  */
-import { crc32 } from "../package/Zip.js"
+import { crc32 } from "../../package/Zip.js"
 import { deflateSync } from "node:zlib"
 
 /** The library ID of the demo library (Navidrome's first library is 1 as well). */

@@ -4,12 +4,12 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { demoCatalogue } from "../../../src/embedded/DemoLibrary.js"
-import * as EmbeddedDatabase from "../../../src/embedded/EmbeddedDatabase.js"
-import * as EmbeddedLibrary from "../../../src/embedded/EmbeddedLibrary.js"
-import { LibraryCatalog } from "../../../src/host/library/LibraryCatalog.js"
-import { UserDirectory } from "../../../src/host/users/UserDirectory.js"
-import { tempDataFolder } from "../../support/engine.js"
+import { demoCatalogue } from "../../src/server/embedded/DemoLibrary.js"
+import * as EmbeddedDatabase from "../../src/server/embedded/EmbeddedDatabase.js"
+import * as EmbeddedLibrary from "../../src/server/embedded/EmbeddedLibrary.js"
+import { LibraryCatalog } from "../../src/server/LibraryCatalog.js"
+import { UserDirectory } from "../../src/server/UserDirectory.js"
+import { tempDataFolder } from "../support/engine.js"
 
 const listWith = (dataFolder: string) =>
   Effect.flatMap(LibraryCatalog, (catalog) => catalog.list).pipe(

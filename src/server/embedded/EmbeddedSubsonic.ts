@@ -15,7 +15,7 @@ import {
   type SubsonicRequest,
   type SubsonicResponse,
   type SubsonicRouter
-} from "../host/subsonic/SubsonicRouter.js"
+} from "../SubsonicRouter.js"
 import { COVER_FILE } from "./DemoLibrary.js"
 import type { AlbumOrder, AlbumRow, ArtistRow, Catalogue, SongRow } from "./EmbeddedCatalog.js"
 
