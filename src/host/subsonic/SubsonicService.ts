@@ -13,7 +13,11 @@ import * as Schema from "effect/Schema"
 import { HostCallError, hostFunction, toBase64 } from "../HostCodec.js"
 import { type HostServiceProvider, isAllowed, type PluginContext } from "../HostFunctions.js"
 import type { User, UserDirectory } from "../../server/UserDirectory.js"
-import { SUBSONIC_API_VERSION, type SubsonicRequest, type SubsonicRouter } from "../../server/SubsonicRouter.js"
+import {
+  SUBSONIC_API_VERSION,
+  type SubsonicRequest,
+  type SubsonicRouter
+} from "../../server/SubsonicRouter.js"
 
 const UriRequest = Schema.Struct({ uri: Schema.String })
 
