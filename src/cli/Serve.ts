@@ -102,11 +102,11 @@ export const serverLayer = (settings: ManagerSettings) => {
     Layer.provideMerge(
       Layer.merge(
         MetadataAgents.layer({ agents: settings.agents }),
-        Scrobblers.layer({ dataFolder: settings.dataFolder }).pipe(Layer.orDie)
+        Scrobblers.layer()
       )
     ),
     Layer.provideMerge(PluginManager.layer(manager)),
-    Layer.provideMerge(Registry.layer(settings.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer(engine))
   )
 }

@@ -17,7 +17,7 @@ import {
   type SubsonicRouter
 } from "../SubsonicRouter.js"
 import { COVER_FILE } from "./DemoLibrary.js"
-import type { AlbumOrder, AlbumRow, ArtistRow, Catalogue, SongRow } from "./EmbeddedCatalog.js"
+import type { AlbumOrder, AlbumRow, ArtistRow, Catalogue, SongRow } from "./CatalogQueries.js"
 
 /** The `type` the embedded router reports in every response. */
 export const SERVER_TYPE = "ndp-engine"
