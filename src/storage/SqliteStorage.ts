@@ -14,6 +14,7 @@ import type * as Scope from "effect/Scope"
 import { join, resolve } from "node:path"
 import * as Dialect from "./Dialect.js"
 import { adopt } from "./internal/legacy.js"
+import * as Migrations from "./Migrations.js"
 import * as Storage from "./Storage.js"
 import { StorageError } from "./StorageError.js"
 
@@ -45,7 +46,8 @@ export const make = Effect.fn("SqliteStorage.make")(function* (
   const sql = yield* SqliteClient.make({ filename }).pipe(Effect.provide(Reactivity.layer))
   yield* Dialect.sqlitePragmas(sql, options.busyTimeoutMs ?? 10_000).pipe(Effect.mapError(openError))
   const dialect = Dialect.sqlite(sql)
-  return yield* Storage.make(sql, dialect, adopt(sql, dialect, Storage.MIGRATIONS_TABLE))
+  yield* Migrations.migrate(sql, dialect, adopt(sql, dialect, Migrations.MIGRATIONS_TABLE))
+  return Storage.Storage.of({ sql, dialect })
 })
 
 /** `Storage` over `<dataFolder>/ndp.db`. */
