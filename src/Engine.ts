@@ -39,10 +39,7 @@ export interface EngineOptions {
  * server's.
  */
 export type EngineServices =
-  | PluginLoader.PluginLoader
-  | WasmRuntime.WasmRuntime
-  | HostFunctions.HostFunctions
-  | Storage
+  PluginLoader.PluginLoader | WasmRuntime.WasmRuntime | HostFunctions.HostFunctions | Storage
 
 /** Why the engine could not start. */
 export type EngineError = WasmRuntime.WorkerScriptError | StorageError

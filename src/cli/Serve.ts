@@ -99,12 +99,7 @@ const statusPrinter = Layer.scopedDiscard(
 export const serverLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, true)
   return statusPrinter.pipe(
-    Layer.provideMerge(
-      Layer.merge(
-        MetadataAgents.layer({ agents: settings.agents }),
-        Scrobblers.layer()
-      )
-    ),
+    Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
     Layer.provideMerge(PluginManager.layer(manager)),
     Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer(engine))

@@ -23,8 +23,8 @@ export const migrations = {
       created_at INTEGER NOT NULL,
       last_error TEXT
     )`
-    yield* sql`CREATE INDEX scrobble_queue_by_plugin ON scrobble_queue (plugin_id, id)`
-    yield* sql`CREATE TABLE scrobble_unauthorized (
+      yield* sql`CREATE INDEX scrobble_queue_by_plugin ON scrobble_queue (plugin_id, id)`
+      yield* sql`CREATE TABLE scrobble_unauthorized (
       plugin_id TEXT NOT NULL,
       username TEXT NOT NULL,
       marked_at INTEGER NOT NULL,

@@ -69,7 +69,10 @@ export const sqlite = (sql: SqlClient.SqlClient): Dialect => {
 }
 
 /** Connection settings for a SQLite file shared by several connections and processes. */
-export const sqlitePragmas = (sql: SqlClient.SqlClient, busyTimeoutMs: number): Effect.Effect<void, SqlError> =>
+export const sqlitePragmas = (
+  sql: SqlClient.SqlClient,
+  busyTimeoutMs: number
+): Effect.Effect<void, SqlError> =>
   // WAL (set by the client) lets readers run beside the one writer; the busy timeout makes a writer
   // wait for another's lock instead of failing at once.
   Effect.asVoid(sql.unsafe(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`))

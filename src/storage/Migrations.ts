@@ -52,7 +52,10 @@ export const migrate = Effect.fn("Migrations.migrate")(function* (
   dialect: Dialect,
   before: Effect.Effect<void, SqlError | Migrator.MigrationError> = Effect.void
 ) {
-  const run = Migrator.make({})({ loader: Migrator.fromRecord(record(sql, dialect)), table: MIGRATIONS_TABLE })
+  const run = Migrator.make({})({
+    loader: Migrator.fromRecord(record(sql, dialect)),
+    table: MIGRATIONS_TABLE
+  })
   const failed = (cause: unknown, detail: string) =>
     new StorageError({
       reason: "Migrate",
@@ -65,7 +68,9 @@ export const migrate = Effect.fn("Migrations.migrate")(function* (
     Effect.mapError((cause) => failed(cause, cause.message)),
     // The Migrator reports a failing migration as a defect.
     Effect.catchSomeDefect((defect) =>
-      defect instanceof Migrator.MigrationError ? Option.some(Effect.fail(failed(defect, defect.message))) : Option.none()
+      defect instanceof Migrator.MigrationError
+        ? Option.some(Effect.fail(failed(defect, defect.message)))
+        : Option.none()
     )
   )
 })

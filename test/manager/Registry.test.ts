@@ -45,7 +45,10 @@ describe("Registry", () => {
     Effect.gen(function* () {
       const dataFolder = yield* tempDataFolder
       const count = 300
-      const registry = Context.get(yield* Layer.build(Registry.layer.pipe(Layer.provide(storageLayer(dataFolder)))), Registry.Registry)
+      const registry = Context.get(
+        yield* Layer.build(Registry.layer.pipe(Layer.provide(storageLayer(dataFolder)))),
+        Registry.Registry
+      )
       yield* registry.insert({
         id: "shared",
         path: "/p/shared.ndp",

@@ -73,7 +73,9 @@ describe("EmbeddedLibrary", () => {
       const dataFolder = yield* tempDataFolder
       const file = join(dataFolder, "file.mp3")
       writeFileSync(file, "x")
-      const error = yield* Effect.flip(EmbeddedLibrary.scanFolder(file)).pipe(Effect.provide(NodeFileSystem.layer))
+      const error = yield* Effect.flip(EmbeddedLibrary.scanFolder(file)).pipe(
+        Effect.provide(NodeFileSystem.layer)
+      )
       expect(error.reason).toBe("NotADirectory")
       expect(readFileSync(file, "utf8")).toBe("x")
     })

@@ -51,7 +51,9 @@ const program = Effect.gen(function* () {
   process.stdout.write(JSON.stringify({ writes: count, lost }))
 })
 
-Effect.runPromise(program.pipe(Effect.provide(Registry.layer.pipe(Layer.provide(storageLayer(dataFolder)))))).catch((error: unknown) => {
+Effect.runPromise(
+  program.pipe(Effect.provide(Registry.layer.pipe(Layer.provide(storageLayer(dataFolder)))))
+).catch((error: unknown) => {
   process.stderr.write(String(error))
   process.exitCode = 1
 })

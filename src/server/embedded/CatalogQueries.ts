@@ -185,9 +185,7 @@ export const makeCatalogue = ({ dialect, sql }: Storage["Type"], dataFolder: str
           ...(filter.id !== undefined ? [sql`id = ${filter.id}`] : []),
           ...(filter.artistId !== undefined ? [sql`artist_id = ${filter.artistId}`] : []),
           ...(filter.text !== undefined
-            ? [
-                sql`(${contains("name", filter.text)} OR ${contains("artist_name", filter.text)})`
-              ]
+            ? [sql`(${contains("name", filter.text)} OR ${contains("artist_name", filter.text)})`]
             : [])
         ])} ORDER BY ${sql.literal(albumOrders[filter.order ?? "year"])} ${page(filter)}`
       ),

@@ -63,7 +63,9 @@ export const upsertUsers = Effect.fn("EmbeddedDatabase.upsertUsers")(function* (
   const { sql } = yield* Storage
   for (const u of users) {
     yield* sql`INSERT INTO users (user_name, name, is_admin) VALUES (${u.userName}, ${u.name}, ${u.isAdmin ? 1 : 0})
-        ON CONFLICT (user_name) DO UPDATE SET name = excluded.name, is_admin = excluded.is_admin`.pipe(Effect.orDie)
+        ON CONFLICT (user_name) DO UPDATE SET name = excluded.name, is_admin = excluded.is_admin`.pipe(
+      Effect.orDie
+    )
   }
 })
 
@@ -81,5 +83,7 @@ export const artworkSettings = (baseUrl: string): Layer.Layer<ArtworkSettings, n
   )
 
 /** The embedded users and artwork settings, in the engine's storage. */
-export const layer = (options: EmbeddedOptions = {}): Layer.Layer<UserDirectory | ArtworkSettings, never, Storage> =>
+export const layer = (
+  options: EmbeddedOptions = {}
+): Layer.Layer<UserDirectory | ArtworkSettings, never, Storage> =>
   Layer.merge(userDirectory, artworkSettings(options.baseUrl ?? "http://localhost:4533"))

@@ -41,7 +41,11 @@ export const ensureDemoFiles = Effect.fn("EmbeddedLibrary.ensureDemoFiles")(func
     const target = join(folder, ...file.path.split("/"))
     const bytes = file.bytes()
     const existing = yield* Effect.option(fs.stat(target))
-    if (existing._tag === "Some" && existing.value.type === "File" && Number(existing.value.size) === bytes.byteLength)
+    if (
+      existing._tag === "Some" &&
+      existing.value.type === "File" &&
+      Number(existing.value.size) === bytes.byteLength
+    )
       continue
     const temporary = `${target}.${process.pid}.tmp`
     yield* fs.makeDirectory(dirname(target), { recursive: true }).pipe(

@@ -72,7 +72,9 @@ export const scanFolder = Effect.fn("EmbeddedLibrary.scanFolder")(function* (roo
   let entries = 0
   const albums = new Set<string>()
   const artists = new Set<string>()
-  const queue: Array<{ readonly dir: string; readonly parts: ReadonlyArray<string> }> = [{ dir: root, parts: [] }]
+  const queue: Array<{ readonly dir: string; readonly parts: ReadonlyArray<string> }> = [
+    { dir: root, parts: [] }
+  ]
   for (let next = queue.shift(); next !== undefined && entries < SCAN_MAX_ENTRIES; next = queue.shift()) {
     const listing = yield* fs.readDirectory(next.dir).pipe(Effect.orElseSucceed((): Array<string> => []))
     for (const name of listing) {
