@@ -90,10 +90,11 @@ export const layer = (
   return Layer.effectContext(
     Effect.gen(function* () {
       const storage = yield* Storage
+      const fs = yield* FileSystem.FileSystem
       yield* prepare(dataFolder)
       const catalogue = makeCatalogue(storage, dataFolder)
       return Context.make(LibraryCatalog, { list: catalogue.libraries }).pipe(
-        Context.add(SubsonicRouter, makeRouter(catalogue))
+        Context.add(SubsonicRouter, makeRouter(catalogue, fs))
       )
     })
   )
