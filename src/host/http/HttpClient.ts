@@ -9,7 +9,6 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import * as https from "node:https"
@@ -23,15 +22,9 @@ import {
   normaliseHostname
 } from "../network/NetworkPolicy.js"
 
-/** A request was refused or failed; travels to the guest as `{"error": message}`. */
-export class HttpError extends Schema.TaggedError<HttpError>()("HttpError", {
-  reason: Schema.Literal("Forbidden", "Timeout", "TooLarge", "BadRequest", "Network"),
-  message: Schema.String,
-  cause: Schema.optional(Schema.Defect)
-}) {}
+import { HttpError } from "./HttpError.js"
 
-/** Why an HTTP request failed. */
-export type HttpErrorReason = HttpError["reason"]
+export { HttpError, type HttpErrorReason } from "./HttpError.js"
 
 /** Limits and DNS of one client. */
 export interface ClientOptions {

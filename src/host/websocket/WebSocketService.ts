@@ -12,12 +12,16 @@
  * the socket stops reading (TCP then pushes back on the server) once a budget is reached, and
  * reads again as the plugin catches up. Frames above `maxPayloadBytes` close the connection (1009).
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -28,7 +32,7 @@ import type { LookupFunction } from "node:net"
 import WebSocket from "ws"
 import type { HostCallContext } from "../../runtime/WasmRuntime.js"
 import { Bytes, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
-import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
+import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import * as NetworkPolicy from "../network/NetworkPolicy.js"
 import { WebSocketError } from "./WebSocketError.js"
 
@@ -102,14 +106,17 @@ export class InboundMeter {
   }
 }
 
-/** The host functions of this service, the draft's `websocket_close` alias included. */
-export const functionNames: ReadonlyArray<string> = [
-  "websocket_connect",
-  "websocket_sendtext",
-  "websocket_sendbinary",
-  "websocket_closeconnection",
-  "websocket_close"
-]
+/** The host functions of this service, the draft's `websocket_close` alias included, and their permission. */
+export const definition = define({
+  grant: "websocket",
+  functions: [
+    "websocket_connect",
+    "websocket_sendtext",
+    "websocket_sendbinary",
+    "websocket_closeconnection",
+    "websocket_close"
+  ]
+})
 
 /** A random 22-character base62 connection ID (about 131 bits, unbiased). */
 export const generateConnectionId = (): string => randomBase62()
@@ -200,7 +207,7 @@ const errorText = (error: Error, options: WebSocketOptions): string =>
     : error.message
 
 /** Builds one plugin's WebSocket functions; connections live in the current scope (the plugin's). */
-export const make = (
+export const forPlugin = (
   context: PluginContext,
   options: WebSocketOptions = defaultWebSocketOptions
 ): Effect.Effect<Record<string, HostFunctionHandler>, never, Scope.Scope> =>
@@ -620,15 +627,29 @@ export const make = (
       ),
       websocket_closeconnection: closeHandler,
       websocket_close: closeHandler
-    } satisfies Record<string, HostFunctionHandler>
+    } satisfies Record<(typeof definition.functions)[number], HostFunctionHandler>
   })
 
-/** The service with the given settings. */
-export const makeProvider = (options: WebSocketOptions): HostServiceProvider => ({
-  grant: "websocket",
-  functions: functionNames,
-  make: (context) => make(context, options)
+/** The WebSocket host service: each plugin's connections live in its scope. */
+export class WebSocketService extends Context.Tag("ndp-engine/host/WebSocketService")<
+  WebSocketService,
+  HostServiceProvider
+>() {}
+
+/** The WebSocket service with these settings (missing ones take `defaultWebSocketOptions`). */
+export const make = Effect.fn("WebSocketService.make")((
+  options: Partial<WebSocketOptions> = {}
+): Effect.Effect<HostServiceProvider> => {
+  const settings: WebSocketOptions = { ...defaultWebSocketOptions, ...options }
+  return Effect.succeed({ ...definition, make: (context) => forPlugin(context, settings) })
 })
 
-/** The service with its default settings. */
-export const provider: HostServiceProvider = makeProvider(defaultWebSocketOptions)
+/** The WebSocket service as a layer. */
+export const layer = (options: Partial<WebSocketOptions> = {}): Layer.Layer<WebSocketService> =>
+  Layer.effect(WebSocketService, make(options))
+
+/** The WebSocket service with its settings read from `Config` (DNS stays the system's unless given). */
+export const layerConfig = (
+  config: Config.Config.Wrap<Partial<WebSocketOptions>>
+): Layer.Layer<WebSocketService, ConfigError.ConfigError> =>
+  Layer.effect(WebSocketService, Effect.flatMap(Config.unwrap(config), make))
