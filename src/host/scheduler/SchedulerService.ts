@@ -97,8 +97,8 @@ const describeHorizon = (horizon: Duration.Duration): string => {
 }
 
 /** One plugin's scheduler functions; its schedules live in the current scope (the plugin's). */
-const forPlugin = (options: SchedulerOptions) => (context: PluginContext) =>
-  Effect.gen(function* () {
+const forPlugin = (options: SchedulerOptions) =>
+  Effect.fn("SchedulerService.forPlugin")(function* (context: PluginContext) {
     const schedules = yield* FiberMap.make<string>()
     // Creation is check-then-start: one at a time, so concurrent calls cannot overshoot the cap.
     const creating = yield* Effect.makeSemaphore(1)
