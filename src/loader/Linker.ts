@@ -3,7 +3,8 @@
  * WASI, and the host functions the manifest's permissions grant, before any instance exists.
  */
 import type { Manifest } from "../manifest/Manifest.js"
-import { type HostServiceProvider, hostFunctionCatalog, isGranted } from "../host/HostFunctions.js"
+import { hostFunctionCatalog } from "../host/HostCatalog.js"
+import { type HostServiceProvider, isGranted } from "../host/HostProvider.js"
 import type { WasmImport } from "../runtime/WasmBinary.js"
 import { kernelFunctionNames, kernelHttpFunctionNames } from "../runtime/worker/Kernel.js"
 import { wasiFunctionNames } from "../runtime/worker/Wasi.js"
