@@ -7,7 +7,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import type { Mount } from "../../runtime/worker/protocol.js"
+import type { Mount } from "../../runtime/abi/protocol.js"
 import { HostCallError, hostFunction } from "../HostCodec.js"
 import { type HostServiceProvider, isAllowed, type PluginContext } from "../HostFunctions.js"
 import type { Library, LibraryCatalog } from "../../server/LibraryCatalog.js"
