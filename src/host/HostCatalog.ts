@@ -4,7 +4,7 @@
  * Built from each service's own `definition`, so a function name is written once, in its service.
  * A new service adds its definition here and its layer in `HostServices`.
  */
-import { kernelHttpFunctionNames } from "../runtime/worker/Kernel.js"
+import { kernelHttpFunctionNames } from "../runtime/abi/Imports.js"
 import * as ArtworkService from "./artwork/ArtworkService.js"
 import * as CacheService from "./cache/CacheService.js"
 import * as ConfigService from "./config/ConfigService.js"

@@ -7,7 +7,7 @@ import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { Manifest, PermissionName } from "../manifest/Manifest.js"
 import type { PluginCallError } from "../runtime/PluginError.js"
-import type { Mount } from "../runtime/worker/protocol.js"
+import type { Mount } from "../runtime/abi/protocol.js"
 import type { HostFunctionHandler } from "./HostCodec.js"
 import type { NetworkGrant } from "./network/NetworkPolicy.js"
 
