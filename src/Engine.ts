@@ -46,23 +46,34 @@ export type EngineError = WasmRuntime.WorkerScriptError | StorageError
 
 const dataFolderOf = (options: EngineOptions): string => resolve(options.dataFolder ?? "ndp-data")
 
-/** The engine with the server's own users, artwork settings, library catalogue and Subsonic router. */
-export const layerWithServer = (
-  options: EngineOptions = {}
+/** Loader, runtime and host services over `storage`, which they and the caller share. */
+const engineOver = (
+  options: EngineOptions,
+  storage: Layer.Layer<Storage, StorageError>
 ): Layer.Layer<EngineServices, EngineError, HostServices.ServerServices> =>
   PluginLoader.layer.pipe(
     Layer.provideMerge(WasmRuntime.layer(options.runtime)),
     Layer.provideMerge(HostServices.layer({ ...options, dataFolder: dataFolderOf(options) })),
-    Layer.provideMerge(SqliteStorage.layer({ dataFolder: dataFolderOf(options) })),
+    Layer.provideMerge(storage),
     Layer.provide(NodeFileSystem.layer)
   )
+
+const storageOf = (options: EngineOptions): Layer.Layer<Storage, StorageError> =>
+  SqliteStorage.layer({ dataFolder: dataFolderOf(options) }).pipe(Layer.provide(NodeFileSystem.layer))
+
+/** The engine with the server's own users, artwork settings, library catalogue and Subsonic router. */
+export const layerWithServer = (
+  options: EngineOptions = {}
+): Layer.Layer<EngineServices, EngineError, HostServices.ServerServices> =>
+  engineOver(options, storageOf(options))
 
 /** The engine with embedded defaults (its database in the data folder, demo users): runs out of the box. */
 export const layer = (
   options: EngineOptions = {}
 ): Layer.Layer<EngineServices | HostServices.ServerServices, EngineError> => {
-  const storage = SqliteStorage.layer({ dataFolder: dataFolderOf(options) })
-  return layerWithServer(options).pipe(
+  // One layer value used twice: built once, so the engine and the embedded defaults share one client.
+  const storage = storageOf(options)
+  return engineOver(options, storage).pipe(
     Layer.provideMerge(
       Layer.merge(
         EmbeddedDatabase.layer({ baseUrl: options.artworkBaseUrl }),
@@ -70,7 +81,6 @@ export const layer = (
         Layer.orDie(EmbeddedLibrary.layer({ dataFolder: dataFolderOf(options) }))
       )
     ),
-    // The same layer value: built once, so one client for the server services and the engine.
     Layer.provideMerge(storage),
     Layer.provide(NodeFileSystem.layer)
   )

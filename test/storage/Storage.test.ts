@@ -9,7 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { execFile } from "node:child_process"
-import { mkdirSync, readdirSync } from "node:fs"
+import { mkdirSync, readdirSync, readlinkSync } from "node:fs"
 import { join } from "node:path"
 import * as Engine from "../../src/Engine.js"
 import * as Registry from "../../src/manager/Registry.js"
@@ -46,7 +46,14 @@ const opener = (dataFolder: string, name: string, count: number) =>
   Effect.async<{ users: number }, Error>((resume) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", join(repositoryRoot, "test/support/storage-opener.ts"), dataFolder, name, String(count)],
+      [
+        "--import",
+        "tsx",
+        join(repositoryRoot, "test/support/storage-opener.ts"),
+        dataFolder,
+        name,
+        String(count)
+      ],
       { cwd: repositoryRoot, encoding: "utf8", timeout: 300_000 },
       (error, stdout, stderr) =>
         resume(
@@ -57,6 +64,16 @@ const opener = (dataFolder: string, name: string, count: number) =>
     )
   })
 
+/** How many descriptors of this process have `file` open (Linux: /proc/self/fd). */
+const openDescriptors = (file: string) =>
+  readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file
+    } catch {
+      return false // closed between the listing and the read
+    }
+  }).length
+
 /** A raw client on a file, as the code before the storage service had. */
 const rawClient = (filename: string) => SqliteClient.make({ filename }).pipe(Effect.provide(Reactivity.layer))
 
@@ -64,8 +81,18 @@ describe("Storage", () => {
   it.scoped("Engine.layer keeps every table in one file, ndp.db, migrated once", () =>
     Effect.gen(function* () {
       const dataFolder = yield* tempDataFolder
-      const state = yield* snapshot.pipe(Effect.provide(Engine.layer({ dataFolder, runtime: { poolSize: 1 } })))
+      const [state, descriptors] = yield* Effect.all([
+        snapshot,
+        // Every component built: the registry and the scrobble queue beside the embedded defaults.
+        Effect.sync(() => openDescriptors(join(dataFolder, "ndp.db")))
+      ]).pipe(
+        Effect.provide(
+          Registry.layer.pipe(Layer.provideMerge(Engine.layer({ dataFolder, runtime: { poolSize: 1 } })))
+        )
+      )
       expect(state).toEqual(fresh)
+      // One client: ndp.db is open once in this process.
+      if (process.platform === "linux") expect(descriptors).toBe(1)
       const databases = readdirSync(dataFolder).filter((file) => /\.db$|\.sqlite$/.test(file))
       expect(databases).toEqual(["ndp.db"])
       const sql = yield* rawClient(join(dataFolder, "ndp.db"))
