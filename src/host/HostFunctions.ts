@@ -22,6 +22,7 @@ export {
   isGranted,
   type PluginContext
 } from "./HostProvider.js"
+export { hostFunctionCatalog } from "./HostCatalog.js"
 
 /** The installed host services and where they keep data. */
 export class HostFunctions extends Context.Tag("ndp-engine/HostFunctions")<
