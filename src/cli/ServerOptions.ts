@@ -51,15 +51,14 @@ export class LogLevelFlag extends Context.Reference<LogLevelFlag>()("ndp-engine/
 /** Prints one JSON value on stdout. */
 export const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
 
-/** Sets the process's exit code (the entry program exits with it). */
-export const setExitCode = (code: number) =>
-  Effect.sync(() => {
-    process.exitCode = code
-  })
-
-/** A command ended without doing what was asked; `code` is the exit code. */
+/**
+ * A command ended without doing what was asked; `code` is the exit code. Commands fail with it and
+ * print nothing about it: `run` reports it once (text or envelope) and the entry exits with `code`.
+ */
 export class CommandFailure extends Data.TaggedError("CommandFailure")<{
   readonly code: number
+  /** Already shown to the user (an inspect report, a usage error @effect/cli printed): only exit. */
+  readonly reported?: boolean | undefined
   readonly tag: string
   readonly reason: string
   readonly message: string
@@ -128,12 +127,13 @@ export const toFailure = (
 }
 
 /**
- * Prints a failure (stderr, or the envelope `{ok: false, error: {tag, reason, message, …}}` on
- * stdout with `--json`) and sets its exit code. Every command reports its failures through here.
+ * Prints a failure: on stderr, or with `--json` as the envelope
+ * `{ok: false, error: {tag, reason, message, …}}` on stdout. `run` calls it, once per failure.
  */
 export const reportFailure = (json: boolean) => (failure: CommandFailure) =>
-  Effect.zipRight(
-    json
+  failure.reported === true
+    ? Effect.void
+    : json
       ? printJson({
           ok: false,
           error: {
@@ -152,9 +152,7 @@ export const reportFailure = (json: boolean) => (failure: CommandFailure) =>
             ...(failure.problems ?? []).map((p) => `  problem: ${p}`),
             ...(failure.hint === undefined ? [] : [`  ${failure.hint}`])
           ].join("\n")
-        ),
-    setExitCode(failure.code)
-  )
+        )
 
 /** Settings from `--config-file`, the environment and the given flags (flags win). */
 export const loadSettings = (

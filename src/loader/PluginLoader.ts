@@ -305,7 +305,11 @@ const make = Effect.gen(function* () {
       } satisfies InspectReport
     })
 
-  return PluginLoader.of({ loadFile, loadBytes, inspectFile })
+  return PluginLoader.of({
+    loadFile: Effect.fn("PluginLoader.loadFile")(loadFile),
+    loadBytes: Effect.fn("PluginLoader.loadBytes")(loadBytes),
+    inspectFile: Effect.fn("PluginLoader.inspectFile")(inspectFile)
+  })
 })
 
 /** The loader over a runtime, a host-function registry and a filesystem. */

@@ -524,8 +524,8 @@ const make = (options: RuntimeOptions) =>
 
     return WasmRuntime.of({
       options,
-      compile,
-      instantiate,
+      compile: Effect.fn("WasmRuntime.compile")(compile),
+      instantiate: Effect.fn("WasmRuntime.instantiate")(instantiate),
       workerThreadIds: Effect.sync(() => pool.threadIds),
       poolStats: Effect.sync(() => pool.stats())
     })
