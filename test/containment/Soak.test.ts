@@ -56,5 +56,5 @@ it.live(
         expect(result.handlesAfter.fds).toBeLessThanOrEqual((result.handlesBefore.fds ?? 0) + 8)
       }
     }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
-  180_000
+  240_000
 )
