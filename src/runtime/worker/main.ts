@@ -6,6 +6,7 @@
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads"
 import { GuestLog } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
+import { localHandler } from "./LocalHost.js"
 import {
   type CallFailure,
   Control,
@@ -96,7 +97,14 @@ const instantiate = (spec: PluginSpec): Live => {
   }
   const user: Record<string, (handle: bigint) => bigint> = {}
   for (const fn of spec.userFunctions) {
-    user[fn] = (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
+    const local = spec.workerFunctions.includes(fn) ? localHandler(fn, spec.config) : undefined
+    user[fn] =
+      local === undefined
+        ? (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
+        : (handle: bigint) => {
+            const payload = kernel.read(handle)
+            return kernel.store(local(payload) ?? hostCall(spec.key, fn, payload))
+          }
   }
   const wasi = makeWasi({
     memory: () => memory.current,
