@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url"
 import * as Engine from "../src/Engine.js"
 import { PluginLoader } from "../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../src/runtime/WasmRuntime.js"
-import { postMessageRoundTrips } from "./reference.js"
+import { postMessageRoundTrips, sharedMemoryRoundTrips } from "./reference.js"
 import { attackEnvironment, healthyCall } from "./attacks.js"
 import { measureCliStart } from "./cliStart.js"
 import { perClass } from "./containment.js"
@@ -324,6 +324,12 @@ const program = Effect.gen(function* () {
 
   const hostCallSummary = (r: HostCallFigures) =>
     `cache ${formatNumber(r.cacheGetPerSec)}/s, kv ${formatNumber(r.kvGetPerSec)}/s, config ${formatNumber(r.configGetPerSec)}/s`
+  const sharedRoundTripsPerSec = yield* stage(
+    `reference: shared-memory round trips (Atomics.waitAsync), ${referenceWorkers} workers`,
+    Effect.promise(() => sharedMemoryRoundTrips(referenceWorkers, WARMUP_MS / 2, MEASURE_MS / 1.5)),
+    (r) => `${formatNumber(r)} round trips/s`
+  )
+
   const services = yield* stage(
     "host calls from Wasm: exports making 100 cache / KV store / config gets, 4 in flight",
     hostCalls(true),
@@ -476,7 +482,8 @@ const program = Effect.gen(function* () {
     sdkForeground: { callsPerSec: Math.round(sdkForeground) },
     reference: {
       workers: referenceWorkers,
-      postMessageRoundTripsPerSec: Math.round(roundTripsPerSec)
+      postMessageRoundTripsPerSec: Math.round(roundTripsPerSec),
+      sharedMemoryRoundTripsPerSec: Math.round(sharedRoundTripsPerSec)
     },
     timeoutRecoveryMs: round(timeoutRecoveryMs),
     timeoutRecoverySamplesMs: recoverySamples.map((s) => round(s)),
@@ -561,6 +568,11 @@ const program = Effect.gen(function* () {
           "reference.postMessageRoundTripsPerSec",
           formatNumber(roundTripsPerSec),
           `bare ping-pong, ${referenceWorkers} workers, no Wasm`
+        ],
+        [
+          "reference.sharedMemoryRoundTripsPerSec",
+          formatNumber(sharedRoundTripsPerSec),
+          "same through shared memory and Atomics.waitAsync"
         ],
         ["timeoutRecoveryMs", formatNumber(timeoutRecoveryMs), "timeout error → ping answered, median"],
         ["healthyP99Ms", formatNumber(healthyP99Ms), `biography, sequential, ${healthyAlone.length} calls`],
