@@ -58,6 +58,11 @@ export interface RuntimeOptions {
   readonly maxBurstWorkers: number
   /** How long an extra worker may stay idle before it is stopped. Default 10 s. */
   readonly burstIdleMs: number
+  /**
+   * How long a plugin instance may stay unused in a worker before it is dropped (its linear memory
+   * with it); the next call on that worker instantiates it again. Default 5 min.
+   */
+  readonly instanceIdleMs: number
   /** Per-call timeout unless a plugin overrides it. Default 30 s. */
   readonly defaultTimeoutMs: number
   /** Linear-memory cap per plugin instance, and the cap of host memory it may allocate per call. */
@@ -87,6 +92,7 @@ export const RuntimeOptions = {
       maxWorkersPerPlugin: Math.max(1, poolSize - 1),
       maxBurstWorkers: 2 * poolSize,
       burstIdleMs: 10_000,
+      instanceIdleMs: 300_000,
       defaultTimeoutMs: 30_000,
       memoryLimitBytes: 256 * 1024 * 1024,
       maxInputBytes: 16 * 1024 * 1024,
@@ -323,6 +329,7 @@ const make = (options: RuntimeOptions) =>
             workerHeapMb: options.workerHeapMb,
             maxBurstWorkers: options.maxBurstWorkers,
             burstIdleMs: options.burstIdleMs,
+            instanceIdleMs: options.instanceIdleMs,
             onStartFailure: (failure) =>
               runFork(
                 Effect.logWarning(

@@ -15,21 +15,22 @@ import { eventually } from "../support/wait.js"
 
 const stats = (runtime: WasmRuntime["Type"]) => Effect.runSync(runtime.poolStats)
 
-/** Occupies the only worker with a sleeping call, queues `queued`, interrupts it, checks the pool. */
+/** Occupies the only worker with a 10 s sleep, queues `queued`, interrupts it, checks the pool. */
 const interruptWhileQueued = (id: string, queued: Effect.Effect<unknown, unknown>) =>
   Effect.gen(function* () {
     const runtime = yield* WasmRuntime
     const loader = yield* PluginLoader
     const sleeper = yield* loader.loadBytes(id, readFileSync(fixture("sleeper")))
-    const first = yield* Effect.fork(sleeper.call("nd_get_artist_biography", "800"))
-    yield* eventually("the first call to run", () => stats(runtime).busy === 1)
+    const first = yield* Effect.fork(sleeper.call("nd_get_artist_biography", "10000"))
+    yield* eventually("the first call to run", () => stats(runtime).busy === 1, 30_000)
     const waiting = yield* Effect.fork(queued)
-    yield* eventually("the second call to queue", () => stats(runtime).queued === 1)
+    // A load reads and compiles its package before it queues: generous on a loaded machine.
+    yield* eventually("the second call to queue", () => stats(runtime).queued === 1, 30_000)
     yield* Fiber.interrupt(waiting)
     expect(stats(runtime).queued).toBe(0)
     expect(yield* Fiber.join(first)).toBeNull()
     // The interrupted call did not start after the first one ended: the worker stays free.
-    yield* eventually("the worker to be idle", () => stats(runtime).busy === 0)
+    yield* eventually("the worker to be idle", () => stats(runtime).busy === 0, 30_000)
     expect(stats(runtime)).toMatchObject({ busy: 0, queued: 0 })
   })
 
