@@ -9,7 +9,6 @@ import * as Effect from "effect/Effect"
 import { unzipSync } from "fflate"
 import { readFileSync } from "node:fs"
 import * as ConfigService from "../../src/host/config/ConfigService.js"
-import { servedInWorker } from "../../src/host/config/ConfigService.js"
 import type { HostServiceProvider } from "../../src/host/HostFunctions.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
 import * as WasmRuntimeModule from "../../src/runtime/WasmRuntime.js"
@@ -149,8 +148,11 @@ describe("config host calls in the worker", () => {
       make: () => Effect.succeed({})
     }
     const imported = ["config_get", "config_keys", "kvstore_get"]
-    expect(servedInWorker([ConfigService.provider], imported)).toEqual(["config_get", "config_keys"])
-    expect(servedInWorker([ConfigService.provider, override], imported)).toEqual(["config_get"])
-    expect(servedInWorker([], imported)).toEqual([])
+    expect(ConfigService.servedInWorker([ConfigService.provider], imported)).toEqual([
+      "config_get",
+      "config_keys"
+    ])
+    expect(ConfigService.servedInWorker([ConfigService.provider, override], imported)).toEqual(["config_get"])
+    expect(ConfigService.servedInWorker([], imported)).toEqual([])
   })
 })
