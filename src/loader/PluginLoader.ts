@@ -21,6 +21,7 @@ import {
   makeHandlers,
   type PluginContext
 } from "../host/HostFunctions.js"
+import * as ConfigService from "../host/config/ConfigService.js"
 import { encodeError, type HostFunctionHandler } from "../host/HostCodec.js"
 import { decodeGrants } from "../host/network/NetworkPolicy.js"
 import { checkCapabilityRules, decodeManifest, type Manifest } from "../manifest/Manifest.js"
@@ -215,6 +216,7 @@ const make = Effect.gen(function* () {
           compiled,
           config: context.config,
           userFunctions: plan.userFunctions,
+          workerFunctions: ConfigService.servedInWorker(registry.providers, plan.userFunctions),
           envHttp: plan.envHttp,
           host: (fn, payload, call) => {
             const handler = handlers[fn]

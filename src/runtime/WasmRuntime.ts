@@ -58,6 +58,11 @@ export interface RuntimeOptions {
   readonly maxBurstWorkers: number
   /** How long an extra worker may stay idle before it is stopped. Default 10 s. */
   readonly burstIdleMs: number
+  /**
+   * How long a plugin instance may stay unused in a worker before it is dropped (its linear memory
+   * with it); the next call on that worker instantiates it again. Default 5 min.
+   */
+  readonly instanceIdleMs: number
   /** Per-call timeout unless a plugin overrides it. Default 30 s. */
   readonly defaultTimeoutMs: number
   /** Linear-memory cap per plugin instance, and the cap of host memory it may allocate per call. */
@@ -71,6 +76,12 @@ export interface RuntimeOptions {
   readonly workerHeapMb: number
   /** Guest log and stdout/stderr budget of every plugin; missing fields take the defaults. */
   readonly logBudget: Partial<LogBudget>
+  /**
+   * Whether the workers answer the host functions that need nothing from the main thread (the
+   * Config service) themselves. Default true; false sends every host call to the main thread, for
+   * comparison (docs/decisions/0035-host-calls-in-the-worker.md).
+   */
+  readonly hostCallsInWorker: boolean
 }
 
 export const RuntimeOptions = {
@@ -81,6 +92,7 @@ export const RuntimeOptions = {
       maxWorkersPerPlugin: Math.max(1, poolSize - 1),
       maxBurstWorkers: 2 * poolSize,
       burstIdleMs: 10_000,
+      instanceIdleMs: 300_000,
       defaultTimeoutMs: 30_000,
       memoryLimitBytes: 256 * 1024 * 1024,
       maxInputBytes: 16 * 1024 * 1024,
@@ -88,7 +100,8 @@ export const RuntimeOptions = {
       maxVarBytes: 1024 * 1024,
       moduleCacheBytes: 200 * 1000 * 1000,
       workerHeapMb: 256,
-      logBudget: defaultLogBudget
+      logBudget: defaultLogBudget,
+      hostCallsInWorker: true
     }
   }
 }
@@ -121,6 +134,11 @@ export interface InstantiateOptions {
   readonly config: Readonly<Record<string, string>>
   /** Names in `extism:host/user` the plugin may import; checked before this call. */
   readonly userFunctions: ReadonlyArray<string>
+  /**
+   * Of `userFunctions`, those the worker may answer itself from `config` (pure functions of it,
+   * such as the stock Config service's); honoured unless `hostCallsInWorker` is off.
+   */
+  readonly workerFunctions?: ReadonlyArray<string> | undefined
   readonly envHttp: boolean
   readonly host: HostCallHandler
   readonly timeoutMs?: number | undefined
@@ -311,6 +329,7 @@ const make = (options: RuntimeOptions) =>
             workerHeapMb: options.workerHeapMb,
             maxBurstWorkers: options.maxBurstWorkers,
             burstIdleMs: options.burstIdleMs,
+            instanceIdleMs: options.instanceIdleMs,
             onStartFailure: (failure) =>
               runFork(
                 Effect.logWarning(
@@ -411,6 +430,7 @@ const make = (options: RuntimeOptions) =>
           module: instance.compiled.module,
           config: instance.config,
           userFunctions: instance.userFunctions,
+          workerFunctions: options.hostCallsInWorker ? (instance.workerFunctions ?? []) : [],
           envHttp: instance.envHttp,
           logLevel: toExtismLevel(logLevel),
           freshInstance: instance.freshInstance ?? false,
@@ -428,19 +448,24 @@ const make = (options: RuntimeOptions) =>
           Effect.sync(() =>
             pool.register(key, {
               host: (fn, payload, reply, callFinished) => {
+                let answered = false
                 const cancel = runCallback(
                   instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) }),
                   {
-                    onExit: (exit) =>
+                    onExit: (exit) => {
+                      answered = true
                       reply(
                         Exit.isSuccess(exit)
                           ? exit.value
                           : new TextEncoder().encode(JSON.stringify({ error: `host function ${fn} failed` }))
                       )
+                    }
                   }
                 )
                 // Nobody waits for the answer once the plugin call is over (e.g. it timed out).
-                void callFinished.then(() => cancel())
+                // Most handlers answer synchronously: no listener then, so an export making many
+                // host calls does not pile one up per call on its finish signal.
+                if (!answered) void callFinished.then(() => cancel())
               },
               log: (level, message) =>
                 runFork(
@@ -493,7 +518,11 @@ const make = (options: RuntimeOptions) =>
 
         // Run the module's start code once now, so a broken or looping start fails the load.
         const started = yield* Effect.async<CallOutcome>((resume) => {
-          pool.submit(spec, null, new Uint8Array(0), timeoutMs, (outcome) => resume(Effect.succeed(outcome)))
+          const cancel = pool.submit(spec, null, new Uint8Array(0), timeoutMs, (outcome) =>
+            resume(Effect.succeed(outcome))
+          )
+          // An interrupted load leaves the queue at once, not only when its scope unregisters it.
+          return Effect.sync(cancel)
         })
         if (started._tag !== "Done") {
           open = false

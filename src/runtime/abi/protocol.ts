@@ -16,6 +16,11 @@ export interface PluginSpec {
   readonly config: Readonly<Record<string, string>>
   /** Names in `extism:host/user` this plugin may import (already permission-checked). */
   readonly userFunctions: ReadonlyArray<string>
+  /**
+   * Of `userFunctions`, those the worker answers itself from `config` (see `LocalHost.ts`); the
+   * others cross to the main thread.
+   */
+  readonly workerFunctions: ReadonlyArray<string>
   /** Whether `http_request` & co. in `extism:host/env` reach the host's HTTP service. */
   readonly envHttp: boolean
   readonly logLevel: number

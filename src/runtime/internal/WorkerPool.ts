@@ -68,6 +68,8 @@ export interface PoolOptions {
   readonly maxBurstWorkers?: number | undefined
   /** How long an extra worker may stay idle before it is stopped. Default 10 s. */
   readonly burstIdleMs?: number | undefined
+  /** How long a plugin instance may stay unused in a worker before it is dropped. Default: never. */
+  readonly instanceIdleMs?: number | undefined
   /** Told every time a worker dies before it is ready. */
   readonly onStartFailure?: ((failure: StartFailure) => void) | undefined
 }
@@ -300,7 +302,7 @@ export class WorkerPool {
     const worker = new Worker(this.source, {
       eval: true,
       name: `ndp-exec-${index}`,
-      workerData: { control, replyPort: port2 },
+      workerData: { control, replyPort: port2, instanceIdleMs: this.options.instanceIdleMs ?? Infinity },
       transferList: [port2],
       resourceLimits: { maxOldGenerationSizeMb: this.options.workerHeapMb, stackSizeMb: 4 },
       stdout: false,
