@@ -188,6 +188,9 @@ export class WasmRuntime extends Context.Tag("ndp-engine/WasmRuntime")<
   }
 >() {}
 
+/** How long a load's start call may wait for a free worker, at least (its own timeout if longer). */
+const LOAD_QUEUE_TIMEOUT_MS = 30_000
+
 const toExtismLevel = (level: LogLevel.LogLevel): number => {
   switch (level._tag) {
     case "All":
@@ -518,8 +521,15 @@ const make = (options: RuntimeOptions) =>
 
         // Run the module's start code once now, so a broken or looping start fails the load.
         const started = yield* Effect.async<CallOutcome>((resume) => {
-          const cancel = pool.submit(spec, null, new Uint8Array(0), timeoutMs, (outcome) =>
-            resume(Effect.succeed(outcome))
+          // A load waits longer for a worker than a call does: a plugin with a short call timeout
+          // must still load while the pool is busy.
+          const cancel = pool.submit(
+            spec,
+            null,
+            new Uint8Array(0),
+            timeoutMs,
+            (outcome) => resume(Effect.succeed(outcome)),
+            Math.max(timeoutMs, LOAD_QUEUE_TIMEOUT_MS)
           )
           // An interrupted load leaves the queue at once, not only when its scope unregisters it.
           return Effect.sync(cancel)
@@ -533,7 +543,7 @@ const make = (options: RuntimeOptions) =>
               : started._tag === "TimedOut"
                 ? `its start code did not finish within ${timeoutMs} ms`
                 : started._tag === "QueueTimedOut"
-                  ? `no worker was free within ${timeoutMs} ms (${started.busy} of ${started.workers} busy); retry later, or raise the runtime options poolSize / maxBurstWorkers`
+                  ? `no worker was free within ${started.timeoutMs} ms (${started.busy} of ${started.workers} busy); retry later, or raise the runtime options poolSize / maxBurstWorkers`
                   : started._tag === "WorkerStart"
                     ? workerStartAdvice(started)
                     : started._tag === "Crashed"

@@ -51,5 +51,21 @@ layer(testEngine({ runtime: { poolSize: 1, maxBurstWorkers: 0 } }), { excludeTes
         interruptWhileQueued("sleeper-l", Effect.scoped(loader.loadFile(fixture("agent-full"))))
       )
     )
+
+    it.scoped("a plugin with a short call timeout still loads while the only worker is busy", () =>
+      Effect.gen(function* () {
+        const runtime = yield* WasmRuntime
+        const loader = yield* PluginLoader
+        const sleeper = yield* loader.loadBytes("sleeper-busy", readFileSync(fixture("sleeper")))
+        const first = yield* Effect.fork(sleeper.call("nd_get_artist_biography", "2000"))
+        yield* eventually("the first call to run", () => stats(runtime).busy === 1, 30_000)
+        // Its start call waits ~2 s for the worker, far beyond its own 300 ms call timeout.
+        const quick = yield* loader.loadBytes("sleeper-quick", readFileSync(fixture("sleeper")), {
+          timeoutMs: 300
+        })
+        expect(yield* Fiber.join(first)).toBeNull()
+        expect(yield* quick.call("nd_get_artist_biography", "1")).toBeNull()
+      })
+    )
   }
 )

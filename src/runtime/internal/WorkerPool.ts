@@ -101,6 +101,8 @@ interface Job {
   readonly fn: string | null
   readonly input: Uint8Array
   readonly timeoutMs: number
+  /** How long it may wait for a worker. */
+  readonly queueTimeoutMs: number
   readonly resolve: (outcome: CallOutcome) => void
   readonly queuedAt: number
   settled: boolean
@@ -233,7 +235,9 @@ export class WorkerPool {
     fn: string | null,
     input: Uint8Array,
     timeoutMs: number,
-    resolve: (outcome: CallOutcome) => void
+    resolve: (outcome: CallOutcome) => void,
+    /** How long the call may wait for a worker (default: `timeoutMs`). */
+    queueTimeoutMs: number = timeoutMs
   ): () => void {
     const job: Job = {
       callId: this.nextCallId++,
@@ -241,6 +245,7 @@ export class WorkerPool {
       fn,
       input,
       timeoutMs,
+      queueTimeoutMs,
       resolve,
       queuedAt: Date.now(),
       settled: false,
@@ -258,7 +263,7 @@ export class WorkerPool {
     this.pump()
     // Only calls that actually wait get a deadline timer: most start right away.
     if (job.startedAt === undefined && !job.settled) {
-      job.deadline = setTimeout(() => this.expire(job), timeoutMs)
+      job.deadline = setTimeout(() => this.expire(job), queueTimeoutMs)
     }
     // Cancelling only removes a queued job: a running call cannot be stopped without ending its worker.
     return () => {
@@ -533,7 +538,7 @@ export class WorkerPool {
     const stats = this.stats()
     this.settle(job, {
       _tag: "QueueTimedOut",
-      timeoutMs: job.timeoutMs,
+      timeoutMs: job.queueTimeoutMs,
       workers: stats.workers,
       starting: stats.starting,
       busy: stats.busy,
