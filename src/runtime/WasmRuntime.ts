@@ -12,6 +12,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
+import * as PluginMetrics from "../metrics/PluginMetrics.js"
 import { type CallOutcome, type PoolStats, WorkerPool } from "./internal/WorkerPool.js"
 import type { WasmModule } from "./internal/WasmModule.js"
 import { WorkerScriptError } from "./internal/WorkerScript.js"
@@ -429,7 +430,10 @@ const make = (options: RuntimeOptions) =>
             pool.register(key, {
               host: (fn, payload, reply, callFinished) => {
                 const cancel = runCallback(
-                  instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) }),
+                  Effect.zipRight(
+                    PluginMetrics.countHostCall(pluginId, fn),
+                    instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) })
+                  ),
                   {
                     onExit: (exit) =>
                       reply(
@@ -489,7 +493,7 @@ const make = (options: RuntimeOptions) =>
               )
               return Effect.sync(cancel)
             })
-          })
+          }).pipe(PluginMetrics.trackCall(pluginId, exportName))
 
         // Run the module's start code once now, so a broken or looping start fails the load.
         const started = yield* Effect.async<CallOutcome>((resume) => {
