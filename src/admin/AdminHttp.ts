@@ -131,6 +131,26 @@ const metricsRoute = HttpApiBuilder.Router.use((router) =>
 )
 
 /**
+ * Refuses a declared body over the limit with 413 before reading it; a body without a length
+ * (chunked) is cut off at the limit while it is read.
+ */
+const bodyLimit =
+  (maxBody: number) =>
+  (app: HttpApp.Default): HttpApp.Default =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const declared = Number(request.headers["content-length"] ?? "0")
+      if (Number.isFinite(declared) && declared > maxBody) {
+        return Effect.succeed(
+          HttpServerResponse.text(`the request body exceeds the limit of ${maxBody} bytes\n`, {
+            status: 413,
+            headers: { connection: "close" }
+          })
+        )
+      }
+      return HttpIncomingMessage.withMaxBodySize(app, Option.some(maxBody))
+    })
+
+/**
  * The admin API, page and metrics on `HttpApiBuilder`'s router, with the token service. Needs the
  * engine's services; fails only if the token file cannot be read or written.
  */
@@ -147,7 +167,7 @@ export const layer = (
     HttpApiBuilder.middlewareOpenApi({ path: "/api/openapi.json" }),
     pageRoutes(options.webRoot ?? defaultWebRoot()),
     metricsRoute,
-    HttpApiBuilder.middleware((app) => HttpIncomingMessage.withMaxBodySize(app, Option.some(maxBody))),
+    HttpApiBuilder.middleware(bodyLimit(maxBody)),
     options.corsOrigins === undefined || options.corsOrigins.length === 0
       ? Layer.empty
       : HttpApiBuilder.middlewareCors({ allowedOrigins: options.corsOrigins })

@@ -121,7 +121,12 @@ describe.skipIf(!available && !required)("admin page in Chromium", () => {
 
         // What the page did went through the manager: the registry holds it.
         const status = yield* manager.get("configurable")
-        vitestExpect(status.config).toEqual({ retries: 3, mode: "thorough", apiKey: "secret-key", verbose: false })
+        vitestExpect(status.config).toEqual({
+          retries: 3,
+          mode: "thorough",
+          apiKey: "secret-key",
+          verbose: false
+        })
         vitestExpect((yield* manager.get("agent-full")).loaded).toBe(true)
         vitestExpect(existsSync(screenshotPath)).toBe(true)
       }),

@@ -17,6 +17,7 @@ export interface Admin {
   readonly request: (
     path: string,
     init?: { method?: string; body?: unknown; token?: string | null; rawBody?: string }
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON read field by field in assertions
   ) => Promise<{ status: number; body: any; text: string }>
 }
 
