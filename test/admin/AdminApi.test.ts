@@ -18,11 +18,15 @@ import { type Admin, startAdmin } from "./support.js"
 
 afterAll(killAll)
 
+/** Response bodies, read field by field in assertions. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any
+
 const call = (admin: Admin, ...args: Parameters<Admin["request"]>) =>
   Effect.promise(() => admin.request(...args))
 
 /** Polls until `check` holds on a response, on real time (the server runs on its own). */
-const until = (admin: Admin, path: string, check: (body: any) => boolean, what: string) =>
+const until = (admin: Admin, path: string, check: (body: Json) => boolean, what: string) =>
   Effect.gen(function* () {
     const deadline = Date.now() + 60_000
     for (;;) {
@@ -66,12 +70,12 @@ describe("admin API", () => {
         const admin = yield* startAdmin(folders)
         const listed = yield* call(admin, "/api/plugins")
         expect(listed.status).toBe(200)
-        expect(listed.body.map((p: any) => [p.id, p.state, p.capabilities])).toEqual([
+        expect(listed.body.map((p: Json) => [p.id, p.state, p.capabilities])).toEqual([
           ["agent-full", "disabled", ["MetadataAgent"]],
           ["configurable", "disabled", []],
           ["scrobbler", "disabled", ["Scrobbler"]]
         ])
-        const scrobbler = listed.body.find((p: any) => p.id === "scrobbler")
+        const scrobbler = listed.body.find((p: Json) => p.id === "scrobbler")
         expect(scrobbler.sha256).toMatch(/^[0-9a-f]{64}$/)
         expect(scrobbler.permissions).toEqual([
           { name: "users", reason: "Scrobbles on behalf of the users the admin allows", details: {} }
@@ -114,13 +118,13 @@ describe("admin API", () => {
         expect(gated.body).toMatchObject({ _tag: "Refused", reason: "PermissionGate" })
         const badUsers = yield* call(admin, "/api/plugins/scrobbler/enable", { body: { users: 5 } })
         expect(badUsers.status).toBe(400)
-        expect(badUsers.body.issues.map((i: any) => i.path)).toContainEqual(["users"])
+        expect(badUsers.body.issues.map((i: Json) => i.path)).toContainEqual(["users"])
         const badLibrary = yield* call(admin, "/api/plugins/scrobbler/grants", {
           method: "PUT",
           body: { libraries: [-1] }
         })
         expect(badLibrary.status).toBe(400)
-        expect(badLibrary.body.issues.map((i: any) => i.path[0])).toContain("libraries")
+        expect(badLibrary.body.issues.map((i: Json) => i.path[0])).toContain("libraries")
         const badJson = yield* call(admin, "/api/plugins/scrobbler/enable", { rawBody: "{not json" })
         expect(badJson.status).toBe(400)
         const wildcard = yield* call(admin, "/api/plugins/scrobbler/grants", {
@@ -170,8 +174,8 @@ describe("admin API", () => {
         })
         expect(bad.status).toBe(400)
         expect(bad.body._tag).toBe("InvalidConfig")
-        expect(bad.body.issues.map((i: any) => i.path).sort()).toEqual(["apiKey", "mode", "retries"])
-        expect(bad.body.issues.find((i: any) => i.path === "retries").message).toMatch(/<= 10/)
+        expect(bad.body.issues.map((i: Json) => i.path).sort()).toEqual(["apiKey", "mode", "retries"])
+        expect(bad.body.issues.find((i: Json) => i.path === "retries").message).toMatch(/<= 10/)
         expect((yield* call(admin, path)).body).toEqual({ config: { retries: 2, mode: "fast" } })
         const unknownKey = yield* call(admin, path, { method: "PUT", body: { config: { colour: "red" } } })
         expect(unknownKey.status).toBe(400)
@@ -197,7 +201,7 @@ describe("admin API", () => {
       copyFileSync(fixture("agent-full"), join(folders.folder, "agent-full.ndp"))
       const rescanned = yield* call(admin, "/api/rescan", { method: "POST" })
       expect(rescanned.status).toBe(200)
-      expect(rescanned.body.map((p: any) => p.id)).toEqual(["agent-full", "configurable"])
+      expect(rescanned.body.map((p: Json) => p.id)).toEqual(["agent-full", "configurable"])
 
       const notLoaded = yield* call(admin, "/api/plugins/configurable/call", { body: { export: "ping" } })
       expect(notLoaded.status).toBe(409)
@@ -221,13 +225,13 @@ describe("admin API", () => {
       const infos = yield* until(
         admin,
         "/api/plugins/configurable/logs",
-        (entries) => entries.some((e: any) => e.message === "pinged"),
+        (entries) => entries.some((e: Json) => e.message === "pinged"),
         "the guest's log line"
       )
-      expect(infos.find((e: any) => e.message === "pinged")).toMatchObject({ level: "info" })
+      expect(infos.find((e: Json) => e.message === "pinged")).toMatchObject({ level: "info" })
       const errorsOnly = yield* call(admin, "/api/plugins/configurable/logs?level=error")
       expect(errorsOnly.status).toBe(200)
-      expect(errorsOnly.body.some((e: any) => e.message === "pinged")).toBe(false)
+      expect(errorsOnly.body.some((e: Json) => e.message === "pinged")).toBe(false)
       const last = yield* call(admin, "/api/plugins/configurable/logs?limit=1")
       expect(last.body).toHaveLength(1)
       const badLevel = yield* call(admin, "/api/plugins/configurable/logs?level=loud")
@@ -245,7 +249,7 @@ describe("admin API", () => {
       const admin = yield* startAdmin(folders)
       expect((yield* call(admin, "/api/plugins/configurable/enable", { body: {} })).status).toBe(200)
       expect((yield* call(admin, "/api/plugins/host-kvstore/enable", { body: {} })).status).toBe(200)
-      const value = (samples: any[], name: string, tags: Record<string, string>, field = "value") =>
+      const value = (samples: Json[], name: string, tags: Record<string, string>, field = "value") =>
         samples.find((s) => s.name === name && Object.entries(tags).every(([k, v]) => s.tags[k] === v))?.[
           field
         ] ?? 0
@@ -279,7 +283,7 @@ describe("admin API", () => {
       expect(delta("ndp_plugin_host_calls_total", { plugin: "host-kvstore", service: "kvstore" })).toBe(3)
       const onePlugin = (yield* call(admin, "/api/metrics?plugin=host-kvstore")).body
       expect(onePlugin.length).toBeGreaterThan(0)
-      expect(onePlugin.every((s: any) => s.tags.plugin === "host-kvstore")).toBe(true)
+      expect(onePlugin.every((s: Json) => s.tags.plugin === "host-kvstore")).toBe(true)
 
       const text = yield* call(admin, "/metrics")
       expect(text.status).toBe(200)
