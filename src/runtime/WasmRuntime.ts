@@ -12,6 +12,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
+import * as PluginMetrics from "../metrics/PluginMetrics.js"
 import { type CallOutcome, type PoolStats, WorkerPool } from "./internal/WorkerPool.js"
 import type { WasmModule } from "./internal/WasmModule.js"
 import { WorkerScriptError } from "./internal/WorkerScript.js"
@@ -453,7 +454,10 @@ const make = (options: RuntimeOptions) =>
               host: (fn, payload, reply, callFinished) => {
                 let answered = false
                 const cancel = runCallback(
-                  instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) }),
+                  Effect.zipRight(
+                    PluginMetrics.countHostCall(pluginId, fn),
+                    instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) })
+                  ),
                   {
                     onExit: (exit) => {
                       answered = true
@@ -517,7 +521,7 @@ const make = (options: RuntimeOptions) =>
               )
               return Effect.sync(cancel)
             })
-          })
+          }).pipe(PluginMetrics.trackCall(pluginId, exportName))
 
         // Run the module's start code once now, so a broken or looping start fails the load.
         const started = yield* Effect.async<CallOutcome>((resume) => {
