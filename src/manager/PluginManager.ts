@@ -114,6 +114,8 @@ export interface PluginStatus {
   readonly libraries: AccessList<number>
   /** The networks the administrator grants the plugin (see `NetworkGrant`). */
   readonly allowedNetworks: ReadonlyArray<string>
+  /** Whether the plugin may write to its library folders (see `setAllowWrite`). */
+  readonly allowWrite: boolean
 }
 
 interface Version {
@@ -139,7 +141,8 @@ const loadKeyOf = (record: PluginRecord): string =>
     record.config,
     record.users,
     record.libraries,
-    record.allowedNetworks
+    record.allowedNetworks,
+    record.allowWrite
   ])
 
 export class PluginManager extends Context.Tag("ndp-engine/PluginManager")<
@@ -165,6 +168,11 @@ export class PluginManager extends Context.Tag("ndp-engine/PluginManager")<
       id: string,
       networks: ReadonlyArray<string>
     ) => Effect.Effect<PluginStatus, ManagerError>
+    /**
+     * Lets the plugin write to the library folders it sees (with `library.filesystem`), or takes
+     * that back, and reloads it. Read-only is the default; writes stay jailed in each library.
+     */
+    readonly setAllowWrite: (id: string, allowWrite: boolean) => Effect.Effect<PluginStatus, ManagerError>
     /** Syncs the folder with the registry, then loads what is enabled and not loaded. */
     readonly rescan: Effect.Effect<void, ManagerError>
     /**
@@ -247,7 +255,8 @@ const make = (options: ManagerOptions) =>
           config: r.config,
           users: r.users,
           libraries: r.libraries,
-          allowedNetworks: r.allowedNetworks
+          allowedNetworks: r.allowedNetworks,
+          allowWrite: r.allowWrite
         }
       })
 
@@ -346,6 +355,7 @@ const make = (options: ManagerOptions) =>
                   users: r.users,
                   libraries: r.libraries,
                   allowedNetworks: r.allowedNetworks,
+                  allowLibraryWrite: r.allowWrite,
                   timeoutMs: options.timeoutsMs[r.id],
                   memoryLimitBytes: options.memoryBytes[r.id],
                   logLevel: options.logLevel
@@ -574,6 +584,15 @@ const make = (options: ManagerOptions) =>
               })
           )
         )
+        // As Navidrome: a plugin without a config schema has nothing to configure, so any save is
+        // a mistake (usually the wrong plugin ID) rather than something to store unvalidated.
+        if (manifest.config === undefined) {
+          return yield* new ManagerError({
+            reason: "InvalidConfig",
+            pluginId: id,
+            message: `plugin ${id} has no configurable options (its manifest declares no config schema); nothing was saved`
+          })
+        }
         const valid = yield* validateConfig(manifest, config).pipe(
           Effect.mapError(
             (e) => new ManagerError({ reason: "InvalidConfig", pluginId: id, message: e.message })
@@ -589,6 +608,7 @@ const make = (options: ManagerOptions) =>
         users?: AccessList<string>
         libraries?: AccessList<number>
         allowedNetworks?: ReadonlyArray<string>
+        allowWrite?: boolean
       }
     ) =>
       Effect.gen(function* () {
@@ -815,6 +835,7 @@ const make = (options: ManagerOptions) =>
       setConfig,
       setUsers: (id, users) => setAccess(id, { users }),
       setLibraries: (id, libraries) => setAccess(id, { libraries }),
+      setAllowWrite: (id, allowWrite) => setAccess(id, { allowWrite }),
       setNetworks,
       rescan,
       use,
