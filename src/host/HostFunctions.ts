@@ -34,6 +34,8 @@ export interface PluginContext {
   readonly users: AccessList<string>
   /** The libraries the administrator allowed for this plugin (library IDs). */
   readonly libraries: AccessList<number>
+  /** Whether the administrator lets the plugin write to its library folders (default read-only). */
+  readonly allowLibraryWrite?: boolean | undefined
   /**
    * The private networks the operator granted this plugin (decoded `LoadOptions.allowedNetworks`);
    * absent or empty: none, every non-public address is refused.
@@ -105,7 +107,11 @@ export const hostFunctionCatalog: ReadonlyMap<string, Grant> = new Map<string, G
   ),
   ...["users_getusers", "users_getadmins"].map((n) => [n, "users"] as const),
   ...["subsonicapi_call", "subsonicapi_callraw"].map((n) => [n, "subsonicapi"] as const),
-  ["http_send", "http"]
+  ["http_send", "http"],
+  ["storage_getstoragepath", "storage"],
+  ...["task_createqueue", "task_enqueue", "task_get", "task_cancel", "task_clearqueue"].map(
+    (n) => [n, "taskqueue"] as const
+  )
 ])
 
 /** The installed host services and where they keep data. */
