@@ -15,7 +15,9 @@ import * as KvStoreService from "./kvstore/KvStoreService.js"
 import { LibraryCatalog } from "../server/LibraryCatalog.js"
 import * as LibraryService from "./library/LibraryService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
+import * as StorageService from "./storage/StorageService.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
+import * as TaskQueueService from "./taskqueue/TaskQueueService.js"
 import { SubsonicRouter } from "../server/SubsonicRouter.js"
 import { UserDirectory } from "../server/UserDirectory.js"
 import * as UsersService from "./users/UsersService.js"
@@ -29,6 +31,7 @@ export interface HostOptions {
   readonly http?: Partial<HttpService.HttpOptions> | undefined
   readonly kvstore?: Partial<KvStoreService.KvStoreServiceOptions> | undefined
   readonly scheduler?: Partial<SchedulerService.SchedulerOptions> | undefined
+  readonly taskqueue?: Partial<TaskQueueService.TaskQueueOptions> | undefined
   readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
 }
 
@@ -52,7 +55,9 @@ export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, S
         SchedulerService.providerWith(options.scheduler),
         WebSocketService.makeProvider({ ...WebSocketService.defaultWebSocketOptions, ...options.websocket }),
         LibraryService.provider(catalog),
-        SubsonicService.provider(router, directory)
+        SubsonicService.provider(router, directory),
+        StorageService.provider,
+        TaskQueueService.providerWith(options.taskqueue)
       ])
     })
   )
