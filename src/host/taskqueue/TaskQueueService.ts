@@ -26,7 +26,14 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { join } from "node:path"
 import { randomBase62 } from "../../internal/Ids.js"
-import { Bytes, encodeError, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
+import {
+  Bytes,
+  encodeError,
+  encodeResponseAsIs,
+  type HostFunctionHandler,
+  hostFunction,
+  toBase64
+} from "../HostCodec.js"
 import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
 import { TaskQueueError } from "./TaskQueueError.js"
 import * as TaskStore from "./TaskStore.js"
@@ -424,7 +431,8 @@ const functions = (
   task_enqueue: hostFunction("task_enqueue", Enqueue, ({ payload, queueName }) =>
     service.enqueue(queueName, payload)
   ),
-  task_get: hostFunction("task_get", TaskId, ({ taskId }) => service.get(taskId)),
+  // Navidrome's TaskInfo has no omitempty: an empty message and attempt 0 are sent as they are.
+  task_get: hostFunction("task_get", TaskId, ({ taskId }) => service.get(taskId), encodeResponseAsIs),
   task_cancel: hostFunction("task_cancel", TaskId, ({ taskId }) => service.cancel(taskId)),
   task_clearqueue: hostFunction("task_clearqueue", QueueName, ({ queueName }) =>
     service.clearQueue(queueName)
