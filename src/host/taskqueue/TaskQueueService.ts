@@ -8,7 +8,8 @@
  * `running` back to `pending`. Each queue runs `concurrency` worker fibers in the plugin's services
  * scope; the concurrencies of a plugin's queues add up to at most `taskqueue.maxConcurrency` (a
  * request is cut to what is left, nothing left is an error). Retries back off
- * `backoffMs · 2^(attempt−1)`, at most 1 h; `delayMs` spaces the starts of a queue's tasks; finished
+ * `backoffMs · 2^(attempt−1)`, at most 1 h; `delayMs` spaces the starts of a queue's tasks (a task
+ * waiting for its start stays pending); finished
  * tasks are kept `retentionMs` (1 min … 1 week), then cleaned up periodically.
  *
  * Against flooding: at most `maxQueues` queues per plugin, `maxPendingPerQueue` pending tasks per
@@ -165,20 +166,22 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
       )
     )
     const workers = yield* FiberSet.make()
+    // Completed when the last running task ends after `stopping`: what the unload waits for.
+    const drained = yield* Deferred.make<void>()
     yield* Effect.addFinalizer(() =>
-      Deferred.succeed(stopping, undefined).pipe(
-        Effect.zipRight(Effect.forEach(queues.values(), (queue) => Deferred.succeed(queue.wake, undefined))),
-        Effect.zipRight(
-          FiberSet.awaitEmpty(workers).pipe(
-            Effect.timeoutTo({
-              duration: options.shutdownGrace,
-              onTimeout: () => Effect.logWarning("task queue: tasks still running at unload are interrupted"),
-              onSuccess: () => Effect.void
-            })
-          )
-        ),
-        log
-      )
+      Effect.gen(function* () {
+        yield* Deferred.succeed(stopping, undefined)
+        // Idle workers and those waiting for a start slot hold no task: they are simply interrupted.
+        if (running.size === 0) return
+        yield* Deferred.await(drained).pipe(
+          Effect.timeoutTo({
+            duration: options.shutdownGrace,
+            onTimeout: () =>
+              Effect.logWarning(`task queue: ${running.size} tasks still running at unload are interrupted`),
+            onSuccess: () => Effect.void
+          })
+        )
+      }).pipe(log)
     )
 
     const execute = (name: string, queue: Queue, task: TaskStore.DequeuedTask) =>
@@ -213,6 +216,7 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
       })
 
     /** Waits for the queue's next start slot (`delayMs` after the previous start). */
+    /** Waits for the queue's next start slot (`delayMs` after the previous start); returns the slot's end. */
     const startSlot = (queue: Queue) =>
       queue.starting.withPermits(1)(
         Effect.gen(function* () {
@@ -220,6 +224,7 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
           const at = Math.max(now, queue.nextStart)
           queue.nextStart = at + queue.settings.delayMs
           if (at > now) yield* Effect.sleep(Duration.millis(at - now))
+          return queue.nextStart
         })
       )
 
@@ -239,21 +244,40 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
       })
 
     /** Takes and runs one due task, or waits for one. */
+    /**
+     * Runs one due task, or waits for one. The start slot is taken before the task, so a task
+     * waiting out `delayMs` stays pending (cancellable) and an unload need not wait for it; a slot
+     * that finds no task (another worker took it) is given back.
+     */
     const step = (name: string, queue: Queue) =>
       Effect.gen(function* () {
+        const due = yield* store.nextDue(name)
+        if (Option.isNone(due) || due.value > (yield* Clock.currentTimeMillis))
+          return yield* idle(name, queue)
+        const slot = yield* startSlot(queue)
+        // Unloading: no new task starts.
+        if (yield* Deferred.isDone(stopping)) return
         const task = yield* store.dequeue(name, yield* Clock.currentTimeMillis)
-        if (Option.isNone(task)) return yield* idle(name, queue)
+        if (Option.isNone(task)) {
+          if (queue.nextStart === slot) queue.nextStart = slot - queue.settings.delayMs
+          return
+        }
         const id = task.value.id
         running.add(id)
-        yield* startSlot(queue).pipe(
-          Effect.zipRight(execute(name, queue, task.value)),
-          // Interrupted (unload) while waiting or running: the attempt does not count.
+        yield* execute(name, queue, task.value).pipe(
+          // Interrupted (unload after the grace): the attempt does not count.
           Effect.onInterrupt(() =>
             Effect.flatMap(Clock.currentTimeMillis, (now) => store.revert(Option.some(id), now)).pipe(
               Effect.ignore
             )
           ),
-          Effect.ensuring(Effect.sync(() => running.delete(id)))
+          Effect.ensuring(
+            Effect.gen(function* () {
+              running.delete(id)
+              if (running.size === 0 && (yield* Deferred.isDone(stopping)))
+                yield* Deferred.succeed(drained, undefined)
+            })
+          )
         )
       })
 
