@@ -468,8 +468,8 @@ const unavailable = (error: TaskQueueError): Record<string, HostFunctionHandler>
   Object.fromEntries(functionNames.map((name) => [name, () => Effect.succeed(encodeError(error.message))]))
 
 /** Where a plugin's tasks are kept. */
-export const storePath = (context: PluginContext): string =>
-  join(context.dataFolder, "plugins", context.pluginId, "taskqueue.db")
+export const storeFile = (dataFolder: string, pluginId: string): string =>
+  join(dataFolder, "plugins", pluginId, "taskqueue.db")
 
 /** The TaskQueue service with these limits (missing ones take `defaultTaskQueueOptions`). */
 export const providerWith = (options: Partial<TaskQueueOptions> = {}): HostServiceProvider => {
@@ -478,7 +478,7 @@ export const providerWith = (options: Partial<TaskQueueOptions> = {}): HostServi
     grant: "taskqueue",
     functions: functionNames,
     make: (context) =>
-      TaskStore.sqlite(storePath(context)).pipe(
+      TaskStore.sqlite(storeFile(context.dataFolder, context.pluginId)).pipe(
         Effect.flatMap((store) => makeService(context, store, limits)),
         Effect.map(functions),
         // A store that cannot open must not keep the plugin from loading: its calls fail in-band.

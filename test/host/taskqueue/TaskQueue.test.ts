@@ -10,7 +10,7 @@ import * as Scope from "effect/Scope"
 import * as Exit from "effect/Exit"
 import * as TestClock from "effect/TestClock"
 import { HostFunctions } from "../../../src/host/HostFunctions.js"
-import { backoffFor, maxPayloadBytes, storePath } from "../../../src/host/taskqueue/TaskQueueService.js"
+import { backoffFor, maxPayloadBytes, storeFile } from "../../../src/host/taskqueue/TaskQueueService.js"
 import { type LoadedPlugin, type LoadOptions, PluginLoader } from "../../../src/loader/PluginLoader.js"
 import { testEngine } from "../../support/engine.js"
 import { fixture } from "../../support/fixtures.js"
@@ -175,7 +175,17 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) =
         const scope = yield* Scope.make()
         const first = driver(yield* Scope.extend(load({ config: loopQueue, timeoutMs: 30_000 }), scope))
         const id = yield* first.enqueue("loop", "p")
-        yield* first.settled(id, "running")
+        // Read from the store itself: the looping task holds the one worker this plugin may use.
+        const file = storeFile(dataFolder, "host-taskqueue")
+        let status = ""
+        while (status !== "running") {
+          const rows = yield* withRawDb(
+            file,
+            (sql) => sql<{ status: string }>`SELECT status FROM tasks WHERE id = ${id}`
+          )
+          status = rows[0]?.status ?? ""
+          yield* realSleep(20)
+        }
         // The grace (10 s) runs on the TestClock: move it until the unload is through.
         const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
         while ((yield* closing.poll)._tag === "None") {
@@ -189,7 +199,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) =
 
         // As if the process had died mid-task: the row says running. Re-creating the queue recovers it.
         yield* withRawDb(
-          storePath({ dataFolder, pluginId: "host-taskqueue" } as never),
+          file,
           (sql) => sql`UPDATE tasks SET status = 'running', attempt = 1 WHERE id = ${id}`
         )
         const third = driver(yield* load({ config: { ...loopQueue, no_loop: "true" } }))
