@@ -166,46 +166,38 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) =
   )
 
   it.scoped(
-    "tasks are durable; unload puts a running task back without counting it; a crash's running tasks run again",
+    "tasks are durable across loads; a crash's running tasks run again when the queue is re-created",
     () =>
       Effect.gen(function* () {
         const { dataFolder } = yield* HostFunctions
-        const loopQueue = { init_queue: "loop", init_config: "{}" }
-        // First load: the task never returns; unloading gives it the grace, then puts it back.
-        const scope = yield* Scope.make()
-        const first = driver(yield* Scope.extend(load({ config: loopQueue, timeoutMs: 30_000 }), scope))
-        const id = yield* first.enqueue("loop", "p")
-        // Read from the store itself: the looping task holds the one worker this plugin may use.
         const file = storeFile(dataFolder, "host-taskqueue")
-        let status = ""
-        while (status !== "running") {
-          const rows = yield* withRawDb(
-            file,
-            (sql) => sql<{ status: string }>`SELECT status FROM tasks WHERE id = ${id}`
-          )
-          status = rows[0]?.status ?? ""
-          yield* realSleep(20)
-        }
-        // The grace (10 s) runs on the TestClock: move it until the unload is through.
-        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-        while ((yield* closing.poll)._tag === "None") {
-          yield* TestClock.adjust("1 second")
-          yield* realSleep(20)
-        }
+        const keep = { init_queue: "keep", init_config: JSON.stringify({ delayMs: 3_600_000 }) }
+        // First load: one task runs at once, the next waits an hour for its start.
+        const scope = yield* Scope.make()
+        const first = driver(yield* Scope.extend(load({ config: keep }), scope))
+        const done = yield* first.enqueue("keep", "a")
+        const waiting = yield* first.enqueue("keep", "b")
+        yield* first.settled(done, "completed")
+        yield* Scope.close(scope, Exit.void)
 
-        // Second load, no queue defined: the task is kept, pending, its interrupted attempt uncounted.
+        // Second load, no queue defined: both tasks are kept as they were.
         const second = driver(yield* load())
-        expect((yield* second.get(id)).result).toEqual({ status: "pending", message: "", attempt: 0 })
+        expect((yield* second.get(done)).result).toEqual({
+          status: "completed",
+          message: `done keep ${b64("a")} 1`,
+          attempt: 1
+        })
+        expect((yield* second.get(waiting)).result).toEqual({ status: "pending", message: "", attempt: 0 })
 
         // As if the process had died mid-task: the row says running. Re-creating the queue recovers it.
         yield* withRawDb(
           file,
-          (sql) => sql`UPDATE tasks SET status = 'running', attempt = 1 WHERE id = ${id}`
+          (sql) => sql`UPDATE tasks SET status = 'running', attempt = 1 WHERE id = ${waiting}`
         )
-        const third = driver(yield* load({ config: { ...loopQueue, no_loop: "true" } }))
-        expect(yield* third.settled(id, "completed")).toEqual({
+        const third = driver(yield* load({ config: keep }))
+        expect(yield* third.settled(waiting, "completed")).toEqual({
           status: "completed",
-          message: `done loop ${b64("p")} 2`,
+          message: `done keep ${b64("b")} 2`,
           attempt: 2
         })
       }),
