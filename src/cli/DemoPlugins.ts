@@ -14,6 +14,7 @@ export const demoPlugins: ReadonlyArray<string> = [
   "scrobbler-draft",
   "lifecycle",
   "host-scheduler",
+  "host-taskqueue",
   "host-library",
   "host-subsonic",
   "loop-export",

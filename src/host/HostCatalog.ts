@@ -13,7 +13,9 @@ import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
+import * as StorageService from "./storage/StorageService.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
+import * as TaskQueueService from "./taskqueue/TaskQueueService.js"
 import * as UsersService from "./users/UsersService.js"
 import * as WebSocketService from "./websocket/WebSocketService.js"
 
@@ -28,6 +30,8 @@ export const definitions: ReadonlyArray<HostServiceDefinition> = [
   ArtworkService.definition,
   UsersService.definition,
   SubsonicService.definition,
+  StorageService.definition,
+  TaskQueueService.definition,
   HttpService.definition
 ]
 

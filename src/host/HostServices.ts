@@ -18,7 +18,9 @@ import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
+import * as StorageService from "./storage/StorageService.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
+import * as TaskQueueService from "./taskqueue/TaskQueueService.js"
 import * as UsersService from "./users/UsersService.js"
 import * as WebSocketService from "./websocket/WebSocketService.js"
 
@@ -30,6 +32,7 @@ export interface HostOptions {
   readonly http?: Partial<HttpService.HttpOptions> | undefined
   readonly kvstore?: Partial<KvStoreService.KvStoreServiceOptions> | undefined
   readonly scheduler?: Partial<SchedulerService.SchedulerOptions> | undefined
+  readonly taskqueue?: Partial<TaskQueueService.TaskQueueOptions> | undefined
   readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
 }
 
@@ -48,7 +51,9 @@ export const servicesLayer = (options: Omit<HostOptions, "dataFolder">) =>
     SchedulerService.layer(options.scheduler),
     WebSocketService.layer(options.websocket),
     LibraryService.layer,
-    SubsonicService.layer
+    SubsonicService.layer,
+    StorageService.layer,
+    TaskQueueService.layer(options.taskqueue)
   )
 
 /** The registry over every host service's provider, in a fixed order. */
@@ -66,7 +71,9 @@ const registry = (dataFolder: string) =>
         SchedulerService.SchedulerService,
         WebSocketService.WebSocketService,
         LibraryService.LibraryService,
-        SubsonicService.SubsonicService
+        SubsonicService.SubsonicService,
+        StorageService.StorageService,
+        TaskQueueService.TaskQueueService
       ]),
       (providers) => ({ dataFolder, providers })
     )

@@ -60,6 +60,11 @@ export interface LoadOptions {
   /** The libraries the administrator allows this plugin to see (default: none). */
   readonly libraries?: AccessList<number> | undefined
   /**
+   * Whether the administrator lets the plugin write to the library folders it may see (with
+   * `library.filesystem`); default false, read-only. Writes stay inside each library's folder.
+   */
+  readonly allowLibraryWrite?: boolean | undefined
+  /**
    * The private networks this plugin may reach, as CIDRs (`192.168.1.0/24`, `::1/128`), addresses
    * or host names (default: none). Without a grant every loopback, private, link-local and other
    * non-public address is refused after DNS resolution, whatever the manifest lists.
@@ -197,6 +202,7 @@ const make = Effect.gen(function* () {
         dataFolder: registry.dataFolder,
         users,
         libraries: options.libraries ?? [],
+        allowLibraryWrite: options.allowLibraryWrite === true,
         allowedNetworks
       }
       // Host services live in their own scope, closed before the instance is unregistered (see

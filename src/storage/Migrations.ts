@@ -26,7 +26,8 @@ export const all: ReadonlyArray<readonly [key: string, migration: Migration]> = 
   ["0004_users", EmbeddedDatabase.migrations.users],
   ["0005_settings", EmbeddedDatabase.migrations.settings],
   ["0006_catalogue", CatalogSchema.migrations.catalogue],
-  ["0007_demo_library", CatalogSchema.migrations.demoLibrary]
+  ["0007_demo_library", CatalogSchema.migrations.demoLibrary],
+  ["0008_allow_write", Registry.migrations.allowWrite]
 ]
 
 /** The record `Migrator.fromRecord` takes, bound to one client. */

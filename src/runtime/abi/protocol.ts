@@ -91,10 +91,14 @@ export const makeLogBudget = (limits: LogBudget): LogBudgetSpec => ({
   state: new SharedArrayBuffer(2 * BigInt64Array.BYTES_PER_ELEMENT)
 })
 
-/** A host folder visible to a plugin at `guestPath` (e.g. `/libraries/1`), read-only. */
+/** A host folder visible to a plugin at `guestPath` (e.g. `/libraries/1`), read-only unless `writable`. */
 export interface Mount {
   readonly guestPath: string
   readonly hostPath: string
+  /** The guest may create, write, rename and remove below it (never symlinks or hard links). */
+  readonly writable?: boolean
+  /** With `writable`: the most bytes (sum of file sizes) the folder may hold; absent: no quota. */
+  readonly maxBytes?: number
 }
 
 export interface KernelLimits {
