@@ -49,7 +49,10 @@ const contract: Record<string, ReadonlyArray<string>> = {
   artwork: ["artwork_getartisturl", "artwork_getalbumurl", "artwork_gettrackurl", "artwork_getplaylisturl"],
   users: ["users_getusers", "users_getadmins"],
   subsonicapi: ["subsonicapi_call", "subsonicapi_callraw"],
-  http: ["http_send"]
+  http: ["http_send"],
+  // Navidrome after v0.60 (docs/compatibility.md).
+  storage: ["storage_getstoragepath"],
+  taskqueue: ["task_createqueue", "task_enqueue", "task_get", "task_cancel", "task_clearqueue"]
 }
 
 describe("hostFunctionCatalog", () => {
