@@ -4,6 +4,7 @@
  * manifest's `permissions.kvstore.maxSize`. The store opens when the plugin loads and closes when
  * it unloads.
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -19,6 +20,7 @@ import {
 } from "../HostCodec.js"
 import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
 import * as KvStore from "./KvStore.js"
+import * as KvStorePg from "./KvStorePg.js"
 import type { KvStoreError } from "./KvStoreError.js"
 
 /** The host functions of this service, in contract order. */
@@ -154,3 +156,27 @@ export const providerWith = (options: Partial<KvStoreServiceOptions> = {}): Host
 
 /** The KVStore service with the default limits. */
 export const provider: HostServiceProvider = providerWith()
+
+/**
+ * The KVStore service on a shared PostgreSQL database (`KvStorePg`): every plugin's store in one
+ * schema, which the caller has migrated (`KvStorePg.migrateSchema`), same limits as on SQLite.
+ */
+export const providerOnPostgres = (
+  sql: SqlClient.SqlClient,
+  options: Partial<KvStoreServiceOptions> = {}
+): HostServiceProvider => {
+  const { maxKeys } = { ...defaultKvStoreServiceOptions, ...options }
+  return {
+    grant: "kvstore",
+    functions: functionNames,
+    make: (context) =>
+      Effect.map(
+        KvStorePg.make(sql, {
+          pluginId: context.pluginId,
+          maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes,
+          maxKeys
+        }),
+        (store): Record<string, HostFunctionHandler> => functions(store)
+      )
+  }
+}
