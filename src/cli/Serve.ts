@@ -13,6 +13,7 @@ import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import { existsSync } from "node:fs"
+import * as Cluster from "../cluster/Cluster.js"
 import * as Engine from "../Engine.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { type ManagerSettings, toOptions } from "../manager/ManagerConfig.js"
@@ -22,6 +23,7 @@ import * as Registry from "../manager/Registry.js"
 import * as Scrobblers from "../manager/Scrobblers.js"
 import { described } from "./Help.js"
 import {
+  CommandFailure,
   loadSettings,
   LogLevelFlag,
   locationOptions,
@@ -98,6 +100,25 @@ const statusPrinter = Layer.scopedDiscard(
  */
 export const serverLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, true)
+  // With a Database, this process is one node of a cluster on it (docs/cluster.md).
+  const engineLayer =
+    settings.database === undefined
+      ? Engine.layer(engine)
+      : Engine.layer(engine).pipe(
+          Layer.provide(
+            Cluster.layerPostgres(settings.database).pipe(
+              Layer.mapError(
+                (error) =>
+                  new CommandFailure({
+                    code: ManagerExitCode.usage,
+                    tag: error._tag,
+                    reason: "Database",
+                    message: error.message
+                  })
+              )
+            )
+          )
+        )
   return statusPrinter.pipe(
     Layer.provideMerge(
       Layer.merge(
@@ -107,7 +128,7 @@ export const serverLayer = (settings: ManagerSettings) => {
     ),
     Layer.provideMerge(PluginManager.layer(manager)),
     Layer.provideMerge(Registry.layer(settings.dataFolder)),
-    Layer.provideMerge(Engine.layer(engine))
+    Layer.provideMerge(engineLayer)
   )
 }
 
@@ -127,11 +148,21 @@ export const serve = described(
       ...locationOptions,
       autoReload: Options.boolean("auto-reload").pipe(
         Options.withDescription("watch the folder and act on new, changed and removed packages")
+      ),
+      database: Options.text("database").pipe(
+        Options.withPseudoName("URL"),
+        Options.optional,
+        Options.withDescription(
+          "a postgres:// URL: run as one node of a cluster sharing it (docs/cluster.md)"
+        )
       )
     },
     (args) =>
       Effect.gen(function* () {
-        const settings = yield* loadSettings(args, args.autoReload ? { AutoReload: "true" } : {})
+        const settings = yield* loadSettings(args, {
+          ...(args.autoReload ? { AutoReload: "true" } : {}),
+          ...Option.match(args.database, { onNone: () => ({}), onSome: (Database) => ({ Database }) })
+        })
         if (!settings.enabled) {
           yield* Console.error(
             "plugins are disabled in the settings (Plugins.Enabled = false): nothing to serve"

@@ -4,6 +4,7 @@
  * requirement of this layer; `Engine.layer` supplies embedded defaults.
  */
 import * as Effect from "effect/Effect"
+import * as PluginOwnership from "../cluster/PluginOwnership.js"
 import * as Layer from "effect/Layer"
 import { ArtworkSettings } from "../server/ArtworkSettings.js"
 import * as ArtworkService from "./artwork/ArtworkService.js"
@@ -43,13 +44,17 @@ export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, S
       const artwork = yield* ArtworkSettings
       const catalog = yield* LibraryCatalog
       const router = yield* SubsonicRouter
+      const ownership = yield* PluginOwnership.current
+      const kvstore = yield* Effect.serviceOption(KvStoreService.SharedDatabase)
       return layerWith(options.dataFolder, [
         CacheService.provider({ ...CacheService.defaultCacheOptions, ...options.cache }),
-        KvStoreService.providerWith(options.kvstore),
+        kvstore._tag === "Some"
+          ? KvStoreService.providerOnPostgres(kvstore.value, options.kvstore)
+          : KvStoreService.providerWith(options.kvstore),
         HttpService.provider({ ...HttpService.defaultHttpOptions, ...options.http }),
         ArtworkService.provider(artwork),
         UsersService.provider(directory),
-        SchedulerService.providerWith(options.scheduler),
+        SchedulerService.providerWith(options.scheduler, ownership),
         WebSocketService.makeProvider({ ...WebSocketService.defaultWebSocketOptions, ...options.websocket }),
         LibraryService.provider(catalog),
         SubsonicService.provider(router, directory)

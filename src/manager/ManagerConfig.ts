@@ -44,7 +44,8 @@ export const SettingKeys = [
   "Workers",
   "Agents",
   "Debounce",
-  "ShutdownTimeout"
+  "ShutdownTimeout",
+  "Database"
 ] as const
 
 /** One key of the `[Plugins]` block. */
@@ -58,6 +59,8 @@ export interface ManagerSettings {
   readonly dataFolder: string
   /** The plugins folder (absolute); `<dataFolder>/plugins` unless set. */
   readonly folder: string
+  /** A `postgres://` URL: state shared with the other nodes of a cluster (docs/cluster.md); unset = SQLite. */
+  readonly database: string | undefined
   readonly autoReload: boolean
   /** The most verbose level logged by the plugin system. */
   readonly logLevel: LogLevel.LogLevel
@@ -238,6 +241,7 @@ export const ManagerConfig: Config.Config<ManagerSettings> = Config.nested(
     enabled: setting("Enabled", BooleanFromText).pipe(Config.withDefault(true)),
     dataFolder: optionalText("DataFolder"),
     folder: optionalText("Folder"),
+    database: optionalText("Database"),
     autoReload: setting("AutoReload", BooleanFromText).pipe(Config.withDefault(false)),
     logLevel: setting("LogLevel", LogLevelFromText).pipe(Config.withDefault(LogLevel.Info)),
     cacheSizeBytes: setting("CacheSize", ByteSizeFromText).pipe(Config.withDefault(200_000_000)),
@@ -253,13 +257,14 @@ export const ManagerConfig: Config.Config<ManagerSettings> = Config.nested(
   }),
   "Plugins"
 ).pipe(
-  Config.map(({ dataFolder, folder, workers, ...rest }): ManagerSettings => {
+  Config.map(({ database, dataFolder, folder, workers, ...rest }): ManagerSettings => {
     const data = resolve(Option.getOrElse(dataFolder, () => "ndp-data"))
     return {
       ...rest,
       dataFolder: data,
       folder: resolve(Option.getOrElse(folder, () => join(data, "plugins"))),
-      workers: Option.getOrUndefined(workers)
+      workers: Option.getOrUndefined(workers),
+      database: Option.getOrUndefined(database)
     }
   })
 )
@@ -320,7 +325,8 @@ const FileBlock = Schema.Struct({
   Workers: Schema.optional(Scalar),
   Agents: Schema.optional(ListValue),
   Debounce: Schema.optional(Scalar),
-  ShutdownTimeout: Schema.optional(Scalar)
+  ShutdownTimeout: Schema.optional(Scalar),
+  Database: Schema.optional(Schema.String)
 })
 
 const decodeBlock = Schema.decodeUnknownEither(FileBlock, { onExcessProperty: "error", errors: "all" })

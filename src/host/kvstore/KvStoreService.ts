@@ -5,6 +5,7 @@
  * it unloads.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -156,6 +157,15 @@ export const providerWith = (options: Partial<KvStoreServiceOptions> = {}): Host
 
 /** The KVStore service with the default limits. */
 export const provider: HostServiceProvider = providerWith()
+
+/**
+ * The shared database whose schema holds every plugin's store (migrated by whoever provides it);
+ * absent = a SQLite file per plugin in the data folder.
+ */
+export class SharedDatabase extends Context.Tag("ndp/kvstore/SharedDatabase")<
+  SharedDatabase,
+  SqlClient.SqlClient
+>() {}
 
 /**
  * The KVStore service on a shared PostgreSQL database (`KvStorePg`): every plugin's store in one
