@@ -60,7 +60,15 @@ const startNode = async (index: number) => {
   const dataDir = join(dir, "data")
   mkdirSync(folder)
   copyFileSync(fixture("cluster-ticker"), join(folder, "cluster-ticker.ndp"))
-  const enabled = await ndp(["plugins", "enable", "cluster-ticker", "--folder", folder, "--data-dir", dataDir])
+  const enabled = await ndp([
+    "plugins",
+    "enable",
+    "cluster-ticker",
+    "--folder",
+    folder,
+    "--data-dir",
+    dataDir
+  ])
   expect(enabled.code, enabled.stderr).toBe(0)
   return startNdp(["serve", "--folder", folder, "--data-dir", dataDir, "--database", url], {
     NDP_PLUGINS_WORKERS: "1"
