@@ -13,8 +13,9 @@ import { demoPlugins } from "../src/cli/DemoPlugins.js"
 import { ndp, repositoryRoot, startNdp } from "../test/support/cli.js"
 import { postgresServer } from "../test/support/postgres.js"
 
+// Demo plugins that show request-driven and background work, and the ticker the tests count.
 const plugins = [
-  ...demoPlugins.filter((id) => id !== "loop-export" && id !== "forbidden-import"),
+  ...demoPlugins.filter((id) => ["agent-full", "scrobbler", "lifecycle"].includes(id)),
   "cluster-ticker"
 ]
 
@@ -41,8 +42,9 @@ const main = Effect.gen(function* () {
           const source = join(repositoryRoot, "build", "fixtures", `${id}.ndp`)
           if (existsSync(source)) copyFileSync(source, join(folder, `${id}.ndp`))
         }
-        for (const id of plugins)
-          await ndp(["plugins", "enable", id, "--folder", folder, "--data-dir", dataDir])
+        await Promise.all(
+          plugins.map((id) => ndp(["plugins", "enable", id, "--folder", folder, "--data-dir", dataDir]))
+        )
         const node = startNdp(["serve", "--folder", folder, "--data-dir", dataDir, "--database", url])
         node.child.stdout?.on("data", (chunk: string | Buffer) =>
           process.stdout.write(prefixed(name, String(chunk)))
