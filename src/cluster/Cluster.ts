@@ -34,19 +34,23 @@ export interface ClusterOptions {
   /** This node's identity among the runners: unique in the cluster (host name + HTTP port, say). */
   readonly nodeHost: string
   readonly nodePort: number
-  /** How long a silent node keeps its plugins (default 5 s); the failover bound is about this + 2 s. */
+  /** How long a silent node keeps its plugins (default 6 s); the failover bound is about this + 3 s. */
   readonly lockExpiration?: Duration.DurationInput | undefined
 }
 
-/** Heartbeats, lock refreshes and assignment checks every second; a node is gone after 5 s of silence. */
-export const defaultLockExpiration: Duration.Duration = Duration.seconds(5)
+/**
+ * A node is gone after 6 s of silence. Heartbeats and lock refreshes every 2 s (also the timeout of
+ * one lock operation: 1 s made loaded machines flap between healthy and not), assignment checks
+ * every second.
+ */
+export const defaultLockExpiration: Duration.Duration = Duration.seconds(6)
 
 const shardingConfig = (options: ClusterOptions) =>
   ShardingConfig.layer({
     // The address only names the runner: Runners.layerNoop never connects to it.
     runnerAddress: Option.some(RunnerAddress.make(options.nodeHost, options.nodePort)),
     shardsPerGroup: 64,
-    shardLockRefreshInterval: Duration.seconds(1),
+    shardLockRefreshInterval: Duration.seconds(2),
     shardLockExpiration: options.lockExpiration ?? defaultLockExpiration,
     refreshAssignmentsInterval: Duration.seconds(1)
   })
