@@ -3,6 +3,8 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as Layer from "effect/Layer"
+import * as Cluster from "../../src/cluster/Cluster.js"
 import { postgresServer } from "../support/postgres.js"
 
 describe("test PostgreSQL server", () => {
@@ -14,5 +16,24 @@ describe("test PostgreSQL server", () => {
       const rows = yield* sql<{ db: string }>`select current_database() as db`
       expect(rows[0]?.db).toBe("fresh")
     }).pipe(Effect.provide(Reactivity.layer))
+  )
+})
+
+describe("Cluster.layerPostgres", () => {
+  it.scoped(
+    "refuses a URL that is not postgres:// and a server that is not there, saying what to check",
+    () =>
+      Effect.gen(function* () {
+        const notPg = yield* Effect.flip(Layer.build(Cluster.layerPostgres("mysql://user:secret@host/db")))
+        expect(notPg._tag).toBe("ClusterError")
+        expect(notPg.message).toContain("must be a postgres:// URL")
+        // The password is not echoed back.
+        expect(notPg.message).not.toContain("secret")
+        const server = yield* postgresServer
+        const gone = yield* Effect.flip(
+          Layer.build(Cluster.layerPostgres(`postgres://postgres@127.0.0.1:${server.port + 1}/none`))
+        )
+        expect(gone.message).toContain("check the Database URL and that the server is up")
+      })
   )
 })
