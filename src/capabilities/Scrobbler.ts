@@ -5,8 +5,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import type { LoadedPlugin } from "../loader/PluginLoader.js"
 import type { PluginCallError } from "../runtime/PluginError.js"
+import type { CapabilityTarget } from "./Capabilities.js"
 import { parseOutput } from "./CapabilityCodec.js"
 
 export const ScrobblerErrorKind = Schema.Literal("not_authorized", "retry_later", "unrecoverable")
@@ -88,7 +88,7 @@ export interface ScrobblerOptions {
 
 /** The scrobbler client of a loaded plugin. */
 export const fromPlugin = (
-  plugin: Pick<LoadedPlugin, "id" | "exports" | "call"> & Partial<Pick<LoadedPlugin, "allowsUser">>,
+  plugin: Pick<CapabilityTarget, "id" | "exports" | "call" | "allowsUser">,
   options: ScrobblerOptions = {}
 ): Scrobbler => {
   const fail = (kind: ScrobblerErrorKind, message: string, callError?: string) =>
@@ -104,7 +104,7 @@ export const fromPlugin = (
   ) => fail(kindOf(KIND_IN_TEXT.exec(error.message)?.[1]), error.message, error._tag)
 
   // Draft plugins report failure as a successful call with `{error, error_type}` output.
-  const send = (exportName: string, request: object) =>
+  const send = (name: keyof Scrobbler, exportName: string, request: object) =>
     plugin.call(exportName, JSON.stringify(request)).pipe(
       Effect.flatMap((bytes) => parseOutput(plugin.id, exportName, bytes)),
       Effect.mapError(fromCallError),
@@ -116,7 +116,7 @@ export const fromPlugin = (
         }
         return Effect.void
       }),
-      Effect.withSpan(`Scrobbler.${exportName}`, { attributes: { plugin: plugin.id } })
+      Effect.withSpan(`Scrobbler.${name}`, { attributes: { plugin: plugin.id, export: exportName } })
     )
 
   const allows = options.allowsUser ?? plugin.allowsUser ?? (() => false)
@@ -145,13 +145,13 @@ export const fromPlugin = (
           ),
     nowPlaying: (request) =>
       allows(request.username)
-        ? send("nd_scrobbler_now_playing", request)
+        ? send("nowPlaying", "nd_scrobbler_now_playing", request)
         : Effect.fail(
             fail("not_authorized", `user ${request.username} is not allowed for plugin ${plugin.id}`)
           ),
     scrobble: (request) =>
       allows(request.username)
-        ? send("nd_scrobbler_scrobble", request)
+        ? send("scrobble", "nd_scrobbler_scrobble", request)
         : Effect.fail(
             fail("not_authorized", `user ${request.username} is not allowed for plugin ${plugin.id}`)
           )

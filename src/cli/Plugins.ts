@@ -53,7 +53,7 @@ type Services = PluginManager.PluginManager | Registry.Registry | PluginLoader
 const registryLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, false)
   return PluginManager.layer(manager).pipe(
-    Layer.provideMerge(Registry.layer(settings.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer({ ...engine, runtime: { ...engine.runtime, poolSize: 1 } }))
   )
 }

@@ -120,14 +120,9 @@ export const serverLayer = (settings: ManagerSettings) => {
           )
         )
   return statusPrinter.pipe(
-    Layer.provideMerge(
-      Layer.merge(
-        MetadataAgents.layer({ agents: settings.agents }),
-        Scrobblers.layer({ dataFolder: settings.dataFolder }).pipe(Layer.orDie)
-      )
-    ),
+    Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
     Layer.provideMerge(PluginManager.layer(manager)),
-    Layer.provideMerge(Registry.layer(settings.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(engineLayer)
   )
 }

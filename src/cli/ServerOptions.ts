@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as ManagerConfig from "../manager/ManagerConfig.js"
 import type { ManagerError } from "../manager/PluginManager.js"
 import type { RegistryError } from "../manager/Registry.js"
+import type { StorageError } from "../storage/StorageError.js"
 import type { ConfigIssue } from "../manifest/PluginConfig.js"
 import type { WorkerScriptError } from "../runtime/internal/WorkerScript.js"
 
@@ -74,7 +75,13 @@ export const usageFailure = (reason: string, message: string) =>
 
 /** Maps the manager's, the registry's and the settings' errors to a failure with its exit code. */
 export const toFailure = (
-  error: ManagerError | RegistryError | ManagerConfig.ManagerConfigError | WorkerScriptError | CommandFailure
+  error:
+    | ManagerError
+    | RegistryError
+    | StorageError
+    | ManagerConfig.ManagerConfigError
+    | WorkerScriptError
+    | CommandFailure
 ): CommandFailure => {
   switch (error._tag) {
     case "CommandFailure":
@@ -93,6 +100,8 @@ export const toFailure = (
         reason: error.reason,
         message: error.message
       })
+    // The registry lives in the engine's database: a database that cannot open is a registry failure.
+    case "StorageError":
     case "RegistryError":
       return new CommandFailure({
         code: ManagerExitCode.registry,

@@ -37,7 +37,7 @@ import type { PluginCallError } from "../runtime/PluginError.js"
 import { PluginLoadError, PluginUnavailableError } from "../runtime/PluginError.js"
 import type { WasmImport } from "../runtime/WasmBinary.js"
 import { type CallOptions, type RunningPlugin, WasmRuntime } from "../runtime/WasmRuntime.js"
-import type { LogBudget } from "../runtime/worker/protocol.js"
+import type { LogBudget } from "../runtime/abi/protocol.js"
 import { planImports } from "./Linker.js"
 
 /** How to load one plugin. */

@@ -18,6 +18,7 @@ import type * as SchemaAST from "effect/SchemaAST"
 import { extname, join, resolve } from "node:path"
 import { parse as parseToml } from "smol-toml"
 import type { EngineOptions } from "../Engine.js"
+import { parseGoDuration } from "../internal/GoDuration.js"
 import { parseByteSize } from "../manifest/Manifest.js"
 import { defaultDrainTimeoutMs, defaultManagerOptions, type ManagerOptions } from "./PluginManager.js"
 
@@ -113,20 +114,12 @@ export const BooleanFromText = fromText(Schema.Boolean, (text) => {
   return Either.left(`expected true or false, got ${JSON.stringify(text)}`)
 })
 
-const GO_DURATION = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/
-const GO_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/g
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }
-
 /** Milliseconds from `"30000"` (ms), Go's `"30s"`, `"1m30s"`, `"500ms"`, or Effect's `"30 seconds"`. */
 export const DurationMsFromText = fromText(Schema.Number, (text) => {
-  let ms: number | undefined
-  if (/^\d+$/.test(text)) ms = Number(text)
-  else if (GO_DURATION.test(text)) {
-    ms = 0
-    for (const [, amount, unit] of text.matchAll(GO_PART)) ms += Number(amount) * (UNIT_MS[unit ?? ""] ?? 0)
-  } else {
-    ms = Option.getOrUndefined(Option.map(Duration.decodeUnknown(text), Duration.toMillis))
-  }
+  const ms = /^\d+$/.test(text)
+    ? Number(text)
+    : (parseGoDuration(text) ??
+      Option.getOrUndefined(Option.map(Duration.decodeUnknown(text), Duration.toMillis)))
   return ms === undefined || !Number.isFinite(ms) || ms <= 0
     ? Either.left(
         `expected a positive duration like "30s", "1m30s", "500ms" or 30000 (ms), got ${JSON.stringify(text)}`

@@ -35,10 +35,10 @@ import { type LoadedPlugin, PluginLoader } from "../loader/PluginLoader.js"
 import { decodeManifest, type Manifest } from "../manifest/Manifest.js"
 import { validateConfig } from "../manifest/PluginConfig.js"
 import { pluginIdFromFileName, readPackageBytes } from "../package/PluginPackage.js"
-import { decodeNetworkGrants } from "./NetworkGrant.js"
+import { decodeNetworkGrants } from "../host/network/NetworkPolicy.js"
 import { type PluginRecord, Registry, type RegistryError } from "./Registry.js"
 
-export { decodeNetworkGrants, NetworkGrant } from "./NetworkGrant.js"
+export { CanonicalNetworkGrant as NetworkGrant, decodeNetworkGrants } from "../host/network/NetworkPolicy.js"
 
 /** A manager operation failed; `reason` says why, `message` says what to do. */
 export class ManagerError extends Schema.TaggedError<ManagerError>()("ManagerError", {

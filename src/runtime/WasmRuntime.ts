@@ -41,9 +41,9 @@ import {
   type Mount,
   type PluginSpec,
   resolveLogBudget
-} from "./worker/protocol.js"
+} from "./abi/protocol.js"
 
-export type { LogBudget } from "./worker/protocol.js"
+export type { LogBudget } from "./abi/protocol.js"
 
 /** Settings of the execution layer; every field has a default (see `RuntimeOptions.defaults`). */
 export interface RuntimeOptions {

@@ -29,7 +29,7 @@ export const makeFolders = (plugins: ReadonlyArray<string | { id: string; as: st
 /** The engine, the registry and the manager on `folders`. */
 export const managerLayer = (folders: TestFolders, options: Partial<PluginManager.ManagerOptions> = {}) =>
   PluginManager.layer({ ...PluginManager.defaultManagerOptions(folders.folder), ...options }).pipe(
-    Layer.provideMerge(Registry.layer(folders.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize: 2 } })),
     Layer.orDie
   )

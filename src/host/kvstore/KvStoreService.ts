@@ -5,8 +5,11 @@
  * it unloads.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { join } from "node:path"
@@ -19,23 +22,26 @@ import {
   hostFunction,
   toBase64
 } from "../HostCodec.js"
-import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
+import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import * as KvStore from "./KvStore.js"
 import * as KvStorePg from "./KvStorePg.js"
 import type { KvStoreError } from "./KvStoreError.js"
 
-/** The host functions of this service, in contract order. */
-export const functionNames = [
-  "kvstore_set",
-  "kvstore_get",
-  "kvstore_delete",
-  "kvstore_has",
-  "kvstore_list",
-  "kvstore_getstorageused",
-  "kvstore_setwithttl",
-  "kvstore_getmany",
-  "kvstore_deletebyprefix"
-] as const
+/** The host functions of this service, in contract order, and the permission they need. */
+export const definition = define({
+  grant: "kvstore",
+  functions: [
+    "kvstore_set",
+    "kvstore_get",
+    "kvstore_delete",
+    "kvstore_has",
+    "kvstore_list",
+    "kvstore_getstorageused",
+    "kvstore_setwithttl",
+    "kvstore_getmany",
+    "kvstore_deletebyprefix"
+  ]
+})
 
 // A missing or null field reads as Go's zero value, so the store's own rules word the error.
 const Text = Schema.optionalWith(Schema.String, { default: () => "", nullable: true })
@@ -76,7 +82,7 @@ const getManyFunction = (store: KvStore.KvStore): HostFunctionHandler =>
 /** The host functions over one open store. */
 export const functions = (
   store: KvStore.KvStore
-): Record<(typeof functionNames)[number], HostFunctionHandler> => {
+): Record<(typeof definition.functions)[number], HostFunctionHandler> => {
   const storageUsed = hostFunction("kvstore_getstorageused", Schema.Unknown, () =>
     Effect.map(store.storageUsed, (bytes) => ({ bytes }))
   )
@@ -115,7 +121,7 @@ export const functions = (
 /** Every function answering `{"error"}`: what a plugin gets when its store cannot be opened. */
 const unavailable = (error: KvStoreError): Record<string, HostFunctionHandler> => {
   const response = encodeError(`kvstore unavailable: ${error.message}`)
-  return Object.fromEntries(functionNames.map((name) => [name, () => Effect.succeed(response)]))
+  return Object.fromEntries(definition.functions.map((name) => [name, () => Effect.succeed(response)]))
 }
 
 /** Where a plugin's store lives. */
@@ -131,12 +137,47 @@ export interface KvStoreServiceOptions {
 /** 100,000 keys per store. */
 export const defaultKvStoreServiceOptions: KvStoreServiceOptions = { maxKeys: KvStore.defaultMaxKeys }
 
-/** The KVStore service with these limits: one store per plugin, opened in the plugin's scope. */
-export const providerWith = (options: Partial<KvStoreServiceOptions> = {}): HostServiceProvider => {
+/** The KVStore host service: one store per plugin, opened in the plugin's scope. */
+export class KvStoreService extends Context.Tag("ndp-engine/host/KvStoreService")<
+  KvStoreService,
+  HostServiceProvider
+>() {}
+
+/**
+ * The shared database whose schema holds every plugin's store (migrated by whoever provides it,
+ * `Cluster.layerPostgres`); absent = a SQLite file per plugin in the data folder.
+ */
+export class SharedDatabase extends Context.Tag("ndp-engine/host/KvStoreService/SharedDatabase")<
+  SharedDatabase,
+  SqlClient.SqlClient
+>() {}
+
+/** The stores of every plugin in the shared PostgreSQL schema (`KvStorePg`), same limits as on SQLite. */
+const onPostgres = (sql: SqlClient.SqlClient, maxKeys: number): HostServiceProvider => ({
+  ...definition,
+  make: (context) =>
+    Effect.map(
+      KvStorePg.make(sql, {
+        pluginId: context.pluginId,
+        maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes,
+        maxKeys
+      }),
+      (store): Record<string, HostFunctionHandler> => functions(store)
+    )
+})
+
+/**
+ * The KVStore service with these limits (missing ones take `defaultKvStoreServiceOptions`): on the
+ * `SharedDatabase` when one is provided, else a SQLite file per plugin.
+ */
+export const make = Effect.fn("KvStoreService.make")(function* (
+  options: Partial<KvStoreServiceOptions> = {}
+) {
   const { maxKeys } = { ...defaultKvStoreServiceOptions, ...options }
-  return {
-    grant: "kvstore",
-    functions: functionNames,
+  const shared = yield* Effect.serviceOption(SharedDatabase)
+  if (shared._tag === "Some") return onPostgres(shared.value, maxKeys)
+  return yield* Effect.succeed<HostServiceProvider>({
+    ...definition,
     make: (context) =>
       KvStore.make({
         filename: storePath(context),
@@ -152,41 +193,15 @@ export const providerWith = (options: Partial<KvStoreServiceOptions> = {}): Host
         ),
         Effect.annotateLogs("plugin", context.pluginId)
       )
-  }
-}
+  })
+})
 
-/** The KVStore service with the default limits. */
-export const provider: HostServiceProvider = providerWith()
+/** The KVStore service as a layer. */
+export const layer = (options: Partial<KvStoreServiceOptions> = {}): Layer.Layer<KvStoreService> =>
+  Layer.effect(KvStoreService, make(options))
 
-/**
- * The shared database whose schema holds every plugin's store (migrated by whoever provides it);
- * absent = a SQLite file per plugin in the data folder.
- */
-export class SharedDatabase extends Context.Tag("ndp/kvstore/SharedDatabase")<
-  SharedDatabase,
-  SqlClient.SqlClient
->() {}
-
-/**
- * The KVStore service on a shared PostgreSQL database (`KvStorePg`): every plugin's store in one
- * schema, which the caller has migrated (`KvStorePg.migrateSchema`), same limits as on SQLite.
- */
-export const providerOnPostgres = (
-  sql: SqlClient.SqlClient,
-  options: Partial<KvStoreServiceOptions> = {}
-): HostServiceProvider => {
-  const { maxKeys } = { ...defaultKvStoreServiceOptions, ...options }
-  return {
-    grant: "kvstore",
-    functions: functionNames,
-    make: (context) =>
-      Effect.map(
-        KvStorePg.make(sql, {
-          pluginId: context.pluginId,
-          maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes,
-          maxKeys
-        }),
-        (store): Record<string, HostFunctionHandler> => functions(store)
-      )
-  }
-}
+/** The KVStore service with its limits read from `Config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<Partial<KvStoreServiceOptions>>
+): Layer.Layer<KvStoreService, ConfigError.ConfigError> =>
+  Layer.effect(KvStoreService, Effect.flatMap(Config.unwrap(config), make))
