@@ -18,6 +18,7 @@ import { WasmRuntime } from "../src/runtime/WasmRuntime.js"
 import { postMessageRoundTrips, sharedMemoryRoundTrips } from "./reference.js"
 import { attackEnvironment, healthyCall } from "./attacks.js"
 import { measureCliStart } from "./cliStart.js"
+import { measureCluster } from "./cluster.js"
 import { perClass } from "./containment.js"
 import {
   callAndReset,
@@ -359,6 +360,13 @@ const program = Effect.gen(function* () {
     (r) => `--help ${r.helpVsNode}× node -e 0, inspect ${r.inspectVsNode}× (node -e 0: ${r.nodeMs} ms)`
   )
 
+  const cluster = yield* stage(
+    "cluster: PostgreSQL KV store (2 nodes, 8 in flight) and failover of 3 ndp serve nodes",
+    measureCluster,
+    (r) =>
+      `kv set ${formatNumber(r.kvSetPerSec)}/s, get ${formatNumber(r.kvGetPerSec)}/s; failover ${r.failoverMs} ms`
+  )
+
   // ── Containment: the healthy plugin's p99 under each hostile class alone ÷ its p99 alone ──────
   const containment = yield* stage(
     "containment: a healthy plugin beside each hostile class of bench/attacks.ts (own engine)",
@@ -501,6 +509,7 @@ const program = Effect.gen(function* () {
     footprint: footprintFigures,
     manager: managerFigures,
     cliStart,
+    cluster,
     containment: {
       healthyAloneP99Ms: round(containment.alone.p99Ms),
       healthyAloneCalls: containment.alone.calls,

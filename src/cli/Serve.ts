@@ -18,6 +18,7 @@ import { existsSync } from "node:fs"
 import * as AdminAuth from "../admin/AdminAuth.js"
 import * as AdminHttp from "../admin/AdminHttp.js"
 import * as PluginLogs from "../admin/PluginLogs.js"
+import * as Cluster from "../cluster/Cluster.js"
 import * as Engine from "../Engine.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { type ManagerSettings, toOptions } from "../manager/ManagerConfig.js"
@@ -103,11 +104,30 @@ const statusPrinter = Layer.scopedDiscard(
  */
 export const serverLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, true)
+  // With a Database, this process is one node of a cluster on it (docs/cluster.md).
+  const engineLayer =
+    settings.database === undefined
+      ? Engine.layer(engine)
+      : Engine.layer(engine).pipe(
+          Layer.provide(
+            Cluster.layerPostgres(settings.database).pipe(
+              Layer.mapError(
+                (error) =>
+                  new CommandFailure({
+                    code: ManagerExitCode.usage,
+                    tag: error._tag,
+                    reason: "Database",
+                    message: error.message
+                  })
+              )
+            )
+          )
+        )
   return statusPrinter.pipe(
     Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
     Layer.provideMerge(PluginManager.layer(manager)),
     Layer.provideMerge(Registry.layer),
-    Layer.provideMerge(Engine.layer(engine))
+    Layer.provideMerge(engineLayer)
   )
 }
 
@@ -167,11 +187,21 @@ export const serve = described(
         Options.withDescription(
           `serve the admin API, web page and /metrics there (host 127.0.0.1 when only a port is given); token from ${adminTokenVariable}, else generated once`
         )
+      ),
+      database: Options.text("database").pipe(
+        Options.withPseudoName("URL"),
+        Options.optional,
+        Options.withDescription(
+          "a postgres:// URL: run as one node of a cluster sharing it (docs/cluster.md)"
+        )
       )
     },
     (args) =>
       Effect.gen(function* () {
-        const settings = yield* loadSettings(args, args.autoReload ? { AutoReload: "true" } : {})
+        const settings = yield* loadSettings(args, {
+          ...(args.autoReload ? { AutoReload: "true" } : {}),
+          ...Option.match(args.database, { onNone: () => ({}), onSome: (Database) => ({ Database }) })
+        })
         if (!settings.enabled) {
           yield* Console.error(
             "plugins are disabled in the settings (Plugins.Enabled = false): nothing to serve"

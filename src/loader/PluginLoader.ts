@@ -13,6 +13,7 @@ import * as Scope from "effect/Scope"
 import { basename } from "node:path"
 import { type CapabilityName, detectCapabilities } from "../capabilities/Capabilities.js"
 import { runInit } from "../capabilities/Lifecycle.js"
+import * as PluginOwnership from "../cluster/PluginOwnership.js"
 import {
   type AccessList,
   collectMounts,
@@ -126,6 +127,8 @@ const encoder = new TextEncoder()
 const make = Effect.gen(function* () {
   const runtime = yield* WasmRuntime
   const registry = yield* HostFunctions
+  // On a cluster, nd_on_init runs on the plugin's owner only (decision 0038).
+  const ownership = yield* PluginOwnership.current
   const fs = yield* FileSystem.FileSystem
 
   const fromPackage = (id: string) => (error: { readonly message: string }) =>
@@ -258,7 +261,7 @@ const make = Effect.gen(function* () {
         call: (exportName, input = new Uint8Array(0), callOptions) =>
           running.call(exportName, typeof input === "string" ? encoder.encode(input) : input, callOptions)
       }
-      if (capabilities.includes("Lifecycle")) yield* runInit(plugin)
+      if (capabilities.includes("Lifecycle")) yield* ownership.background(id, runInit(plugin))
       yield* Effect.logDebug(`plugin loaded (${capabilities.join(", ") || "no capabilities"})`)
       return plugin
     }).pipe(Effect.annotateLogs("plugin", id), Effect.withSpan("PluginLoader.load", { attributes: { id } }))
