@@ -263,7 +263,9 @@ export class WorkerPool {
     this.pump()
     // Only calls that actually wait get a deadline timer: most start right away.
     if (job.startedAt === undefined && !job.settled) {
-      job.deadline = setTimeout(() => this.expire(job), queueTimeoutMs)
+      // Checked first at the call's own timeout: if workers cannot start at all, waiting longer
+      // helps nobody; otherwise the job waits on to its queue deadline.
+      job.deadline = setTimeout(() => this.expire(job), Math.min(timeoutMs, queueTimeoutMs))
     }
     // Cancelling only removes a queued job: a running call cannot be stopped without ending its worker.
     return () => {
@@ -530,6 +532,11 @@ export class WorkerPool {
 
   /** A queued call reached its deadline without starting. */
   private expire(job: Job): void {
+    const left = job.queuedAt + job.queueTimeoutMs - Date.now()
+    if (this.lastStartError === undefined && left > 0) {
+      job.deadline = setTimeout(() => this.expire(job), left)
+      return
+    }
     if (!this.dequeue(job)) return
     if (this.lastStartError !== undefined) {
       this.settle(job, { _tag: "WorkerStart", message: this.lastStartError, attempts: this.startFailures })
