@@ -121,6 +121,10 @@ export const setGauge = (
   value: number
 ): Effect.Effect<void> => Metric.set(Metric.tagged(gauge, "plugin", pluginId), value)
 
+/** `setGauge` for code that is not an Effect (socket bookkeeping in callbacks). */
+export const setGaugeNow = (gauge: Metric.Metric.Gauge<number>, pluginId: string, value: number): void =>
+  Metric.tagged(gauge, "plugin", pluginId).unsafeUpdate(value, [])
+
 /** One metric series as the JSON API shows it. */
 export interface MetricSample {
   readonly name: string

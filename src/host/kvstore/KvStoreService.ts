@@ -23,6 +23,7 @@ import {
   toBase64
 } from "../HostCodec.js"
 import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
+import * as PluginMetrics from "../../metrics/PluginMetrics.js"
 import * as KvStore from "./KvStore.js"
 import * as KvStorePg from "./KvStorePg.js"
 import type { KvStoreError } from "./KvStoreError.js"
@@ -79,16 +80,28 @@ const getManyFunction = (store: KvStore.KvStore): HostFunctionHandler =>
     encodeResponseAsIs
   )
 
-/** The host functions over one open store. */
+/**
+ * Sets the plugin's `ndp_plugin_kvstore_bytes` gauge from the store's usage. A failure to read it
+ * only leaves the gauge stale: metrics never fail a host call.
+ */
+const reportUsage = (store: KvStore.KvStore, pluginId: string): Effect.Effect<void> =>
+  Effect.flatMap(store.storageUsed, (bytes) =>
+    PluginMetrics.setGauge(PluginMetrics.kvBytes, pluginId, bytes)
+  ).pipe(Effect.ignore)
+
+/** The host functions over one open store; writes update the plugin's KV-bytes gauge. */
 export const functions = (
-  store: KvStore.KvStore
+  store: KvStore.KvStore,
+  pluginId?: string
 ): Record<(typeof definition.functions)[number], HostFunctionHandler> => {
   const storageUsed = hostFunction("kvstore_getstorageused", Schema.Unknown, () =>
     Effect.map(store.storageUsed, (bytes) => ({ bytes }))
   )
+  const metered = <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    pluginId === undefined ? write : Effect.tap(write, () => reportUsage(store, pluginId))
   return {
     kvstore_set: hostFunction("kvstore_set", SetRequest, ({ key, value }) =>
-      Effect.as(store.set(key, value), {})
+      Effect.as(metered(store.set(key, value)), {})
     ),
     kvstore_get: hostFunction("kvstore_get", KeyRequest, ({ key }) =>
       Effect.map(
@@ -99,7 +112,9 @@ export const functions = (
         })
       )
     ),
-    kvstore_delete: hostFunction("kvstore_delete", KeyRequest, ({ key }) => Effect.as(store.delete(key), {})),
+    kvstore_delete: hostFunction("kvstore_delete", KeyRequest, ({ key }) =>
+      Effect.as(metered(store.delete(key)), {})
+    ),
     kvstore_has: hostFunction("kvstore_has", KeyRequest, ({ key }) =>
       Effect.map(store.has(key), (exists) => ({ exists }))
     ),
@@ -109,11 +124,11 @@ export const functions = (
     // It takes no parameters, so whatever the guest passed (any handle, even 0) is ignored.
     kvstore_getstorageused: () => storageUsed(noPayload),
     kvstore_setwithttl: hostFunction("kvstore_setwithttl", SetWithTtlRequest, ({ key, ttlSeconds, value }) =>
-      Effect.as(store.setWithTtl(key, value, ttlSeconds), {})
+      Effect.as(metered(store.setWithTtl(key, value, ttlSeconds)), {})
     ),
     kvstore_getmany: getManyFunction(store),
     kvstore_deletebyprefix: hostFunction("kvstore_deletebyprefix", PrefixRequest, ({ prefix }) =>
-      Effect.map(store.deleteByPrefix(prefix), (deletedCount) => ({ deletedCount }))
+      Effect.map(metered(store.deleteByPrefix(prefix)), (deletedCount) => ({ deletedCount }))
     )
   }
 }
@@ -162,7 +177,7 @@ const onPostgres = (sql: SqlClient.SqlClient, maxKeys: number): HostServiceProvi
         maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes,
         maxKeys
       }),
-      (store): Record<string, HostFunctionHandler> => functions(store)
+      (store): Record<string, HostFunctionHandler> => functions(store, context.pluginId)
     )
 })
 
@@ -184,7 +199,8 @@ export const make = Effect.fn("KvStoreService.make")(function* (
         maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes,
         maxKeys
       }).pipe(
-        Effect.map((store): Record<string, HostFunctionHandler> => functions(store)),
+        Effect.tap((store) => reportUsage(store, context.pluginId)),
+        Effect.map((store): Record<string, HostFunctionHandler> => functions(store, context.pluginId)),
         // A store that cannot open must not keep the plugin from loading: its calls fail in-band.
         Effect.catchAll((error) =>
           Effect.logError(`kvstore of plugin ${context.pluginId} cannot be opened`, error).pipe(

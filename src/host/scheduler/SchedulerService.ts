@@ -24,6 +24,7 @@ import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as PluginMetrics from "../../metrics/PluginMetrics.js"
 import * as PluginOwnership from "../../cluster/PluginOwnership.js"
 import { randomBase62 } from "../../internal/Ids.js"
 import { hostFunction } from "../HostCodec.js"
@@ -146,6 +147,26 @@ const forPlugin = (options: SchedulerOptions, ownership: PluginOwnership.PluginO
      * Starts `run` under the requested ID (or a generated one) if the plugin may have one more
      * schedule; answers the ID only when the schedule's fiber is in the map.
      */
+    // Live schedules for the `ndp_plugin_schedules` gauge: counted by the schedules' own fibers,
+    // so one that ends, is cancelled or is closed with the plugin is subtracted alike.
+    let live = 0
+    const report = Effect.suspend(() =>
+      PluginMetrics.setGauge(PluginMetrics.schedules, context.pluginId, live)
+    )
+    const counted = (schedule: Effect.Effect<void>) =>
+      Effect.acquireUseRelease(
+        Effect.zipRight(
+          Effect.sync(() => live++),
+          report
+        ),
+        () => schedule,
+        () =>
+          Effect.zipRight(
+            Effect.sync(() => live--),
+            report
+          )
+      )
+
     const create = (requested: string, run: (id: string) => Effect.Effect<void>) =>
       creating.withPermits(1)(
         Effect.gen(function* () {
@@ -166,7 +187,7 @@ const forPlugin = (options: SchedulerOptions, ownership: PluginOwnership.PluginO
           }
           let id = requested
           while (id === "" || (yield* FiberMap.has(schedules, id))) id = generateScheduleId()
-          yield* FiberMap.run(schedules, id, run(id), { onlyIfMissing: true })
+          yield* FiberMap.run(schedules, id, counted(run(id)), { onlyIfMissing: true })
           // A new fiber starts asynchronously, so it is still in the map unless the map is closed.
           if (!(yield* FiberMap.has(schedules, id))) {
             return yield* new SchedulerError({

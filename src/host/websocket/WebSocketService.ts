@@ -32,6 +32,7 @@ import { lookup as dnsLookup } from "node:dns"
 import type { LookupFunction } from "node:net"
 import WebSocket from "ws"
 import { randomBase62 } from "../../internal/Ids.js"
+import * as PluginMetrics from "../../metrics/PluginMetrics.js"
 import type { HostCallContext } from "../../runtime/WasmRuntime.js"
 import { Bytes, type HostFunctionHandler, hostFunction } from "../HostCodec.js"
 import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
@@ -150,7 +151,12 @@ export const forPlugin = Effect.fn("WebSocketService.forPlugin")(function* (
   // delivers on_close, so they cannot be keyed by connection ID.
   const readers = yield* FiberSet.make<void>()
   const pluginScope = yield* Effect.scope
-  yield* Effect.addFinalizer(() => Effect.sync(() => active.clear()))
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      active.clear()
+      PluginMetrics.setGaugeNow(PluginMetrics.sockets, context.pluginId, 0)
+    })
+  )
   // Connections go in a scope forked from the plugin's on first use, which is during a host call,
   // so after the plugin instance was registered: on unload this scope therefore closes before the
   // instance goes away, and on_close can still be delivered. Parallel: sockets close together.
@@ -166,8 +172,11 @@ export const forPlugin = Effect.fn("WebSocketService.forPlugin")(function* (
       Effect.annotateLogs("plugin", context.pluginId)
     )
 
+  const reportSockets = (): void =>
+    PluginMetrics.setGaugeNow(PluginMetrics.sockets, context.pluginId, active.size)
   const forget = (conn: Connection): void => {
     if (active.get(conn.id) === conn) active.delete(conn.id)
+    reportSockets()
   }
 
   const { acquire, read, sendNow, startClose } = makeConnections({
@@ -234,6 +243,7 @@ export const forPlugin = Effect.fn("WebSocketService.forPlugin")(function* (
         Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
       )
       if (conn.socket.readyState === WebSocket.OPEN) active.set(id, conn)
+      reportSockets()
       conn.reading = true
       yield* FiberSet.run(readers, read(conn, scope))
       yield* Effect.logDebug(`websocket ${id} connected to ${conn.url}`)
