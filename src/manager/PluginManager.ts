@@ -10,6 +10,8 @@
  * Shutdown works the same way for every plugin at once, with a bound: new calls are refused at
  * once, calls already running get `drainTimeoutMs` to finish, then every version closes.
  */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -166,6 +168,7 @@ const make = (options: ManagerOptions) =>
       })
 
     const files = PluginsFolder.make({
+      fs: yield* FileSystem.FileSystem,
       folder,
       options,
       registry,
@@ -190,7 +193,7 @@ const make = (options: ManagerOptions) =>
     })
 
     const rescan = Effect.gen(function* () {
-      const listed = files.listFolder()
+      const listed = yield* files.listFolder
       if (Either.isLeft(listed)) return yield* files.unreadableFolder(listed.left)
       for (const file of listed.right) yield* files.syncFile(file.id, file.path)
       yield* files.removeMissing(new Set(listed.right.map((f) => f.id)))
@@ -363,4 +366,5 @@ const make = (options: ManagerOptions) =>
 
 /** The manager over a plugins folder; it needs the engine (`PluginLoader`) and a `Registry`. */
 export const layer = (options: ManagerOptions): Layer.Layer<PluginManager, never, Registry | PluginLoader> =>
-  Layer.scoped(PluginManager, make(options))
+  // The folder is Node's (it is watched with fs.watch), so the Node filesystem comes with it.
+  Layer.scoped(PluginManager, make(options)).pipe(Layer.provide(NodeFileSystem.layer))

@@ -13,7 +13,8 @@ import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
-import { type FSWatcher, mkdirSync, readdirSync, readFileSync, statSync, watch } from "node:fs"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import { type FSWatcher, watch } from "node:fs"
 import { basename, join } from "node:path"
 import { decodeManifest } from "../manifest/Manifest.js"
 import { PluginId, readPackageBytes } from "../package/PluginPackage.js"
@@ -40,6 +41,8 @@ const errorText = (error: unknown): string =>
  * its row; `rescan` is the manager's whole resync (a restarted watcher runs it).
  */
 export const make = (deps: {
+  /** The filesystem the folder is read through (the watcher itself is Node's `fs.watch`). */
+  readonly fs: FileSystem.FileSystem
   readonly folder: string
   readonly options: ManagerOptions
   readonly registry: Registry["Type"]
@@ -52,21 +55,22 @@ export const make = (deps: {
   readonly reconcile: (r: PluginRecord) => Effect.Effect<void>
   readonly rescan: Effect.Effect<void, ManagerError>
 }) => {
-  const { folder, options, registry, registryError, update, reconcile } = deps
+  const { folder, fs, options, registry, registryError, update, reconcile } = deps
   const unload = deps.versions.unload
 
   /** Applies the folder's state of one file to the registry (contract of the `[Plugins]` folder). */
   const syncFile = (id: string, path: string) =>
     Effect.gen(function* () {
       const existing = yield* registry.get(id).pipe(Effect.mapError(registryError(id)))
-      let bytes: Uint8Array
-      try {
-        if (!statSync(path).isFile()) return
-        bytes = readFileSync(path)
-      } catch {
-        // Gone between listing and reading: the next event or rescan handles it.
-        return
-      }
+      // Gone between listing and reading: the next event or rescan handles it.
+      const read = yield* fs.stat(path).pipe(
+        Effect.flatMap((info) =>
+          info.type === "File" ? Effect.asSome(fs.readFile(path)) : Effect.succeedNone
+        ),
+        Effect.orElseSucceed(() => Option.none<Uint8Array>())
+      )
+      if (Option.isNone(read)) return
+      const bytes = read.value
       const sha256 = createHash("sha256").update(bytes).digest("hex")
       const contents = yield* Effect.either(readPackageBytes(bytes))
       const manifestJson = contents._tag === "Right" ? contents.right.manifestJson : ""
@@ -107,20 +111,18 @@ export const make = (deps: {
     })
 
   /** The folder's plugin files, or why the folder cannot be read. */
-  const listFolder = (): Either.Either<ReadonlyArray<{ id: string; path: string }>, string> => {
-    let names: Array<string>
-    try {
-      names = readdirSync(folder)
-    } catch (error) {
-      return Either.left(errorText(error))
-    }
-    return Either.right(
-      names.flatMap((name) => {
-        const id = idOfPath(name)
-        return id === undefined ? [] : [{ id, path: join(folder, name) }]
-      })
+  const listFolder: Effect.Effect<Either.Either<ReadonlyArray<{ id: string; path: string }>, string>> = fs
+    .readDirectory(folder)
+    .pipe(
+      Effect.map((names) =>
+        names.flatMap((name) => {
+          const id = idOfPath(name)
+          return id === undefined ? [] : [{ id, path: join(folder, name) }]
+        })
+      ),
+      Effect.mapError((error) => error.message),
+      Effect.either
     )
-  }
 
   // A folder that cannot be read (unmounted, being replaced) is not an empty one: deregistering
   // every plugin would throw away the administrator's decisions for all of them.
@@ -133,14 +135,12 @@ export const make = (deps: {
   const onFileSettled = (id: string) =>
     Effect.gen(function* () {
       const path = join(folder, `${id}.ndp`)
-      let exists = false
-      try {
-        exists = statSync(path).isFile()
-      } catch {
-        exists = false
-      }
+      const exists = yield* fs.stat(path).pipe(
+        Effect.map((info) => info.type === "File"),
+        Effect.orElseSucceed(() => false)
+      )
       if (!exists) {
-        const listed = listFolder()
+        const listed = yield* listFolder
         if (Either.isLeft(listed)) return yield* unreadableFolder(listed.left)
         yield* removeMissing(new Set(listed.right.map((f) => f.id)))
         return
@@ -154,14 +154,14 @@ export const make = (deps: {
     )
 
   /** The folder's identity, to notice it being removed or replaced under a running watcher. */
-  const folderIdentity = (): Either.Either<string, string> => {
-    try {
-      const stat = statSync(folder)
-      return stat.isDirectory() ? Either.right(`${stat.dev}:${stat.ino}`) : Either.left("it is not a folder")
-    } catch (error) {
-      return Either.left(errorText(error))
-    }
-  }
+  const folderIdentity: Effect.Effect<Either.Either<string, string>> = fs.stat(folder).pipe(
+    Effect.map((info) =>
+      info.type === "Directory"
+        ? Either.right(`${info.dev}:${Option.getOrElse(info.ino, () => 0n)}`)
+        : Either.left("it is not a folder")
+    ),
+    Effect.catchAll((error) => Effect.succeed(Either.left(error.message)))
+  )
 
   const watchError = (message: string) => new ManagerError({ reason: "Watch", pluginId: "", message })
 
@@ -181,27 +181,21 @@ export const make = (deps: {
         const runFork = Runtime.runFork(yield* Effect.runtime<never>())
         const stopped = yield* Deferred.make<string>()
         const stop = (why: string) => Deferred.unsafeDone(stopped, Exit.succeed(why))
-        if (!restarted) {
-          try {
-            mkdirSync(folder, { recursive: true })
-          } catch {
-            // Reported just below, by the identity check, with the reason.
-          }
-        }
-        const identity = folderIdentity()
+        // A failure is reported just below, by the identity check, with the reason.
+        if (!restarted) yield* Effect.ignore(fs.makeDirectory(folder, { recursive: true }))
+        const identity = yield* folderIdentity
         if (Either.isLeft(identity)) {
           return yield* watchError(`cannot watch the plugins folder ${folder}: ${identity.left}`)
         }
-        const checkFolder = () => {
-          const now = folderIdentity()
+        const checkFolder = Effect.map(folderIdentity, (now) => {
           if (Either.isLeft(now)) stop(`the plugins folder ${folder} is gone (${now.left})`)
           else if (now.right !== identity.right) stop(`the plugins folder ${folder} was replaced`)
-        }
+        })
         const folderName = basename(folder)
         // Re-running a key interrupts its waiting fiber: each event restarts that plugin's quiet
         // period, so a file copied slowly is read once, after the copy has settled.
         const onEvent = (name: string | null) => {
-          if (name === folderName) return checkFolder()
+          if (name === folderName) return void runFork(checkFolder)
           const id = name === null ? undefined : idOfPath(name)
           if (id !== undefined) {
             runFork(
@@ -229,7 +223,7 @@ export const make = (deps: {
             )
           )
         }
-        yield* Effect.forkScoped(Effect.repeat(Effect.sync(checkFolder), Schedule.spaced(options.pollMs)))
+        yield* Effect.forkScoped(Effect.repeat(checkFolder, Schedule.spaced(options.pollMs)))
         return yield* Deferred.await(stopped)
       })
     )
