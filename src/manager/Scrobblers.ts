@@ -82,6 +82,13 @@ export class Scrobblers extends Context.Tag("ndp-engine/Scrobblers")<
       track: Scrobbler.TrackInfo,
       timestamp: number
     ) => Effect.Effect<ReadonlyArray<Delivery>, ScrobblersError>
+    /**
+     * Sends a playback state report to every scrobbler that allows and authorizes the user. Never
+     * queued or retried: a report is stale by then. A plugin without the export succeeds.
+     */
+    readonly playbackReport: (
+      report: Scrobbler.PlaybackReport
+    ) => Effect.Effect<ReadonlyArray<Delivery>, ScrobblersError>
     /** Processes the queue now (what the background fiber does every tick). */
     readonly flush: Effect.Effect<void, ScrobblersError>
     /** Queued scrobbles, oldest first. */
@@ -248,6 +255,27 @@ const make = (options: ScrobblersOptions) =>
           return "dropped"
         })
       ).pipe(Effect.annotateLogs("user", username))
+    })
+
+    const playbackReport = Effect.fn("Scrobblers.playbackReport")(function* (
+      report: Scrobbler.PlaybackReport
+    ) {
+      return yield* eachScrobbler((plugin) =>
+        Effect.flatMap(
+          deliver(plugin, report.username, (c) => c.playbackReport(report)),
+          (result): Effect.Effect<Outcome> =>
+            result._tag === "Sent"
+              ? Effect.succeed("sent")
+              : result._tag === "Skipped"
+                ? Effect.succeed(result.outcome)
+                : Effect.as(
+                    Effect.logWarning(
+                      `scrobbler ${plugin.id} failed a playback report for ${report.username} (${result.error.kind}; not retried): ${result.error.message}`
+                    ),
+                    "dropped"
+                  )
+        )
+      ).pipe(Effect.annotateLogs("user", report.username))
     })
 
     const scrobble = Effect.fn("Scrobblers.scrobble")(function* (
@@ -423,6 +451,7 @@ const make = (options: ScrobblersOptions) =>
     return Scrobblers.of({
       nowPlaying,
       scrobble,
+      playbackReport,
       flush: pass.pipe(Effect.withSpan("Scrobblers.flush")),
       pending: storage("read the queue", rawStore.all),
       unauthorized: storage("read authorization marks", rawStore.marks)

@@ -308,4 +308,51 @@ describe("Scrobblers", () => {
       )
     })
   )
+
+  it.scopedLive(
+    "playback reports: sent where authorized, never queued when they fail, skipped unauthorized",
+    () =>
+      Effect.gen(function* () {
+        const folders = yield* makeFolders(["scrobbler", { id: "scrobbler", as: "busy" }, "scrobbler-draft"])
+        const logs = captureLogs()
+        const report = {
+          username: "alice",
+          track,
+          state: "playing" as const,
+          positionMs: 1_000,
+          playbackRate: 1,
+          playerId: "p-1",
+          playerName: "Web",
+          timestamp: 1_764_000_000
+        }
+        const [deliveries, denied, pending] = yield* logs.provide(
+          withScrobblers(
+            folders,
+            Effect.gen(function* () {
+              yield* setUp("scrobbler", { deny_user: "carol" })
+              yield* setUp("busy", retryLater)
+              yield* setUp("scrobbler-draft")
+              const scrobblers = yield* service
+              const deliveries = yield* scrobblers.playbackReport(report)
+              const denied = yield* scrobblers.playbackReport({ ...report, username: "carol" })
+              return [deliveries, denied, yield* scrobblers.pending] as const
+            })
+          )
+        )
+        const byPlugin = (list: ReadonlyArray<Scrobblers.Delivery>) =>
+          Object.fromEntries(list.map((d) => [d.pluginId, d.outcome]))
+        expect(byPlugin(deliveries)).toEqual({
+          scrobbler: "sent",
+          busy: "dropped",
+          "scrobbler-draft": "sent"
+        })
+        expect(byPlugin(denied).scrobbler).toBe("not_authorized")
+        expect(pending).toEqual([])
+        const played = logs.lines.filter((l) => l.message.startsWith("playback ")).map((l) => l.message)
+        expect(played).toEqual(["playback alice playing 1000 1 Web Jóga"])
+        expect(
+          logs.lines.some((l) => l.message.includes("failed a playback report for alice (retry_later"))
+        ).toBe(true)
+      })
+  )
 })
