@@ -2,7 +2,7 @@
  * ndp-engine: run Navidrome-compatible WebAssembly plugins from an Effect server.
  *
  * Provide `Engine.layer()`, load plugins with `PluginLoader`, and talk to them through the typed
- * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`).
+ * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`, `LyricsProvider.fromPlugin`).
  */
 export * as ArtworkSettings from "./server/ArtworkSettings.js"
 export * as Capabilities from "./capabilities/Capabilities.js"
@@ -12,6 +12,9 @@ export * as HostFunctions from "./host/HostFunctions.js"
 export * as HostServices from "./host/HostServices.js"
 export * as LibraryCatalog from "./server/LibraryCatalog.js"
 export * as Lifecycle from "./capabilities/Lifecycle.js"
+export * as Lyrics from "./manager/Lyrics.js"
+export * as LyricsFormat from "./capabilities/LyricsFormat.js"
+export * as LyricsProvider from "./capabilities/LyricsProvider.js"
 export * as Manifest from "./manifest/Manifest.js"
 export * as ManagerConfig from "./manager/ManagerConfig.js"
 export * as MetadataAgent from "./capabilities/MetadataAgent.js"
