@@ -9,6 +9,8 @@ import * as Layer from "effect/Layer"
 import { resolve } from "node:path"
 import * as EmbeddedDatabase from "./server/embedded/EmbeddedDatabase.js"
 import * as EmbeddedLibrary from "./server/embedded/EmbeddedLibrary.js"
+import * as EmbeddedScrobbleHistory from "./server/embedded/EmbeddedScrobbleHistory.js"
+import type { ScrobbleHistory } from "./server/ScrobbleHistory.js"
 import type * as CacheService from "./host/cache/CacheService.js"
 import type * as HostFunctions from "./host/HostFunctions.js"
 import * as HostServices from "./host/HostServices.js"
@@ -49,13 +51,17 @@ export const layerWithServer = (
 export const layer = (
   options: EngineOptions = {}
 ): Layer.Layer<
-  EngineServices | HostServices.ServerServices | SqlClient.SqlClient,
+  EngineServices | HostServices.ServerServices | ScrobbleHistory | SqlClient.SqlClient,
   WasmRuntime.WorkerScriptError
 > =>
   layerWithServer(options).pipe(
     Layer.provideMerge(
       Layer.merge(
-        EmbeddedDatabase.layer({ dataFolder: dataFolderOf(options), baseUrl: options.artworkBaseUrl }),
+        EmbeddedScrobbleHistory.layer.pipe(
+          Layer.provideMerge(
+            EmbeddedDatabase.layer({ dataFolder: dataFolderOf(options), baseUrl: options.artworkBaseUrl })
+          )
+        ),
         EmbeddedLibrary.layer({ dataFolder: dataFolderOf(options) })
       )
     )

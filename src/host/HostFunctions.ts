@@ -105,6 +105,12 @@ export const hostFunctionCatalog: ReadonlyMap<string, Grant> = new Map<string, G
   ),
   ...["users_getusers", "users_getadmins"].map((n) => [n, "users"] as const),
   ...["subsonicapi_call", "subsonicapi_callraw"].map((n) => [n, "subsonicapi"] as const),
+  ...[
+    "scrobbleretriever_getfirsttimestamp",
+    "scrobbleretriever_getlasttimestamp",
+    "scrobbleretriever_getscrobbles",
+    "scrobbleretriever_getscrobblecount"
+  ].map((n) => [n, "scrobbleRetriever"] as const),
   ["http_send", "http"]
 ])
 

@@ -5,6 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { ArtworkSettings } from "../server/ArtworkSettings.js"
 import * as ArtworkService from "./artwork/ArtworkService.js"
 import * as CacheService from "./cache/CacheService.js"
@@ -15,6 +16,8 @@ import * as KvStoreService from "./kvstore/KvStoreService.js"
 import { LibraryCatalog } from "../server/LibraryCatalog.js"
 import * as LibraryService from "./library/LibraryService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
+import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
+import { ScrobbleHistory } from "../server/ScrobbleHistory.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
 import { SubsonicRouter } from "../server/SubsonicRouter.js"
 import { UserDirectory } from "../server/UserDirectory.js"
@@ -32,7 +35,10 @@ export interface HostOptions {
   readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
 }
 
-/** What the embedding server supplies (or `Engine.layer` with its embedded defaults). */
+/**
+ * What the embedding server supplies (or `Engine.layer` with its embedded defaults). A
+ * `ScrobbleHistory` in the context is used when present (`Engine.layer` embeds one).
+ */
 export type ServerServices = UserDirectory | ArtworkSettings | LibraryCatalog | SubsonicRouter
 
 /** The registry with all installed host services. */
@@ -43,6 +49,9 @@ export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, S
       const artwork = yield* ArtworkSettings
       const catalog = yield* LibraryCatalog
       const router = yield* SubsonicRouter
+      // Optional, so servers written before it keep compiling: without it, the service is not
+      // installed and plugins importing its functions fail to load, naming the missing service.
+      const history = yield* Effect.serviceOption(ScrobbleHistory)
       return layerWith(options.dataFolder, [
         CacheService.provider({ ...CacheService.defaultCacheOptions, ...options.cache }),
         KvStoreService.providerWith(options.kvstore),
@@ -52,7 +61,8 @@ export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, S
         SchedulerService.providerWith(options.scheduler),
         WebSocketService.makeProvider({ ...WebSocketService.defaultWebSocketOptions, ...options.websocket }),
         LibraryService.provider(catalog),
-        SubsonicService.provider(router, directory)
+        SubsonicService.provider(router, directory),
+        ...Option.toArray(Option.map(history, ScrobbleRetrieverService.provider))
       ])
     })
   )

@@ -29,7 +29,8 @@ export const PermissionName = Schema.Literal(
   "users",
   "kvstore",
   "library",
-  "subsonicapi"
+  "subsonicapi",
+  "scrobbleRetriever"
 )
 
 /** A canonical permission name. */
@@ -222,7 +223,8 @@ const Permissions = block({
   users: optionalBlock(BasicPermission),
   kvstore: optionalBlock(KvstorePermission),
   library: optionalBlock(LibraryPermission),
-  subsonicapi: optionalBlock(SubsonicApiPermission)
+  subsonicapi: optionalBlock(SubsonicApiPermission),
+  scrobbleRetriever: optionalBlock(BasicPermission)
 })
 
 /** The declared permissions, by canonical name; an absent block is not granted. */
@@ -236,6 +238,8 @@ export interface Permissions {
   readonly kvstore?: KvstorePermission
   readonly library?: LibraryPermission
   readonly subsonicapi?: SubsonicApiPermission
+  /** `scrobbleRetriever`: read the scrobble history of allowed users (requires `users`). */
+  readonly scrobbleRetriever?: BasicPermission
 }
 
 const ConfigDefinition = block({
@@ -290,7 +294,12 @@ export const Manifest: Schema.Schema<Manifest, typeof ManifestFields.Encoded> = 
           path: ["permissions", "subsonicapi"],
           message: 'requires the "users" permission; add "users": {} to permissions'
         }
-      : true
+      : manifest.permissions.scrobbleRetriever !== undefined && manifest.permissions.users === undefined
+        ? {
+            path: ["permissions", "scrobbleRetriever"],
+            message: 'requires the "users" permission; add "users": {} to permissions'
+          }
+        : true
   )
 )
 
