@@ -16,6 +16,9 @@
  * user, rows are sent oldest first; a row is deleted right after the plugin accepts it, so a row is
  * sent once per process — a crash between acceptance and the delete sends it again after restart.
  * Rows of a plugin that is no longer registered (its file was removed) are discarded.
+ *
+ * With a `ScrobbleHistory` in the context, every scrobble given to `scrobble` is also recorded there
+ * (what the ScrobbleRetriever host service reads), whatever the plugins answer.
  */
 import { migrate } from "../internal/migrate.js"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
@@ -31,6 +34,7 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import * as Scrobbler from "../capabilities/Scrobbler.js"
 import type { LoadedPlugin } from "../loader/PluginLoader.js"
+import { ScrobbleHistory } from "../server/ScrobbleHistory.js"
 import { PluginManager } from "./PluginManager.js"
 import * as ScrobbleQueue from "./ScrobbleQueue.js"
 
@@ -142,6 +146,8 @@ const make = (options: ScrobblersOptions) =>
   Effect.gen(function* () {
     const manager = yield* PluginManager
     const rawStore = yield* ScrobbleQueue.make
+    // When a history is in the context (Engine.layer embeds one), every scrobble is recorded there.
+    const history = yield* Effect.serviceOption(ScrobbleHistory)
     const tick = options.tick ?? "10 seconds"
     const retryInitialMs = Duration.toMillis(options.retryInitial ?? "30 seconds")
     const retryMaxMs = Duration.toMillis(options.retryMax ?? "1 hour")
@@ -284,6 +290,7 @@ const make = (options: ScrobblersOptions) =>
       timestamp: number
     ) {
       const request: Scrobbler.ScrobbleRequest = { username, track, timestamp }
+      if (Option.isSome(history)) yield* history.value.record(username, track.id, timestamp)
       const json = JSON.stringify(request)
       const enqueue = (pluginId: string, attempts: number, lastError: string | null) =>
         Effect.gen(function* () {

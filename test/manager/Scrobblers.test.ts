@@ -7,6 +7,7 @@ import { join } from "node:path"
 import type { AccessList } from "../../src/host/HostFunctions.js"
 import { type ManagerOptions, PluginManager } from "../../src/manager/PluginManager.js"
 import * as Scrobblers from "../../src/manager/Scrobblers.js"
+import { ScrobbleHistory } from "../../src/server/ScrobbleHistory.js"
 import { sampleTrack } from "../support/tracks.js"
 import { type CapturedLog, captureLogs } from "../support/logs.js"
 import { makeFolders, managerLayer, type TestFolders } from "../support/manager.js"
@@ -16,7 +17,7 @@ const track = sampleTrack
 
 const withScrobblers = <A, E>(
   folders: TestFolders,
-  body: Effect.Effect<A, E, Scrobblers.Scrobblers | PluginManager>,
+  body: Effect.Effect<A, E, Scrobblers.Scrobblers | PluginManager | ScrobbleHistory>,
   options: Partial<Scrobblers.ScrobblersOptions> = {},
   managerOptions: Partial<ManagerOptions> = {}
 ) =>
@@ -354,5 +355,27 @@ describe("Scrobblers", () => {
           logs.lines.some((l) => l.message.includes("failed a playback report for alice (retry_later"))
         ).toBe(true)
       })
+  )
+
+  it.scopedLive("every scrobble is recorded in the engine's scrobble history", () =>
+    Effect.gen(function* () {
+      const folders = yield* makeFolders(["scrobbler"])
+      const recorded = yield* withScrobblers(
+        folders,
+        Effect.gen(function* () {
+          yield* setUp("scrobbler", { authorized: "false" })
+          const scrobblers = yield* service
+          yield* scrobblers.scrobble("alice", track, 1_764_000_000)
+          yield* scrobblers.scrobble("alice", { ...track, id: "mf-2" }, 1_764_000_300)
+          const history = yield* ScrobbleHistory
+          return yield* history.slice("alice", { descending: false, limit: 10, offset: 0 })
+        })
+      )
+      // Recorded although the only scrobbler refused the user: the history is the server's, not the plugin's.
+      expect(recorded.map((s) => [s.mediaFileId, s.submissionTime])).toEqual([
+        ["mf-1", 1_764_000_000],
+        ["mf-2", 1_764_000_300]
+      ])
+    })
   )
 })
