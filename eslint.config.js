@@ -26,5 +26,16 @@ export default tseslint.config(
       "@typescript-eslint/no-empty-object-type": ["error", { allowInterfaces: "with-single-extends" }],
       "@typescript-eslint/consistent-type-imports": "error"
     }
+  },
+  {
+    // Main-thread code never loads worker code: what both sides need lives in src/runtime/abi/.
+    files: ["src/**/*.ts"],
+    ignores: ["src/runtime/worker/**"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ group: ["**/worker/*"], message: "import the shared ABI from src/runtime/abi/" }] }
+      ]
+    }
   }
 )

@@ -164,6 +164,11 @@ export interface ContainmentOptions {
   readonly minCalls: number
   /** How long to wait after the attacks' scopes close before counting threads and descriptors. */
   readonly settleMs?: number
+  /**
+   * After `settleMs`, how long to keep polling until threads and descriptors are back (default 0:
+   * count once). The count is still compared by the caller.
+   */
+  readonly settleDeadlineMs?: number
   /** Called before and after each stage, for progress lines. */
   readonly progress?: (line: string) => void
 }
@@ -237,13 +242,23 @@ export const soak = (options: ContainmentOptions) =>
         }
       })
     )
-    // Attack scopes are closed: replaced workers and closed sockets should be back to where they were.
+    // Attack scopes are closed: replaced workers and closed sockets should come back to where they
+    // were. Poll until they do (a busy machine stops threads late), up to the deadline.
     yield* Effect.sleep(options.settleMs ?? 500)
+    const settled = (h: ReturnType<typeof processHandles>) =>
+      h.threads === undefined ||
+      (h.threads <= (handlesBefore.threads ?? 0) + 2 && (h.fds ?? 0) <= (handlesBefore.fds ?? 0) + 8)
+    const deadline = Date.now() + (options.settleDeadlineMs ?? 0)
+    let handlesAfter = processHandles()
+    while (!settled(handlesAfter) && Date.now() < deadline) {
+      yield* Effect.sleep(250)
+      handlesAfter = processHandles()
+    }
     return {
       alone,
       rssBeforeMb,
       handlesBefore,
-      handlesAfter: processHandles(),
+      handlesAfter,
       ...watched
     } satisfies SoakResult
   })

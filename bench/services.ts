@@ -85,7 +85,7 @@ export interface ManagerFigures {
 
 const managerLayer = (folder: string, dataFolder: string, live: boolean) =>
   PluginManager.layer({ ...PluginManager.defaultManagerOptions(folder), live }).pipe(
-    Layer.provideMerge(Registry.layer(dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer({ dataFolder })),
     Layer.orDie,
     Layer.fresh

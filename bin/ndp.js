@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The `ndp` program: the compiled entry (npm run build writes dist/). Node 22 and later keep a
-// compile cache of the modules it loads, which roughly halves the start of later runs.
+// The `ndp` program: the bundled entry (npm run build writes dist/cli/ndp.mjs). Node 22 and later
+// keep a compile cache of the modules it loads, which roughly halves the start of later runs.
 import module from "node:module"
 import { readFileSync } from "node:fs"
 
@@ -33,5 +33,5 @@ const answerHelp = () => {
 
 if (!answerHelp()) {
   module.enableCompileCache?.()
-  await import("../dist/cli/main.js")
+  await import("../dist/cli/ndp.mjs")
 }

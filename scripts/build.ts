@@ -1,6 +1,7 @@
 // Builds the package into dist/: ESM JavaScript, .d.ts and source maps from src/ with tsc
 // (tsconfig.build.json), the worker bundled into one CommonJS script with esbuild
-// (dist/runtime/internal/ndp-worker.cjs, found beside WorkerScript.js at run time), and the demo
+// (dist/runtime/internal/ndp-worker.cjs, found beside WorkerScript.js at run time), the `ndp`
+// program bundled into one ES module (dist/cli/ndp.mjs, the worker copied beside it), and the demo
 // plugins `ndp demo` runs (dist/demo/, copied from build/fixtures: run build:fixtures first).
 // Skips the work when dist/ is newer than everything it is made from.
 //
@@ -17,6 +18,7 @@ import { demoPlugins } from "../src/cli/DemoPlugins.js"
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const dist = path.join(root, "dist")
 const stamp = path.join(root, "build", "dist.stamp")
+const cliBundleName = "ndp.mjs"
 const fixtures = path.join(root, "build", "fixtures")
 
 /** Newest modification time (ms) of a file, or of every file under a folder. */
@@ -70,6 +72,29 @@ await esbuild.build({
   outfile: path.join(dist, "runtime/internal", workerFileName),
   banner: { js: "// ndp-engine execution worker, bundled from src/runtime/worker/ by npm run build." }
 })
+
+// The `ndp` program as one ES module (docs/decisions/0025): loading ~900 modules one by one was
+// most of a cold start. The worker script is copied beside it, where WorkerScript looks for it.
+// better-sqlite3 is native and esbuild optional, so both stay imports; `require` is given to the
+// CommonJS dependencies that call it.
+await esbuild.build({
+  entryPoints: [path.join(root, "src/cli/main.ts")],
+  outfile: path.join(dist, "cli", cliBundleName),
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  external: ["better-sqlite3", "esbuild"],
+  logLevel: "silent",
+  banner: {
+    js: [
+      "// The ndp program, bundled from src/cli/main.ts by npm run build.",
+      'import { createRequire as __ndpCreateRequire } from "node:module"',
+      "const require = __ndpCreateRequire(import.meta.url)"
+    ].join("\n")
+  }
+})
+cpSync(path.join(dist, "runtime/internal", workerFileName), path.join(dist, "cli", workerFileName))
 
 mkdirSync(path.join(dist, "demo"), { recursive: true })
 for (const id of demoPlugins) cpSync(path.join(fixtures, `${id}.ndp`), path.join(dist, "demo", `${id}.ndp`))

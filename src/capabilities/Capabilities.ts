@@ -2,7 +2,11 @@
  * Capabilities are detected from exports: a plugin has a capability when it exports at least one
  * of that capability's functions (contract §3).
  */
+import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type { Manifest } from "../manifest/Manifest.js"
+import type { PluginCallError } from "../runtime/PluginError.js"
+import type { CallOptions } from "../runtime/WasmRuntime.js"
 
 export const CapabilityName = Schema.Literal(
   "MetadataAgent",
@@ -53,3 +57,24 @@ export const capabilityExports: Readonly<Record<CapabilityName, ReadonlyArray<st
 /** The capabilities a set of exports provides, in a stable order. */
 export const detectCapabilities = (exports: ReadonlySet<string>): ReadonlyArray<CapabilityName> =>
   CapabilityName.literals.filter((name) => capabilityExports[name].some((fn) => exports.has(fn)))
+
+/**
+ * What a capability client needs of a loaded plugin. The loader's `LoadedPlugin` is one; declared
+ * here so that capabilities never import the loader, which runs `nd_on_init` through them.
+ */
+export interface CapabilityTarget {
+  readonly id: string
+  readonly exports: ReadonlySet<string>
+  /** Calls an export with raw input bytes (a string is sent as UTF-8). */
+  readonly call: (
+    exportName: string,
+    input?: Uint8Array | string,
+    options?: CallOptions
+  ) => Effect.Effect<Uint8Array | null, PluginCallError>
+  /** Whether the administrator allowed this user for the plugin. */
+  readonly allowsUser?: ((username: string) => boolean) | undefined
+  /** The plugin's manifest (its permissions decide which track fields it may see). */
+  readonly manifest?: Manifest | undefined
+  /** Whether the administrator allowed this library for the plugin. */
+  readonly allowsLibrary?: ((libraryId: number) => boolean) | undefined
+}

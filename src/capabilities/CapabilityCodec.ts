@@ -18,26 +18,22 @@ export const parseOutput = (
   exportName: string,
   output: Uint8Array | null
 ): Effect.Effect<unknown, PluginOutputError> =>
-  Effect.suspend(() => {
-    if (output === null || output.byteLength === 0) return Effect.void
-    let text: string
-    try {
-      text = decoder.decode(output).trim()
-      if (text === "") return Effect.void
-      // A Go plugin returning a nil response writes `null`: the zero value, like empty output.
-      const json = JSON.parse(text) as unknown
-      return json === null ? Effect.void : Effect.succeed(json)
-    } catch (error) {
-      return Effect.fail(
-        new PluginOutputError({
-          pluginId,
-          export: exportName,
-          reason: "InvalidJson",
-          message: `plugin ${pluginId} returned output from ${exportName} that is not UTF-8 JSON (${error instanceof Error ? error.message : String(error)}); the plugin is broken`
-        })
-      )
-    }
-  })
+  output === null || output.byteLength === 0
+    ? Effect.void
+    : Effect.try({
+        try: () => {
+          const text = decoder.decode(output).trim()
+          // A Go plugin returning a nil response writes `null`: the zero value, like empty output.
+          return text === "" ? undefined : ((JSON.parse(text) as unknown) ?? undefined)
+        },
+        catch: (error) =>
+          new PluginOutputError({
+            pluginId,
+            export: exportName,
+            reason: "InvalidJson",
+            message: `plugin ${pluginId} returned output from ${exportName} that is not UTF-8 JSON (${error instanceof Error ? error.message : String(error)}); the plugin is broken`
+          })
+      })
 
 /** Parses and decodes the output with `schema`; `undefined` for empty output. */
 export const decodeOutput =

@@ -3,10 +3,12 @@
  * the plugin stays loaded (contract §4), because a plugin may still serve without its init step.
  */
 import * as Effect from "effect/Effect"
-import type { LoadedPlugin } from "../loader/PluginLoader.js"
+import type { CapabilityTarget } from "./Capabilities.js"
 
 /** Calls `nd_on_init {}`; never fails. */
-export const runInit = (plugin: Pick<LoadedPlugin, "id" | "call">): Effect.Effect<void> =>
+export const runInit: (plugin: Pick<CapabilityTarget, "id" | "call">) => Effect.Effect<void> = Effect.fn(
+  "Lifecycle.runInit"
+)((plugin: Pick<CapabilityTarget, "id" | "call">) =>
   plugin.call("nd_on_init", "{}").pipe(
     Effect.tap(() => Effect.logDebug("nd_on_init completed")),
     Effect.catchTag("PluginNotImplementedError", () => Effect.void),
@@ -18,3 +20,4 @@ export const runInit = (plugin: Pick<LoadedPlugin, "id" | "call">): Effect.Effec
     Effect.annotateLogs("plugin", plugin.id),
     Effect.asVoid
   )
+)

@@ -7,7 +7,7 @@
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import type { LoadedPlugin } from "../loader/PluginLoader.js"
+import type { CapabilityTarget } from "./Capabilities.js"
 import { PluginOutputError } from "../runtime/PluginError.js"
 import type { PluginCallError, PluginNotImplementedError } from "../runtime/PluginError.js"
 import { decodeOutput, nullable } from "./CapabilityCodec.js"
@@ -40,7 +40,7 @@ export interface LyricsProviderOptions {
 
 /** The lyrics client of a loaded plugin. */
 export const fromPlugin = (
-  plugin: Pick<LoadedPlugin, "id" | "exports" | "call"> & TrackAudience,
+  plugin: Pick<CapabilityTarget, "id" | "exports" | "call"> & TrackAudience,
   options: LyricsProviderOptions = {}
 ): LyricsProvider => {
   const maxAnswerBytes = options.maxAnswerBytes ?? defaultMaxAnswerBytes

@@ -6,8 +6,8 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type { LoadedPlugin } from "../loader/PluginLoader.js"
 import type { PluginCallError, PluginNotImplementedError } from "../runtime/PluginError.js"
+import type { CapabilityTarget } from "./Capabilities.js"
 import { decodeOutput, nullable } from "./CapabilityCodec.js"
 
 /** Failures of a metadata call; "not implemented" is a miss, not an error. */
@@ -152,21 +152,26 @@ const nonEmptyList = <A>(value: ReadonlyArray<A> | null | undefined): Option.Opt
   value === null || value === undefined || value.length === 0 ? Option.none() : Option.some(value)
 
 /** The metadata client of a loaded plugin (methods of exports it lacks always miss). */
-export const fromPlugin = (plugin: Pick<LoadedPlugin, "id" | "exports" | "call">): MetadataAgent => {
-  const method =
-    <O, I, A>(exportName: string, output: Schema.Schema<O, I>, pick: (decoded: O) => Option.Option<A>) =>
-    (request: object): Effect.Effect<Option.Option<A>, MetadataAgentError> =>
-      plugin.exports.has(exportName)
-        ? plugin.call(exportName, JSON.stringify(request)).pipe(
-            Effect.flatMap((bytes) => decodeOutput(output)(plugin.id, exportName, bytes)),
-            Effect.map((decoded) => (decoded === undefined ? Option.none() : pick(decoded))),
-            Effect.catchTag("PluginNotImplementedError", () => Effect.succeed(Option.none<A>())),
-            Effect.withSpan(`MetadataAgent.${exportName}`, { attributes: { plugin: plugin.id } })
-          )
-        : Effect.succeed(Option.none())
+export const fromPlugin = (plugin: Pick<CapabilityTarget, "id" | "exports" | "call">): MetadataAgent => {
+  const method = <O, I, A>(
+    name: keyof MetadataAgent,
+    exportName: string,
+    output: Schema.Schema<O, I>,
+    pick: (decoded: O) => Option.Option<A>
+  ): ((request: object) => Effect.Effect<Option.Option<A>, MetadataAgentError>) =>
+    Effect.fn(`MetadataAgent.${name}`, { attributes: { plugin: plugin.id, export: exportName } })(
+      (request: object) =>
+        plugin.exports.has(exportName)
+          ? plugin.call(exportName, JSON.stringify(request)).pipe(
+              Effect.flatMap((bytes) => decodeOutput(output)(plugin.id, exportName, bytes)),
+              Effect.map((decoded) => (decoded === undefined ? Option.none() : pick(decoded))),
+              Effect.catchTag("PluginNotImplementedError", () => Effect.succeed(Option.none<A>()))
+            )
+          : Effect.succeed(Option.none())
+    )
 
-  const songs = (exportName: string) =>
-    method(exportName, list("songs", SongRef), (o) =>
+  const songs = (name: keyof MetadataAgent, exportName: string) =>
+    method(name, exportName, list("songs", SongRef), (o) =>
       Option.map(nonEmptyList(o.songs as ReadonlyArray<SongRef> | null | undefined), (songs) =>
         songs.map(normalizeSongRef)
       )
@@ -174,32 +179,35 @@ export const fromPlugin = (plugin: Pick<LoadedPlugin, "id" | "exports" | "call">
 
   return {
     pluginId: plugin.id,
-    getArtistMBID: method("nd_get_artist_mbid", text("mbid"), (o) =>
+    getArtistMBID: method("getArtistMBID", "nd_get_artist_mbid", text("mbid"), (o) =>
       nonEmptyText(o.mbid as string | null | undefined)
     ),
-    getArtistURL: method("nd_get_artist_url", text("url"), (o) =>
+    getArtistURL: method("getArtistURL", "nd_get_artist_url", text("url"), (o) =>
       nonEmptyText(o.url as string | null | undefined)
     ),
-    getArtistBiography: method("nd_get_artist_biography", text("biography"), (o) =>
+    getArtistBiography: method("getArtistBiography", "nd_get_artist_biography", text("biography"), (o) =>
       nonEmptyText(o.biography as string | null | undefined)
     ),
-    getSimilarArtists: method("nd_get_similar_artists", list("artists", ArtistRef), (o) =>
-      nonEmptyList(o.artists as ReadonlyArray<ArtistRef> | null | undefined)
+    getSimilarArtists: method(
+      "getSimilarArtists",
+      "nd_get_similar_artists",
+      list("artists", ArtistRef),
+      (o) => nonEmptyList(o.artists as ReadonlyArray<ArtistRef> | null | undefined)
     ),
-    getArtistImages: method("nd_get_artist_images", list("images", Image), (o) =>
+    getArtistImages: method("getArtistImages", "nd_get_artist_images", list("images", Image), (o) =>
       nonEmptyList(o.images as ReadonlyArray<Image> | null | undefined)
     ),
-    getArtistTopSongs: songs("nd_get_artist_top_songs"),
-    getAlbumInfo: method("nd_get_album_info", AlbumInfo, (o) =>
+    getArtistTopSongs: songs("getArtistTopSongs", "nd_get_artist_top_songs"),
+    getAlbumInfo: method("getAlbumInfo", "nd_get_album_info", AlbumInfo, (o) =>
       [o.name, o.mbid, o.description, o.url].some((v) => v !== null && v !== undefined && v !== "")
         ? Option.some(o)
         : Option.none()
     ),
-    getAlbumImages: method("nd_get_album_images", list("images", Image), (o) =>
+    getAlbumImages: method("getAlbumImages", "nd_get_album_images", list("images", Image), (o) =>
       nonEmptyList(o.images as ReadonlyArray<Image> | null | undefined)
     ),
-    getSimilarSongsByTrack: songs("nd_get_similar_songs_by_track"),
-    getSimilarSongsByAlbum: songs("nd_get_similar_songs_by_album"),
-    getSimilarSongsByArtist: songs("nd_get_similar_songs_by_artist")
+    getSimilarSongsByTrack: songs("getSimilarSongsByTrack", "nd_get_similar_songs_by_track"),
+    getSimilarSongsByAlbum: songs("getSimilarSongsByAlbum", "nd_get_similar_songs_by_album"),
+    getSimilarSongsByArtist: songs("getSimilarSongsByArtist", "nd_get_similar_songs_by_artist")
   }
 }

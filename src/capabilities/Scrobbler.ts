@@ -5,8 +5,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import type { LoadedPlugin } from "../loader/PluginLoader.js"
 import type { PluginCallError } from "../runtime/PluginError.js"
+import type { CapabilityTarget } from "./Capabilities.js"
 import { parseOutput } from "./CapabilityCodec.js"
 
 export const ScrobblerErrorKind = Schema.Literal("not_authorized", "retry_later", "unrecoverable")
@@ -59,7 +59,7 @@ export interface TrackInfo {
 }
 
 /** What a client needs to know about a plugin to decide which track fields it may see. */
-export type TrackAudience = Partial<Pick<LoadedPlugin, "manifest" | "allowsLibrary">>
+export type TrackAudience = Pick<CapabilityTarget, "manifest" | "allowsLibrary">
 
 /** The track as `plugin` may see it: without `libraryId` and `path` unless it may read that library's files. */
 export const trackFor = (plugin: TrackAudience, track: TrackInfo): TrackInfo => {
@@ -137,9 +137,7 @@ export interface ScrobblerOptions {
 
 /** The scrobbler client of a loaded plugin. */
 export const fromPlugin = (
-  plugin: Pick<LoadedPlugin, "id" | "exports" | "call"> &
-    Partial<Pick<LoadedPlugin, "allowsUser">> &
-    TrackAudience,
+  plugin: Pick<CapabilityTarget, "id" | "exports" | "call" | "allowsUser"> & TrackAudience,
   options: ScrobblerOptions = {}
 ): Scrobbler => {
   const fail = (kind: ScrobblerErrorKind, message: string, callError?: string) =>
@@ -155,7 +153,7 @@ export const fromPlugin = (
   ) => fail(kindOf(KIND_IN_TEXT.exec(error.message)?.[1]), error.message, error._tag)
 
   // Draft plugins report failure as a successful call with `{error, error_type}` output.
-  const send = (exportName: string, request: { readonly track: TrackInfo }) =>
+  const send = (name: keyof Scrobbler, exportName: string, request: { readonly track: TrackInfo }) =>
     plugin.call(exportName, JSON.stringify({ ...request, track: trackFor(plugin, request.track) })).pipe(
       Effect.flatMap((bytes) => parseOutput(plugin.id, exportName, bytes)),
       Effect.mapError(fromCallError),
@@ -167,7 +165,7 @@ export const fromPlugin = (
         }
         return Effect.void
       }),
-      Effect.withSpan(`Scrobbler.${exportName}`, { attributes: { plugin: plugin.id } })
+      Effect.withSpan(`Scrobbler.${name}`, { attributes: { plugin: plugin.id, export: exportName } })
     )
 
   const allows = options.allowsUser ?? plugin.allowsUser ?? (() => false)
@@ -198,15 +196,19 @@ export const fromPlugin = (
             })
           ),
     nowPlaying: (request) =>
-      allows(request.username) ? send("nd_scrobbler_now_playing", request) : notAllowed(request.username),
+      allows(request.username)
+        ? send("nowPlaying", "nd_scrobbler_now_playing", request)
+        : notAllowed(request.username),
     scrobble: (request) =>
-      allows(request.username) ? send("nd_scrobbler_scrobble", request) : notAllowed(request.username),
+      allows(request.username)
+        ? send("scrobble", "nd_scrobbler_scrobble", request)
+        : notAllowed(request.username),
     playbackReport: (report) =>
       !allows(report.username)
         ? notAllowed(report.username)
         : !plugin.exports.has("nd_scrobbler_playback_report")
           ? Effect.void
-          : send("nd_scrobbler_playback_report", report).pipe(
+          : send("playbackReport", "nd_scrobbler_playback_report", report).pipe(
               Effect.catchIf(
                 (error) => error.callError === "PluginNotImplementedError",
                 () => Effect.void

@@ -12,6 +12,7 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
@@ -22,7 +23,7 @@ import { readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import * as Engine from "../Engine.js"
 import { upsertUsers } from "../server/embedded/EmbeddedDatabase.js"
-import { registerLibrary } from "../server/embedded/EmbeddedCatalog.js"
+import { registerLibrary } from "../server/embedded/CatalogQueries.js"
 import { decodeGrants } from "../host/network/NetworkPolicy.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { parseConfigPairs } from "../manifest/PluginConfig.js"
@@ -44,14 +45,7 @@ import {
 import { pack, throwAwayEngine } from "./Pack.js"
 import { plugins } from "./Plugins.js"
 import { serve } from "./Serve.js"
-import {
-  CommandFailure,
-  LogLevelFlag,
-  printJson,
-  reportFailure,
-  setExitCode,
-  usageFailure
-} from "./ServerOptions.js"
+import { CommandFailure, LogLevelFlag, printJson, reportFailure, usageFailure } from "./ServerOptions.js"
 
 export const ExitCode = { ok: 0, usage: 1, callFailed: 2, cannotLoad: 3 } as const
 
@@ -75,15 +69,13 @@ const inspect = described(
       const report = yield* Effect.either(loader.inspectFile(file))
       if (report._tag === "Left") {
         const hint = yield* abiHintOfFile(file)
-        return yield* reportFailure(json)(
-          new CommandFailure({
-            code: ExitCode.cannotLoad,
-            tag: report.left._tag,
-            reason: report.left.reason,
-            message: `cannot read ${file}: ${report.left.message}`,
-            hint
-          })
-        )
+        return yield* new CommandFailure({
+          code: ExitCode.cannotLoad,
+          tag: report.left._tag,
+          reason: report.left.reason,
+          message: `cannot read ${file}: ${report.left.message}`,
+          hint
+        })
       }
       const diagnosis = describeModule(report.right)
       const r = { ...report.right, warnings: [...report.right.warnings, ...diagnosis.warnings] }
@@ -121,7 +113,15 @@ const inspect = described(
         for (const p of r.problems) yield* Console.log(`  problem: ${p}`)
         yield* Console.log(loadable ? "  loadable" : "  NOT loadable")
       }
-      yield* setExitCode(loadable ? ExitCode.ok : ExitCode.cannotLoad)
+      if (!loadable) {
+        return yield* new CommandFailure({
+          code: ExitCode.cannotLoad,
+          tag: "PluginLoadError",
+          reason: "NotLoadable",
+          message: `plugin ${r.id} cannot load: ${r.problems.join("; ")}`,
+          reported: true
+        })
+      }
     }).pipe(Effect.provide(throwAwayEngine))
   )
 )
@@ -309,12 +309,7 @@ const callCommand = described(
           )
           yield* Console.error(`ok in ${ms} ms`)
         }
-        yield* setExitCode(ExitCode.ok)
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(oneShotEngine(timeoutMs, dataDir)),
-        Effect.catchTag("CommandFailure", reportFailure(json))
-      )
+      }).pipe(Effect.scoped, Effect.provide(oneShotEngine(timeoutMs, dataDir)))
   )
 )
 
@@ -394,27 +389,50 @@ const extractLogLevel = (args: ReadonlyArray<string>) => {
   return { rest, level, error }
 }
 
-/** Reports a usage error; `printed`: @effect/cli already printed it on stderr, enough without --json. */
+/** A usage error; `printed`: @effect/cli already printed it on stderr, enough without --json. */
 const usageError = (json: boolean, message: string, printed: boolean) =>
-  printed && !json
-    ? setExitCode(ExitCode.usage)
-    : reportFailure(json)(
-        new CommandFailure({ code: ExitCode.usage, tag: "UsageError", reason: "Usage", message })
-      )
+  Effect.fail(
+    new CommandFailure({
+      code: ExitCode.usage,
+      tag: "UsageError",
+      reason: "Usage",
+      message,
+      reported: printed && !json
+    })
+  )
 
+const isCommandFailure = (error: unknown): error is CommandFailure => error instanceof CommandFailure
+
+/** With --json, anything unexpected is still an envelope on stdout (details on stderr). */
 const reportUnexpected = (cause: Cause.Cause<unknown>) => {
-  if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+  if (Cause.isInterruptedOnly(cause) || Cause.failureOption(cause).pipe(Option.exists(isCommandFailure)))
+    return Effect.failCause(cause)
   const squashed = Cause.squash(cause)
-  return Effect.zipRight(
-    Console.error(Cause.pretty(cause)),
-    reportFailure(true)(
-      new CommandFailure({
-        code: ExitCode.usage,
-        tag: "UnexpectedError",
-        reason: "Unexpected",
-        message: squashed instanceof Error ? squashed.message : String(squashed)
-      })
-    )
+  const failure = (reported: boolean) =>
+    new CommandFailure({
+      code: ExitCode.usage,
+      tag: "UnexpectedError",
+      reason: "Unexpected",
+      message: squashed instanceof Error ? squashed.message : String(squashed),
+      reported
+    })
+  return Console.error(Cause.pretty(cause)).pipe(
+    Effect.zipRight(reportFailure(true)(failure(false))),
+    Effect.zipRight(Effect.fail(failure(true)))
+  )
+}
+
+/**
+ * The exit code of a finished run, decided here only: 0 on success, a `CommandFailure`'s code, 1 for
+ * anything else, 130 when stopped by a signal, except for `serve`, whose normal end is that stop.
+ */
+export const exitCodeOf = (exit: Exit.Exit<unknown, unknown>, argv: ReadonlyArray<string>): number => {
+  if (Exit.isSuccess(exit)) return ExitCode.ok
+  if (Cause.isInterruptedOnly(exit.cause))
+    return extractLogLevel(argv.slice(2)).rest[0] === "serve" ? ExitCode.ok : 130
+  return Cause.failureOption(exit.cause).pipe(
+    Option.filter(isCommandFailure),
+    Option.match({ onNone: () => ExitCode.usage, onSome: (failure) => failure.code })
   )
 }
 
@@ -467,9 +485,10 @@ export const run = (argv: ReadonlyArray<string>) => {
   })
 
   return program.pipe(
+    // Every command's failure is reported here, once; the entry then exits with its code.
+    Effect.tapErrorTag("CommandFailure", reportFailure(json)),
     Option.isSome(level) ? Logger.withMinimumLogLevel(level.value) : (effect) => effect,
     Effect.provideService(LogLevelFlag, level),
-    // With --json, even an unexpected failure is an envelope on stdout (details on stderr).
     json ? Effect.catchAllCause(reportUnexpected) : (effect) => effect,
     // Logs go to stderr so stdout stays machine-readable; coloured only on a terminal. The whole set
     // is replaced, whatever logger the entry program installed.

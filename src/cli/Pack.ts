@@ -21,7 +21,7 @@ import { PluginLoader } from "../loader/PluginLoader.js"
 import { pluginIdFromFileName } from "../package/PluginPackage.js"
 import { binaryHint, describeModule } from "./Diagnose.js"
 import { described } from "./Help.js"
-import { CommandFailure, printJson, reportFailure, setExitCode } from "./ServerOptions.js"
+import { CommandFailure, printJson } from "./ServerOptions.js"
 
 /** Packing failed; nothing was written. */
 export class PackError extends Data.TaggedError("PackError")<{
@@ -200,11 +200,10 @@ export const pack = described(
               )
               for (const w of result.warnings) yield* Console.error(`warning: ${w}`)
             }
-            yield* setExitCode(0)
           })
         ),
-        Effect.catchTag("PackError", (e) =>
-          reportFailure(json)(
+        Effect.mapError(
+          (e) =>
             new CommandFailure({
               code: e.reason === "Invalid" ? 3 : 1,
               tag: e._tag,
@@ -213,7 +212,6 @@ export const pack = described(
               problems: e.problems,
               hint: e.hint
             })
-          )
         ),
         Effect.provide(throwAwayEngine)
       )

@@ -26,8 +26,6 @@ import {
   locationOptions,
   ManagerExitCode,
   printJson,
-  reportFailure,
-  setExitCode,
   toFailure,
   usageFailure
 } from "./ServerOptions.js"
@@ -53,7 +51,7 @@ type Services = PluginManager.PluginManager | Registry.Registry | PluginLoader
 const registryLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, false)
   return PluginManager.layer(manager).pipe(
-    Layer.provideMerge(Registry.layer(settings.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer({ ...engine, runtime: { ...engine.runtime, poolSize: 1 } }))
   )
 }
@@ -63,7 +61,7 @@ const pluginId = Args.text({ name: "id" }).pipe(
   Args.withDescription("the plugin ID (its file name without .ndp)")
 )
 
-/** Runs `body` against the registry of the folders the options name, reporting any failure. */
+/** Runs `body` against the registry of the folders the options name; failures carry their exit code. */
 const withRegistry = <E extends Parameters<typeof toFailure>[0]>(
   args: Parameters<typeof loadSettings>[0] & { readonly json: boolean },
   body: (settings: ManagerSettings) => Effect.Effect<void, E, Services>
@@ -71,8 +69,7 @@ const withRegistry = <E extends Parameters<typeof toFailure>[0]>(
   Effect.gen(function* () {
     const settings = yield* loadSettings(args)
     yield* body(settings).pipe(Effect.provide(registryLayer(settings)))
-    yield* setExitCode(ManagerExitCode.ok)
-  }).pipe(Effect.mapError(toFailure), Effect.catchAll(reportFailure(args.json)))
+  }).pipe(Effect.mapError(toFailure))
 
 // The manifest lists no capabilities; they are read from the module's exports (no plugin code runs).
 const entryOf = (status: PluginManager.PluginStatus) =>

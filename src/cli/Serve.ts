@@ -21,15 +21,7 @@ import * as MetadataAgents from "../manager/MetadataAgents.js"
 import * as Registry from "../manager/Registry.js"
 import * as Scrobblers from "../manager/Scrobblers.js"
 import { described } from "./Help.js"
-import {
-  loadSettings,
-  LogLevelFlag,
-  locationOptions,
-  ManagerExitCode,
-  reportFailure,
-  setExitCode,
-  toFailure
-} from "./ServerOptions.js"
+import { loadSettings, LogLevelFlag, locationOptions, toFailure } from "./ServerOptions.js"
 
 /** How often the status lines are refreshed. */
 const STATUS_INTERVAL_MS = 500
@@ -99,14 +91,9 @@ const statusPrinter = Layer.scopedDiscard(
 export const serverLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, true)
   return statusPrinter.pipe(
-    Layer.provideMerge(
-      Layer.merge(
-        MetadataAgents.layer({ agents: settings.agents }),
-        Scrobblers.layer({ dataFolder: settings.dataFolder }).pipe(Layer.orDie)
-      )
-    ),
+    Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
     Layer.provideMerge(PluginManager.layer(manager)),
-    Layer.provideMerge(Registry.layer(settings.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer(engine))
   )
 }
@@ -136,7 +123,7 @@ export const serve = described(
           yield* Console.error(
             "plugins are disabled in the settings (Plugins.Enabled = false): nothing to serve"
           )
-          return yield* setExitCode(ManagerExitCode.ok)
+          return
         }
         // Checked before the manager starts: with auto-reload it creates the folder.
         if (!existsSync(settings.folder)) {
@@ -153,9 +140,10 @@ export const serve = described(
         const level = Option.getOrElse(yield* LogLevelFlag, () => settings.logLevel)
         yield* Layer.launch(serverLayer(settings)).pipe(
           // Runs once the layer's scope has closed: calls drained, plugins unloaded, workers stopped.
-          Effect.onInterrupt(() => Effect.zipRight(Console.log("stopped"), setExitCode(ManagerExitCode.ok))),
+          // The stop is serve's normal end: the entry exits 0 for it (`exitCodeOf`).
+          Effect.onInterrupt(() => Console.log("stopped")),
           Logger.withMinimumLogLevel(level)
         )
-      }).pipe(Effect.mapError(toFailure), Effect.catchAll(reportFailure(false)))
+      }).pipe(Effect.mapError(toFailure))
   )
 )

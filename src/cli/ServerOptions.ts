@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as ManagerConfig from "../manager/ManagerConfig.js"
 import type { ManagerError } from "../manager/PluginManager.js"
 import type { RegistryError } from "../manager/Registry.js"
+import type { StorageError } from "../storage/StorageError.js"
 import type { ConfigIssue } from "../manifest/PluginConfig.js"
 import type { WorkerScriptError } from "../runtime/internal/WorkerScript.js"
 
@@ -50,15 +51,14 @@ export class LogLevelFlag extends Context.Reference<LogLevelFlag>()("ndp-engine/
 /** Prints one JSON value on stdout. */
 export const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
 
-/** Sets the process's exit code (the entry program exits with it). */
-export const setExitCode = (code: number) =>
-  Effect.sync(() => {
-    process.exitCode = code
-  })
-
-/** A command ended without doing what was asked; `code` is the exit code. */
+/**
+ * A command ended without doing what was asked; `code` is the exit code. Commands fail with it and
+ * print nothing about it: `run` reports it once (text or envelope) and the entry exits with `code`.
+ */
 export class CommandFailure extends Data.TaggedError("CommandFailure")<{
   readonly code: number
+  /** Already shown to the user (an inspect report, a usage error @effect/cli printed): only exit. */
+  readonly reported?: boolean | undefined
   readonly tag: string
   readonly reason: string
   readonly message: string
@@ -74,7 +74,13 @@ export const usageFailure = (reason: string, message: string) =>
 
 /** Maps the manager's, the registry's and the settings' errors to a failure with its exit code. */
 export const toFailure = (
-  error: ManagerError | RegistryError | ManagerConfig.ManagerConfigError | WorkerScriptError | CommandFailure
+  error:
+    | ManagerError
+    | RegistryError
+    | StorageError
+    | ManagerConfig.ManagerConfigError
+    | WorkerScriptError
+    | CommandFailure
 ): CommandFailure => {
   switch (error._tag) {
     case "CommandFailure":
@@ -93,6 +99,8 @@ export const toFailure = (
         reason: error.reason,
         message: error.message
       })
+    // The registry lives in the engine's database: a database that cannot open is a registry failure.
+    case "StorageError":
     case "RegistryError":
       return new CommandFailure({
         code: ManagerExitCode.registry,
@@ -119,12 +127,13 @@ export const toFailure = (
 }
 
 /**
- * Prints a failure (stderr, or the envelope `{ok: false, error: {tag, reason, message, …}}` on
- * stdout with `--json`) and sets its exit code. Every command reports its failures through here.
+ * Prints a failure: on stderr, or with `--json` as the envelope
+ * `{ok: false, error: {tag, reason, message, …}}` on stdout. `run` calls it, once per failure.
  */
 export const reportFailure = (json: boolean) => (failure: CommandFailure) =>
-  Effect.zipRight(
-    json
+  failure.reported === true
+    ? Effect.void
+    : json
       ? printJson({
           ok: false,
           error: {
@@ -143,9 +152,7 @@ export const reportFailure = (json: boolean) => (failure: CommandFailure) =>
             ...(failure.problems ?? []).map((p) => `  problem: ${p}`),
             ...(failure.hint === undefined ? [] : [`  ${failure.hint}`])
           ].join("\n")
-        ),
-    setExitCode(failure.code)
-  )
+        )
 
 /** Settings from `--config-file`, the environment and the given flags (flags win). */
 export const loadSettings = (

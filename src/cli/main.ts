@@ -5,15 +5,18 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
-import { run } from "./Cli.js"
+import { exitCodeOf, run } from "./Cli.js"
 
 run(process.argv).pipe(
-  // Usage errors were already printed by @effect/cli; anything unexpected is printed here, on stderr.
+  // Usage errors were already printed by @effect/cli and command failures by `run`; anything
+  // unexpected is printed here, on stderr.
   Effect.tapErrorCause((cause) =>
-    Cause.failureOption(cause).pipe(Option.exists(ValidationError.isValidationError))
+    Cause.failureOption(cause).pipe(
+      Option.exists((e) => ValidationError.isValidationError(e) || Predicate.isTagged(e, "CommandFailure"))
+    )
       ? Effect.void
       : Console.error(Cause.pretty(cause))
   ),
@@ -23,18 +26,7 @@ run(process.argv).pipe(
   NodeRuntime.runMain({
     disablePrettyLogger: true,
     disableErrorReporting: true,
-    teardown: (exit, onExit) =>
-      // Interrupted (a signal): 130, unless the command stopped cleanly and set its code (`serve`).
-      onExit(
-        Exit.isFailure(exit)
-          ? Cause.isInterruptedOnly(exit.cause)
-            ? typeof process.exitCode === "number"
-              ? process.exitCode
-              : 130
-            : 1
-          : typeof process.exitCode === "number"
-            ? process.exitCode
-            : 0
-      )
+    // The one place an outcome becomes an exit code.
+    teardown: (exit, onExit) => onExit(exitCodeOf(exit, process.argv))
   })
 )

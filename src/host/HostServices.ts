@@ -1,26 +1,26 @@
 /**
- * Assembles every host service of this engine version into the host-function registry. Services
- * that need something from the embedding server (its users, its artwork URLs) take it as a
- * requirement of this layer; `Engine.layer` supplies embedded defaults.
+ * Assembles every host service of this engine version into the host-function registry: the merge
+ * of each service's own layer. Services that need something from the embedding server (its users,
+ * its artwork URLs) take it as a requirement of their layer; `Engine.layer` supplies embedded
+ * defaults.
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { ArtworkSettings } from "../server/ArtworkSettings.js"
+import type { ArtworkSettings } from "../server/ArtworkSettings.js"
+import type { LibraryCatalog } from "../server/LibraryCatalog.js"
+import type { SubsonicRouter } from "../server/SubsonicRouter.js"
+import type { UserDirectory } from "../server/UserDirectory.js"
 import * as ArtworkService from "./artwork/ArtworkService.js"
 import * as CacheService from "./cache/CacheService.js"
-import type { HostFunctions } from "./HostFunctions.js"
-import { layerWith } from "./HostFunctions.js"
+import * as ConfigService from "./config/ConfigService.js"
+import { HostFunctions } from "./HostFunctions.js"
 import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
-import { LibraryCatalog } from "../server/LibraryCatalog.js"
 import * as LibraryService from "./library/LibraryService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
 import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
-import { ScrobbleHistory } from "../server/ScrobbleHistory.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
-import { SubsonicRouter } from "../server/SubsonicRouter.js"
-import { UserDirectory } from "../server/UserDirectory.js"
 import * as UsersService from "./users/UsersService.js"
 import * as WebSocketService from "./websocket/WebSocketService.js"
 
@@ -41,28 +41,45 @@ export interface HostOptions {
  */
 export type ServerServices = UserDirectory | ArtworkSettings | LibraryCatalog | SubsonicRouter
 
+/** Every host service, each from its own layer. */
+export const servicesLayer = (options: Omit<HostOptions, "dataFolder">) =>
+  Layer.mergeAll(
+    ConfigService.layer,
+    CacheService.layer(options.cache),
+    KvStoreService.layer(options.kvstore),
+    HttpService.layer(options.http),
+    ArtworkService.layer,
+    UsersService.layer,
+    SchedulerService.layer(options.scheduler),
+    WebSocketService.layer(options.websocket),
+    LibraryService.layer,
+    SubsonicService.layer,
+    ScrobbleRetrieverService.layerIfHistory
+  )
+
+/** The registry over every host service's provider, in a fixed order. */
+const registry = (dataFolder: string) =>
+  Layer.effect(
+    HostFunctions,
+    Effect.zipWith(
+      Effect.all([
+        ConfigService.ConfigService,
+        CacheService.CacheService,
+        KvStoreService.KvStoreService,
+        HttpService.HttpService,
+        ArtworkService.ArtworkService,
+        UsersService.UsersService,
+        SchedulerService.SchedulerService,
+        WebSocketService.WebSocketService,
+        LibraryService.LibraryService,
+        SubsonicService.SubsonicService
+      ]),
+      // Installed only over a server's scrobble history (see `layerIfHistory`).
+      Effect.serviceOption(ScrobbleRetrieverService.ScrobbleRetrieverService),
+      (providers, history) => ({ dataFolder, providers: [...providers, ...Option.toArray(history)] })
+    )
+  )
+
 /** The registry with all installed host services. */
 export const layer = (options: HostOptions): Layer.Layer<HostFunctions, never, ServerServices> =>
-  Layer.unwrapEffect(
-    Effect.gen(function* () {
-      const directory = yield* UserDirectory
-      const artwork = yield* ArtworkSettings
-      const catalog = yield* LibraryCatalog
-      const router = yield* SubsonicRouter
-      // Optional, so servers written before it keep compiling: without it, the service is not
-      // installed and plugins importing its functions fail to load, naming the missing service.
-      const history = yield* Effect.serviceOption(ScrobbleHistory)
-      return layerWith(options.dataFolder, [
-        CacheService.provider({ ...CacheService.defaultCacheOptions, ...options.cache }),
-        KvStoreService.providerWith(options.kvstore),
-        HttpService.provider({ ...HttpService.defaultHttpOptions, ...options.http }),
-        ArtworkService.provider(artwork),
-        UsersService.provider(directory),
-        SchedulerService.providerWith(options.scheduler),
-        WebSocketService.makeProvider({ ...WebSocketService.defaultWebSocketOptions, ...options.websocket }),
-        LibraryService.provider(catalog),
-        SubsonicService.provider(router, directory),
-        ...Option.toArray(Option.map(history, ScrobbleRetrieverService.provider))
-      ])
-    })
-  )
+  registry(options.dataFolder).pipe(Layer.provide(servicesLayer(options)))

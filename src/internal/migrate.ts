@@ -1,8 +1,8 @@
 /**
- * Runs bundled migrations one migrator at a time in this process. Several components keep their
- * own migrations table in one SQLite file (ndp.db), each on its own connection; two migrators
- * starting at once on one file make @effect/sql's Migrator skip with "migrations already running".
- * Migrations run at start-up only, so taking turns process-wide costs nothing that matters.
+ * Runs bundled migrations one migrator at a time in this process, for the plugins' KV store files
+ * (the engine's own ndp.db migrates through `storage/`, under the database's write lock). Two
+ * migrators starting at once on one file make @effect/sql's Migrator skip with "migrations already
+ * running"; migrations run when a store opens only, so taking turns costs nothing that matters.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as Effect from "effect/Effect"

@@ -3,14 +3,17 @@
  * WASI, and the host functions the manifest's permissions grant, before any instance exists.
  */
 import type { Manifest } from "../manifest/Manifest.js"
-import { type HostServiceProvider, hostFunctionCatalog, isGranted } from "../host/HostFunctions.js"
+import { hostFunctionCatalog } from "../host/HostCatalog.js"
+import { type HostServiceProvider, isGranted } from "../host/HostProvider.js"
 import type { WasmImport } from "../runtime/WasmBinary.js"
-import { kernelFunctionNames, kernelHttpFunctionNames } from "../runtime/worker/Kernel.js"
-import { wasiFunctionNames } from "../runtime/worker/Wasi.js"
-
-export const EXTISM_ENV = "extism:host/env"
-export const EXTISM_USER = "extism:host/user"
-export const WASI = "wasi_snapshot_preview1"
+import {
+  EXTISM_ENV,
+  EXTISM_USER,
+  kernelFunctionNames,
+  kernelHttpFunctionNames,
+  WASI,
+  wasiFunctionNames
+} from "../runtime/abi/Imports.js"
 
 /** An import that cannot be satisfied, with the permission that would grant it when there is one. */
 export interface LinkProblem {

@@ -36,7 +36,7 @@ import type { PluginCallError } from "../runtime/PluginError.js"
 import { PluginLoadError, PluginUnavailableError } from "../runtime/PluginError.js"
 import type { WasmImport } from "../runtime/WasmBinary.js"
 import { type CallOptions, type RunningPlugin, WasmRuntime } from "../runtime/WasmRuntime.js"
-import type { LogBudget } from "../runtime/worker/protocol.js"
+import type { LogBudget } from "../runtime/abi/protocol.js"
 import { planImports } from "./Linker.js"
 
 /** How to load one plugin. */
@@ -308,7 +308,11 @@ const make = Effect.gen(function* () {
       } satisfies InspectReport
     })
 
-  return PluginLoader.of({ loadFile, loadBytes, inspectFile })
+  return PluginLoader.of({
+    loadFile: Effect.fn("PluginLoader.loadFile")(loadFile),
+    loadBytes: Effect.fn("PluginLoader.loadBytes")(loadBytes),
+    inspectFile: Effect.fn("PluginLoader.inspectFile")(inspectFile)
+  })
 })
 
 /** The loader over a runtime, a host-function registry and a filesystem. */

@@ -7,19 +7,16 @@
  * only the fields it changes, in one statement: concurrent updates of different fields never undo
  * each other.
  */
-import * as Migrator from "@effect/sql/Migrator"
-import * as SqlClient from "@effect/sql/SqlClient"
-import { migrate } from "../internal/migrate.js"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { mkdirSync } from "node:fs"
-import { join } from "node:path"
 import type { AccessList } from "../host/HostFunctions.js"
+import type { Dialect } from "../storage/Dialect.js"
+import { Storage } from "../storage/Storage.js"
 
 /** A registry failure (the database could not be read or written). */
 export class RegistryError extends Schema.TaggedError<RegistryError>()("RegistryError", {
@@ -85,10 +82,10 @@ const fromRow = (row: Row): PluginRecord => ({
   updatedAt: row.updated_at
 })
 
-const migrations = Migrator.fromRecord({
-  "0001_plugins": Effect.flatMap(
-    SqlClient.SqlClient,
-    (sql) => sql`CREATE TABLE plugins (
+/** The registry's migrations (numbered in `storage/Migrations.ts`). */
+export const migrations = {
+  plugins: (sql: SqlClient.SqlClient, _dialect: Dialect) =>
+    sql`CREATE TABLE plugins (
       id TEXT PRIMARY KEY,
       path TEXT NOT NULL,
       manifest TEXT NOT NULL,
@@ -102,13 +99,10 @@ const migrations = Migrator.fromRecord({
       sha256 TEXT NOT NULL,
       created_at INTEGER NOT NULL,
       updated_at INTEGER NOT NULL
-    )`
-  ),
-  "0002_allowed_networks": Effect.flatMap(
-    SqlClient.SqlClient,
-    (sql) => sql`ALTER TABLE plugins ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT '[]'`
-  )
-})
+    )`.pipe(Effect.asVoid),
+  allowedNetworks: (sql: SqlClient.SqlClient, _dialect: Dialect) =>
+    sql`ALTER TABLE plugins ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT '[]'`.pipe(Effect.asVoid)
+}
 
 /** What may change on a registered plugin. */
 export type PluginPatch = Partial<Omit<PluginRecord, "id" | "createdAt" | "updatedAt">>
@@ -152,7 +146,7 @@ export class Registry extends Context.Tag("ndp-engine/Registry")<
 >() {}
 
 const make = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
+  const { dialect, sql } = yield* Storage
   const fail = (what: string) => (cause: unknown) =>
     new RegistryError({ message: `plugin registry: could not ${what}`, cause })
 
@@ -173,56 +167,47 @@ const make = Effect.gen(function* () {
   return Registry.of({
     list: sql<Row>`SELECT * FROM plugins ORDER BY id`.pipe(
       Effect.map((rows) => rows.map(fromRow)),
-      Effect.mapError(fail("list plugins"))
+      Effect.mapError(fail("list plugins")),
+      Effect.withSpan("Registry.list")
     ),
-    get,
-    insert: (record) =>
+    get: Effect.fn("Registry.get")(get),
+    insert: Effect.fn("Registry.insert")((record) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         yield* sql`INSERT INTO plugins (id, path, manifest, sha256, last_error, created_at, updated_at)
           VALUES (${record.id}, ${record.path}, ${record.manifest}, ${record.sha256}, ${record.lastError}, ${now}, ${now})
           ON CONFLICT (id) DO NOTHING`.pipe(Effect.mapError(fail(`register plugin ${record.id}`)))
         return yield* getOrFail(record.id)
-      }),
+      })
+    ),
     // One statement, only the patched columns: atomic against every other writer of ndp.db, so a
     // field another process changed meanwhile is never written back with a stale value.
-    update: (id, patch) =>
+    update: Effect.fn("Registry.update")((id: string, patch: PluginPatch) =>
       Effect.gen(function* () {
         const columns = columnsOf(patch)
         if (Object.keys(columns).length === 0) return yield* getOrFail(id)
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<Row>`UPDATE plugins SET ${sql.update(columns)},
-            updated_at = MAX(${now}, updated_at + 1)
+            updated_at = ${dialect.greatest(sql`${now}`, sql`updated_at + 1`)}
           WHERE id = ${id} RETURNING *`.pipe(Effect.mapError(fail(`update plugin ${id}`)))
         const row = rows[0]
         if (row === undefined) return yield* new RegistryError({ message: `plugin ${id} is not registered` })
         return fromRow(row)
-      }),
-    remove: (id) =>
-      sql`DELETE FROM plugins WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(fail(`remove ${id}`))),
+      })
+    ),
+    remove: Effect.fn("Registry.remove")((id: string) =>
+      sql`DELETE FROM plugins WHERE id = ${id}`.pipe(Effect.asVoid, Effect.mapError(fail(`remove ${id}`)))
+    ),
     // updated_at only grows per row, so the sum changes on every update, the count on insert or delete.
     version: sql<{
       v: string
     }>`SELECT COALESCE(SUM(updated_at), 0) || ':' || COUNT(*) AS v FROM plugins`.pipe(
       Effect.map((rows) => rows[0]?.v ?? "0:0"),
-      Effect.mapError(fail("read the registry version"))
+      Effect.mapError(fail("read the registry version")),
+      Effect.withSpan("Registry.version")
     )
   })
 })
 
-/** The registry in `<dataFolder>/ndp.db`, migrated. */
-export const layer = (dataFolder: string): Layer.Layer<Registry, RegistryError> =>
-  Layer.effect(Registry, make).pipe(
-    Layer.provide(Layer.effectDiscard(migrate("ndp_registry_migrations", migrations))),
-    Layer.provide(
-      Layer.unwrapEffect(
-        Effect.sync(() => {
-          mkdirSync(dataFolder, { recursive: true })
-          return SqliteClient.layer({ filename: join(dataFolder, "ndp.db") })
-        })
-      )
-    ),
-    Layer.mapError(
-      (cause) => new RegistryError({ message: `cannot open the plugin registry in ${dataFolder}`, cause })
-    )
-  )
+/** The registry in the engine's storage (`Engine.layer` provides it). */
+export const layer: Layer.Layer<Registry, never, Storage> = Layer.effect(Registry, make)

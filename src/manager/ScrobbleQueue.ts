@@ -1,18 +1,20 @@
 /**
- * The SQLite tables behind `Scrobblers` (in `<dataFolder>/ndp.db`, migrations table
- * `ndp_scrobble_migrations`): scrobbles waiting for a retry, and users a scrobbler refused as not
- * authorized. Plain queries; `Scrobblers` owns the policy and maps `SqlError`s to its error.
+ * The tables behind `Scrobblers`, in the engine's storage: scrobbles waiting for a retry, and users
+ * a scrobbler refused as not authorized. Plain queries; `Scrobblers` owns the policy and maps
+ * `SqlError`s to its error.
  */
-import * as Migrator from "@effect/sql/Migrator"
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import type { Dialect } from "../storage/Dialect.js"
+import { Storage } from "../storage/Storage.js"
 
-export const migrations = Migrator.fromRecord({
-  "0001_scrobble_queue": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE scrobble_queue (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
+/** The queue's migrations (numbered in `storage/Migrations.ts`). */
+export const migrations = {
+  scrobbleQueue: (sql: SqlClient.SqlClient, dialect: Dialect) =>
+    Effect.gen(function* () {
+      yield* sql`CREATE TABLE scrobble_queue (
+      id ${dialect.serialKey},
       plugin_id TEXT NOT NULL,
       username TEXT NOT NULL,
       request TEXT NOT NULL,
@@ -21,17 +23,15 @@ export const migrations = Migrator.fromRecord({
       created_at INTEGER NOT NULL,
       last_error TEXT
     )`
-    yield* sql`CREATE INDEX scrobble_queue_by_plugin ON scrobble_queue (plugin_id, id)`
-    yield* sql`CREATE TABLE scrobble_unauthorized (
+      yield* sql`CREATE INDEX scrobble_queue_by_plugin ON scrobble_queue (plugin_id, id)`
+      yield* sql`CREATE TABLE scrobble_unauthorized (
       plugin_id TEXT NOT NULL,
       username TEXT NOT NULL,
       marked_at INTEGER NOT NULL,
       PRIMARY KEY (plugin_id, username)
     )`
-  })
-})
-
-export const migrationsTable = "ndp_scrobble_migrations"
+    })
+}
 
 /** A scrobble waiting to be sent again. */
 export interface QueuedScrobble {
@@ -108,9 +108,9 @@ export interface ScrobbleStore {
   readonly plugins: Effect.Effect<ReadonlyArray<string>, SqlError>
 }
 
-/** The store on the current `SqlClient` (migrated beforehand). */
-export const make: Effect.Effect<ScrobbleStore, never, SqlClient.SqlClient> = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
+/** The store in the engine's storage. */
+export const make: Effect.Effect<ScrobbleStore, never, Storage> = Effect.gen(function* () {
+  const { sql } = yield* Storage
 
   const counted = (rows: ReadonlyArray<{ plugin_id: string; n: number }>) =>
     rows.map((r) => ({ pluginId: r.plugin_id, count: r.n }))

@@ -5,7 +5,7 @@
  * user is allowed (`plugin.allowsUser`) and authorized (`isAuthorized`, asked on every send). What a
  * failure does depends on its kind:
  *
- * - `retry_later`: the scrobble is stored in `<dataFolder>/ndp.db` (table `scrobble_queue`, with the
+ * - `retry_later`: the scrobble is stored in the engine's storage (table `scrobble_queue`, with the
  *   plugin ID, the username and the full request) and retried with exponential backoff until it is
  *   accepted or ages out. Now-playing updates are never queued: they are stale by then.
  * - `unrecoverable`: dropped and logged.
@@ -20,8 +20,6 @@
  * With a `ScrobbleHistory` in the context, every scrobble given to `scrobble` is also recorded there
  * (what the ScrobbleRetriever host service reads), whatever the plugins answer.
  */
-import { migrate } from "../internal/migrate.js"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -30,24 +28,21 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import { mkdirSync } from "node:fs"
-import { join } from "node:path"
 import * as Scrobbler from "../capabilities/Scrobbler.js"
 import type { LoadedPlugin } from "../loader/PluginLoader.js"
 import { ScrobbleHistory } from "../server/ScrobbleHistory.js"
+import type { Storage } from "../storage/Storage.js"
 import { PluginManager } from "./PluginManager.js"
 import * as ScrobbleQueue from "./ScrobbleQueue.js"
 
-/** The scrobble store could not be opened, read or written. */
+/** The scrobble store could not be read or written. */
 export class ScrobblersError extends Schema.TaggedError<ScrobblersError>()("ScrobblersError", {
-  reason: Schema.Literal("Open", "Storage"),
+  reason: Schema.Literal("Storage"),
   message: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {}
 
 export interface ScrobblersOptions {
-  /** Where `ndp.db` lives (the registry's data folder). */
-  readonly dataFolder: string
   /** How often the queue is processed (default 10 s). */
   readonly tick?: Duration.DurationInput
   /** The first retry delay; it doubles with each failed attempt (default 30 s). */
@@ -142,7 +137,7 @@ const sent: Sent = { _tag: "Sent" }
 
 const isScrobbler = (plugin: LoadedPlugin) => plugin.capabilities.includes("Scrobbler")
 
-const make = (options: ScrobblersOptions) =>
+const make = (options: ScrobblersOptions = {}) =>
   Effect.gen(function* () {
     const manager = yield* PluginManager
     const rawStore = yield* ScrobbleQueue.make
@@ -465,24 +460,7 @@ const make = (options: ScrobblersOptions) =>
     })
   })
 
-/** Scrobbling over the manager's plugins, with its queue in `<dataFolder>/ndp.db`. */
-export const layer = (options: ScrobblersOptions): Layer.Layer<Scrobblers, ScrobblersError, PluginManager> =>
-  Layer.scoped(Scrobblers, make(options)).pipe(
-    Layer.provide(Layer.effectDiscard(migrate(ScrobbleQueue.migrationsTable, ScrobbleQueue.migrations))),
-    Layer.provide(
-      Layer.unwrapEffect(
-        Effect.sync(() => {
-          mkdirSync(options.dataFolder, { recursive: true })
-          return SqliteClient.layer({ filename: join(options.dataFolder, "ndp.db") })
-        })
-      )
-    ),
-    Layer.mapError(
-      (cause) =>
-        new ScrobblersError({
-          reason: "Open",
-          message: `cannot open the scrobble queue in ${options.dataFolder}`,
-          cause
-        })
-    )
-  )
+/** Scrobbling over the manager's plugins, with its queue in the engine's storage. */
+export const layer = (
+  options: ScrobblersOptions = {}
+): Layer.Layer<Scrobblers, never, PluginManager | Storage> => Layer.scoped(Scrobblers, make(options))

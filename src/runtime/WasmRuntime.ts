@@ -41,9 +41,9 @@ import {
   type Mount,
   type PluginSpec,
   resolveLogBudget
-} from "./worker/protocol.js"
+} from "./abi/protocol.js"
 
-export type { LogBudget } from "./worker/protocol.js"
+export type { LogBudget } from "./abi/protocol.js"
 
 /** Settings of the execution layer; every field has a default (see `RuntimeOptions.defaults`). */
 export interface RuntimeOptions {
@@ -524,8 +524,8 @@ const make = (options: RuntimeOptions) =>
 
     return WasmRuntime.of({
       options,
-      compile,
-      instantiate,
+      compile: Effect.fn("WasmRuntime.compile")(compile),
+      instantiate: Effect.fn("WasmRuntime.instantiate")(instantiate),
       workerThreadIds: Effect.sync(() => pool.threadIds),
       poolStats: Effect.sync(() => pool.stats())
     })

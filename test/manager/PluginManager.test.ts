@@ -175,6 +175,7 @@ describe("PluginManager", () => {
     () =>
       Effect.gen(function* () {
         const folders = yield* makeFolders(["agent-full"])
+        const engine = Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize: 2 } })
         // The real loader, watched: every LoadOptions the manager passes is kept.
         const seen: Array<LoadOptions | undefined> = []
         const watchedLoader = Layer.effect(
@@ -188,11 +189,12 @@ describe("PluginManager", () => {
               }
             })
           )
-        ).pipe(Layer.provide(Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize: 2 } })))
+        ).pipe(Layer.provide(engine))
         const layer = PluginManagerModule.layer(
           PluginManagerModule.defaultManagerOptions(folders.folder)
         ).pipe(
-          Layer.provideMerge(Registry.layer(folders.dataFolder)),
+          // The same engine value: built once, one storage for the registry and the loader.
+          Layer.provideMerge(Registry.layer.pipe(Layer.provide(engine))),
           Layer.provideMerge(watchedLoader),
           Layer.orDie
         )

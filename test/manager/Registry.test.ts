@@ -9,6 +9,7 @@ import { join } from "node:path"
 import * as Registry from "../../src/manager/Registry.js"
 import { repositoryRoot } from "../support/cli.js"
 import { tempDataFolder } from "../support/engine.js"
+import { storageLayer } from "../support/storage.js"
 
 interface WriterResult {
   readonly writes: number
@@ -44,7 +45,10 @@ describe("Registry", () => {
     Effect.gen(function* () {
       const dataFolder = yield* tempDataFolder
       const count = 300
-      const registry = Context.get(yield* Layer.build(Registry.layer(dataFolder)), Registry.Registry)
+      const registry = Context.get(
+        yield* Layer.build(Registry.layer.pipe(Layer.provide(storageLayer(dataFolder)))),
+        Registry.Registry
+      )
       yield* registry.insert({
         id: "shared",
         path: "/p/shared.ndp",

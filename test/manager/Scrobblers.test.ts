@@ -24,10 +24,7 @@ const withScrobblers = <A, E>(
   Effect.scoped(
     Effect.provide(
       body,
-      Scrobblers.layer({ dataFolder: folders.dataFolder, ...options }).pipe(
-        Layer.provideMerge(managerLayer(folders, managerOptions)),
-        Layer.orDie
-      )
+      Scrobblers.layer(options).pipe(Layer.provideMerge(managerLayer(folders, managerOptions)), Layer.orDie)
     )
   )
 

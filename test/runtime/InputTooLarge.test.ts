@@ -21,11 +21,11 @@ const LIMIT = 600
 
 /** Manager, engine (inputs up to `LIMIT` bytes) and scrobblers over temporary folders. */
 const scrobblersLayer = (folders: TestFolders) =>
-  Scrobblers.layer({ dataFolder: folders.dataFolder, tick: "1 hour" }).pipe(
+  Scrobblers.layer({ tick: "1 hour" }).pipe(
     Layer.provideMerge(
       PluginManager.layer({ ...PluginManager.defaultManagerOptions(folders.folder), pollMs: 86_400_000 })
     ),
-    Layer.provideMerge(Registry.layer(folders.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(
       Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize: 1, maxInputBytes: LIMIT } })
     ),

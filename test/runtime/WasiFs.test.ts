@@ -23,7 +23,7 @@ import {
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { layer as runtimeLayer, type RunningPlugin, WasmRuntime } from "../../src/runtime/WasmRuntime.js"
-import type { Mount } from "../../src/runtime/worker/protocol.js"
+import type { Mount } from "../../src/runtime/abi/protocol.js"
 import { Errno } from "../../src/runtime/worker/Wasi.js"
 import { errnoOf, GuestMemory } from "../../src/runtime/worker/WasiAbi.js"
 import { WasiFs } from "../../src/runtime/worker/WasiFs.js"

@@ -22,7 +22,7 @@ import {
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { layer as runtimeLayer, WasmRuntime } from "../../src/runtime/WasmRuntime.js"
-import type { Mount } from "../../src/runtime/worker/protocol.js"
+import type { Mount } from "../../src/runtime/abi/protocol.js"
 import { Errno } from "../../src/runtime/worker/Wasi.js"
 import { fixture } from "../support/fixtures.js"
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import * as SqlClient from "@effect/sql/SqlClient"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
@@ -9,11 +9,18 @@ import * as EmbeddedDatabase from "../../src/server/embedded/EmbeddedDatabase.js
 import * as EmbeddedLibrary from "../../src/server/embedded/EmbeddedLibrary.js"
 import { LibraryCatalog } from "../../src/server/LibraryCatalog.js"
 import { UserDirectory } from "../../src/server/UserDirectory.js"
+import { Storage } from "../../src/storage/Storage.js"
 import { tempDataFolder } from "../support/engine.js"
+import { storageLayer } from "../support/storage.js"
 
 const listWith = (dataFolder: string) =>
   Effect.flatMap(LibraryCatalog, (catalog) => catalog.list).pipe(
-    Effect.provide(EmbeddedLibrary.layer({ dataFolder }))
+    Effect.provide(
+      EmbeddedLibrary.layer({ dataFolder }).pipe(
+        Layer.provide(storageLayer(dataFolder)),
+        Layer.provide(NodeFileSystem.layer)
+      )
+    )
   )
 
 describe("EmbeddedLibrary", () => {
@@ -38,23 +45,26 @@ describe("EmbeddedLibrary", () => {
     })
   )
 
-  it.scoped("builds alongside EmbeddedDatabase on one fresh file, as Engine.layer does", () =>
+  it.scoped("builds alongside EmbeddedDatabase on one storage, as Engine.layer does", () =>
     Effect.gen(function* () {
       const dataFolder = yield* tempDataFolder
-      const both = Layer.merge(EmbeddedDatabase.layer({ dataFolder }), EmbeddedLibrary.layer({ dataFolder }))
+      const both = Layer.merge(EmbeddedDatabase.layer(), EmbeddedLibrary.layer({ dataFolder })).pipe(
+        Layer.provideMerge(storageLayer(dataFolder)),
+        Layer.provide(NodeFileSystem.layer)
+      )
       const [users, libraries, migrations] = yield* Effect.gen(function* () {
         const directory = yield* UserDirectory
         const catalog = yield* LibraryCatalog
-        const sql = yield* SqlClient.SqlClient
+        const { sql } = yield* Storage
         return [
           yield* directory.list,
           yield* catalog.list,
-          yield* sql<{ name: string }>`SELECT name FROM ndp_library_migrations ORDER BY migration_id`
+          yield* sql<{ name: string }>`SELECT name FROM ndp_schema_migrations ORDER BY migration_id`
         ] as const
       }).pipe(Effect.provide(both))
       expect(users.map((user) => user.userName)).toEqual(["admin", "alice", "bob"])
       expect(libraries.map((library) => library.totalSongs)).toEqual([10])
-      expect(migrations.map((row) => row.name)).toEqual(["catalogue", "demo_library"])
+      expect(migrations.map((row) => row.name)).toContain("demo_library")
     })
   )
 
@@ -63,7 +73,9 @@ describe("EmbeddedLibrary", () => {
       const dataFolder = yield* tempDataFolder
       const file = join(dataFolder, "file.mp3")
       writeFileSync(file, "x")
-      const error = yield* Effect.flip(EmbeddedLibrary.scanFolder(file))
+      const error = yield* Effect.flip(EmbeddedLibrary.scanFolder(file)).pipe(
+        Effect.provide(NodeFileSystem.layer)
+      )
       expect(error.reason).toBe("NotADirectory")
       expect(readFileSync(file, "utf8")).toBe("x")
     })

@@ -6,6 +6,7 @@ import * as EmbeddedDatabase from "../../src/server/embedded/EmbeddedDatabase.js
 import * as EmbeddedScrobbleHistory from "../../src/server/embedded/EmbeddedScrobbleHistory.js"
 import * as ScrobbleHistory from "../../src/server/ScrobbleHistory.js"
 import { tempDataFolder } from "../support/engine.js"
+import { storageLayer } from "../support/storage.js"
 
 const withHistory = <A, E>(body: Effect.Effect<A, E, ScrobbleHistory.ScrobbleHistory>) =>
   Effect.flatMap(tempDataFolder, (dir) =>
@@ -13,7 +14,8 @@ const withHistory = <A, E>(body: Effect.Effect<A, E, ScrobbleHistory.ScrobbleHis
       body,
       EmbeddedScrobbleHistory.layer.pipe(
         Layer.provide(EmbeddedDatabase.userDirectory),
-        Layer.provide(EmbeddedDatabase.sqlLayer(dir))
+        Layer.provide(storageLayer(dir)),
+        Layer.orDie
       )
     )
   )

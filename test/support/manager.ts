@@ -33,7 +33,7 @@ export const managerLayer = (
   poolSize = 2
 ) =>
   PluginManager.layer({ ...PluginManager.defaultManagerOptions(folders.folder), ...options }).pipe(
-    Layer.provideMerge(Registry.layer(folders.dataFolder)),
+    Layer.provideMerge(Registry.layer),
     Layer.provideMerge(Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize } })),
     Layer.orDie
   )

@@ -9,7 +9,9 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { readdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import * as Layer from "effect/Layer"
 import * as Registry from "../../src/manager/Registry.js"
+import { storageLayer } from "./storage.js"
 
 const [dataFolder = "", id = "", field = "", countText = "0", writersText = "2"] = process.argv.slice(2)
 const count = Number(countText)
@@ -49,7 +51,9 @@ const program = Effect.gen(function* () {
   process.stdout.write(JSON.stringify({ writes: count, lost }))
 })
 
-Effect.runPromise(program.pipe(Effect.provide(Registry.layer(dataFolder)))).catch((error: unknown) => {
+Effect.runPromise(
+  program.pipe(Effect.provide(Registry.layer.pipe(Layer.provide(storageLayer(dataFolder)))))
+).catch((error: unknown) => {
   process.stderr.write(String(error))
   process.exitCode = 1
 })

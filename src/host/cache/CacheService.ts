@@ -8,10 +8,32 @@
  * while plugins set arbitrary keys with their own TTLs.
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { Bytes, HostCallError, hostFunction, toBase64 } from "../HostCodec.js"
-import type { HostServiceProvider } from "../HostFunctions.js"
+import { Bytes, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
+import { define, type HostServiceProvider } from "../HostProvider.js"
+import { CacheError } from "./CacheError.js"
+
+/** The functions of the Cache service and the permission they need. */
+export const definition = define({
+  grant: "cache",
+  functions: [
+    "cache_setstring",
+    "cache_getstring",
+    "cache_setint",
+    "cache_getint",
+    "cache_setfloat",
+    "cache_getfloat",
+    "cache_setbytes",
+    "cache_getbytes",
+    "cache_has",
+    "cache_remove"
+  ]
+})
 
 /** Per-plugin limits of the cache. */
 export interface CacheOptions {
@@ -19,6 +41,7 @@ export interface CacheOptions {
   readonly maxBytes: number
 }
 
+/** 10,000 entries and 16 MiB per plugin. */
 export const defaultCacheOptions: CacheOptions = { maxEntries: 10_000, maxBytes: 16 * 1024 * 1024 }
 
 const DAY_MS = 24 * 60 * 60 * 1000
@@ -106,7 +129,9 @@ const SetFloat = Schema.Struct({ key: Key, value: Schema.Number, ttlSeconds: Ttl
 const SetBytes = Schema.Struct({ key: Key, value: Bytes, ttlSeconds: Ttl })
 
 /** The cache functions over one plugin's cache. */
-export const functions = (cache: PluginCache) => {
+export const functions = (
+  cache: PluginCache
+): Record<(typeof definition.functions)[number], HostFunctionHandler> => {
   const set =
     (kind: Kind) =>
     ({ key, ttlSeconds, value }: { key: string; ttlSeconds: number; value: Entry["value"] }) =>
@@ -114,7 +139,7 @@ export const functions = (cache: PluginCache) => {
         const refused = cache.set(key, kind, value, ttlSeconds, now)
         return refused === undefined
           ? Effect.succeed({})
-          : Effect.fail(new HostCallError({ message: refused }))
+          : Effect.fail(new CacheError({ reason: "TooLarge", message: refused }))
       })
   // A getter of the wrong type reports not-exists, as the contract says.
   const get =
@@ -151,12 +176,33 @@ export const functions = (cache: PluginCache) => {
   }
 }
 
-export const provider = (options: CacheOptions): HostServiceProvider => ({
-  grant: "cache",
-  functions: Object.keys(functions(new PluginCache(options))),
-  make: () =>
-    Effect.acquireRelease(
-      Effect.sync(() => new PluginCache(options)),
-      (cache) => Effect.sync(() => cache.clear())
-    ).pipe(Effect.map(functions))
+/** The Cache host service: a cache per plugin, made in the plugin's scope and cleared when it closes. */
+export class CacheService extends Context.Tag("ndp-engine/host/CacheService")<
+  CacheService,
+  HostServiceProvider
+>() {}
+
+/** The Cache service with these limits (missing ones take `defaultCacheOptions`). */
+export const make = Effect.fn("CacheService.make")((
+  options: Partial<CacheOptions> = {}
+): Effect.Effect<HostServiceProvider> => {
+  const limits: CacheOptions = { ...defaultCacheOptions, ...options }
+  return Effect.succeed({
+    ...definition,
+    make: () =>
+      Effect.acquireRelease(
+        Effect.sync(() => new PluginCache(limits)),
+        (cache) => Effect.sync(() => cache.clear())
+      ).pipe(Effect.map(functions))
+  })
 })
+
+/** The Cache service as a layer. */
+export const layer = (options: Partial<CacheOptions> = {}): Layer.Layer<CacheService> =>
+  Layer.effect(CacheService, make(options))
+
+/** The Cache service with its limits read from `Config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<Partial<CacheOptions>>
+): Layer.Layer<CacheService, ConfigError.ConfigError> =>
+  Layer.effect(CacheService, Effect.flatMap(Config.unwrap(config), make))

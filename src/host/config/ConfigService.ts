@@ -3,10 +3,18 @@
  * `config_get {key} → {value?, exists?}`, `config_getint {key} → {value?, exists?}`,
  * `config_keys {prefix} → {keys?}`.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { hostFunction } from "../HostCodec.js"
-import type { HostServiceProvider } from "../HostFunctions.js"
+import { type HostFunctionHandler, hostFunction } from "../HostCodec.js"
+import { define, type HostServiceProvider } from "../HostProvider.js"
+
+/** The functions of the Config service; every plugin has them (grant `config`). */
+export const definition = define({
+  grant: "config",
+  functions: ["config_get", "config_getint", "config_keys"]
+})
 
 const KeyRequest = Schema.Struct({ key: Schema.String })
 const PrefixRequest = Schema.Struct({ prefix: Schema.optionalWith(Schema.String, { default: () => "" }) })
@@ -20,7 +28,9 @@ const lookup = (config: Readonly<Record<string, string>>, key: string): string |
   Object.prototype.hasOwnProperty.call(config, key) ? config[key] : undefined
 
 /** The config functions over one plugin's flattened configuration. */
-export const functions = (config: Readonly<Record<string, string>>) => ({
+export const functions = (
+  config: Readonly<Record<string, string>>
+): Record<(typeof definition.functions)[number], HostFunctionHandler> => ({
   config_get: hostFunction("config_get", KeyRequest, ({ key }) => {
     const value = lookup(config, key)
     return Effect.succeed(value === undefined ? {} : { value, exists: true })
@@ -44,8 +54,23 @@ export const functions = (config: Readonly<Record<string, string>>) => ({
   )
 })
 
+/**
+ * The Config host service. It has no settings and no error of its own: reading a plugin's own
+ * configuration cannot fail beyond a malformed request, which the codec answers.
+ */
+export class ConfigService extends Context.Tag("ndp-engine/host/ConfigService")<
+  ConfigService,
+  HostServiceProvider
+>() {}
+
+/** The Config provider: the functions over each plugin's flattened configuration. */
 export const provider: HostServiceProvider = {
-  grant: "config",
-  functions: ["config_get", "config_getint", "config_keys"],
+  ...definition,
   make: (context) => Effect.succeed(functions(context.config))
 }
+
+/** The Config service. */
+export const make: Effect.Effect<HostServiceProvider> = Effect.succeed(provider)
+
+/** The Config service as a layer. */
+export const layer: Layer.Layer<ConfigService> = Layer.effect(ConfigService, make)

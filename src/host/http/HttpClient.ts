@@ -9,7 +9,6 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import * as https from "node:https"
@@ -23,15 +22,9 @@ import {
   normaliseHostname
 } from "../network/NetworkPolicy.js"
 
-/** A request was refused or failed; travels to the guest as `{"error": message}`. */
-export class HttpError extends Schema.TaggedError<HttpError>()("HttpError", {
-  reason: Schema.Literal("Forbidden", "Timeout", "TooLarge", "BadRequest", "Network"),
-  message: Schema.String,
-  cause: Schema.optional(Schema.Defect)
-}) {}
+import { HttpError } from "./HttpError.js"
 
-/** Why an HTTP request failed. */
-export type HttpErrorReason = HttpError["reason"]
+export { HttpError, type HttpErrorReason } from "./HttpError.js"
 
 /** Limits and DNS of one client. */
 export interface ClientOptions {
@@ -205,179 +198,181 @@ const redirected = (previous: HopRequest, from: Target, to: URL, statusCode: num
 }
 
 /** Makes a client whose keep-alive connections are closed when the scope closes. */
-export const make = (options: ClientOptions): Effect.Effect<HttpClient, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    // One pair of agents per plugin: a kept-alive socket is reused only for the same host and port
-    // under the same plugin (same allow-list), so skipping `lookup` on reuse skips no check.
-    const agents = yield* Effect.acquireRelease(
-      Effect.sync(() => ({
-        http: new http.Agent({ keepAlive: true }),
-        https: new https.Agent({ keepAlive: true })
-      })),
-      ({ http, https }) =>
-        Effect.sync(() => {
-          http.destroy()
-          https.destroy()
-        })
-    )
+export const make = Effect.fn("HttpClient.make")(function* (
+  options: ClientOptions
+): Effect.fn.Return<HttpClient, never, Scope.Scope> {
+  // One pair of agents per plugin: a kept-alive socket is reused only for the same host and port
+  // under the same plugin (same allow-list), so skipping `lookup` on reuse skips no check.
+  const agents = yield* Effect.acquireRelease(
+    Effect.sync(() => ({
+      http: new http.Agent({ keepAlive: true }),
+      https: new https.Agent({ keepAlive: true })
+    })),
+    ({ http, https }) =>
+      Effect.sync(() => {
+        http.destroy()
+        https.destroy()
+      })
+  )
 
-    const exchange = (target: Target, hop: HopRequest, followRedirects: boolean, policy: NetworkPolicy) =>
-      Effect.async<Hop, HttpError>((resume) => {
-        let settled = false
-        const settle = (effect: Effect.Effect<Hop, HttpError>): void => {
-          if (settled) return
-          settled = true
-          resume(effect)
-        }
-        const secure = target.url.protocol === "https:"
-        let request: http.ClientRequest
-        try {
-          request = (secure ? https : http).request(target.url, {
-            method: hop.method,
-            headers: framed(hop),
-            agent: secure ? agents.https : agents.http,
-            // Pinned here rather than left to the process-wide --max-http-header-size.
-            maxHeaderSize: options.maxHeaderBytes,
-            lookup: guardedLookup(policy, target.host, options.lookup)
-          })
-        } catch (cause) {
-          // Node validates the method and header names and values as it builds the request.
-          settle(
-            Effect.fail(
-              new HttpError({
-                reason: "BadRequest",
-                message: `invalid request: ${cause instanceof Error ? cause.message : String(cause)}`,
-                cause
-              })
-            )
+  const exchange = (target: Target, hop: HopRequest, followRedirects: boolean, policy: NetworkPolicy) =>
+    Effect.async<Hop, HttpError>((resume) => {
+      let settled = false
+      const settle = (effect: Effect.Effect<Hop, HttpError>): void => {
+        if (settled) return
+        settled = true
+        resume(effect)
+      }
+      const secure = target.url.protocol === "https:"
+      let request: http.ClientRequest
+      try {
+        request = (secure ? https : http).request(target.url, {
+          method: hop.method,
+          headers: framed(hop),
+          agent: secure ? agents.https : agents.http,
+          // Pinned here rather than left to the process-wide --max-http-header-size.
+          maxHeaderSize: options.maxHeaderBytes,
+          lookup: guardedLookup(policy, target.host, options.lookup)
+        })
+      } catch (cause) {
+        // Node validates the method and header names and values as it builds the request.
+        settle(
+          Effect.fail(
+            new HttpError({
+              reason: "BadRequest",
+              message: `invalid request: ${cause instanceof Error ? cause.message : String(cause)}`,
+              cause
+            })
           )
+        )
+        return
+      }
+      request.on("error", (cause) => settle(Effect.fail(networkError(target, cause, options))))
+      request.on("response", (response) => {
+        const statusCode = response.statusCode ?? 0
+        const location = response.headers.location
+        if (followRedirects && REDIRECTS.has(statusCode) && location !== undefined) {
+          response.destroy()
+          settle(Effect.succeed({ _tag: "Redirect", statusCode, location }))
           return
         }
-        request.on("error", (cause) => settle(Effect.fail(networkError(target, cause, options))))
-        request.on("response", (response) => {
-          const statusCode = response.statusCode ?? 0
-          const location = response.headers.location
-          if (followRedirects && REDIRECTS.has(statusCode) && location !== undefined) {
-            response.destroy()
-            settle(Effect.succeed({ _tag: "Redirect", statusCode, location }))
-            return
-          }
-          const tooLarge = () =>
-            new HttpError({
-              reason: "TooLarge",
-              message: `response body exceeds ${options.maxResponseBytes} bytes`
-            })
-          // A HEAD response announces the length of a body it does not carry.
-          const declared =
-            hop.method.toUpperCase() === "HEAD" ? 0 : Number(response.headers["content-length"] ?? "")
-          if (Number.isFinite(declared) && declared > options.maxResponseBytes) {
+        const tooLarge = () =>
+          new HttpError({
+            reason: "TooLarge",
+            message: `response body exceeds ${options.maxResponseBytes} bytes`
+          })
+        // A HEAD response announces the length of a body it does not carry.
+        const declared =
+          hop.method.toUpperCase() === "HEAD" ? 0 : Number(response.headers["content-length"] ?? "")
+        if (Number.isFinite(declared) && declared > options.maxResponseBytes) {
+          request.destroy()
+          settle(Effect.fail(tooLarge()))
+          return
+        }
+        const chunks: Array<Buffer> = []
+        let size = 0
+        response.on("data", (chunk: Buffer) => {
+          size += chunk.byteLength
+          if (size > options.maxResponseBytes) {
             request.destroy()
             settle(Effect.fail(tooLarge()))
             return
           }
-          const chunks: Array<Buffer> = []
-          let size = 0
-          response.on("data", (chunk: Buffer) => {
-            size += chunk.byteLength
-            if (size > options.maxResponseBytes) {
-              request.destroy()
-              settle(Effect.fail(tooLarge()))
-              return
-            }
-            chunks.push(chunk)
-          })
-          response.on("end", () =>
-            settle(
-              Effect.succeed({
-                _tag: "Response",
-                response: {
-                  statusCode,
-                  headers: responseHeaders(response.rawHeaders),
-                  body: new Uint8Array(Buffer.concat(chunks, size))
-                }
-              })
-            )
+          chunks.push(chunk)
+        })
+        response.on("end", () =>
+          settle(
+            Effect.succeed({
+              _tag: "Response",
+              response: {
+                statusCode,
+                headers: responseHeaders(response.rawHeaders),
+                body: new Uint8Array(Buffer.concat(chunks, size))
+              }
+            })
           )
-          response.on("error", (cause) => settle(Effect.fail(networkError(target, cause, options))))
-          response.on("close", () => {
-            if (!response.complete) {
-              settle(
-                Effect.fail(
-                  networkError(
-                    target,
-                    new Error("the connection closed before the response was complete"),
-                    options
-                  )
+        )
+        response.on("error", (cause) => settle(Effect.fail(networkError(target, cause, options))))
+        response.on("close", () => {
+          if (!response.complete) {
+            settle(
+              Effect.fail(
+                networkError(
+                  target,
+                  new Error("the connection closed before the response was complete"),
+                  options
                 )
               )
-            }
-          })
-        })
-        request.end(hop.body === undefined || hop.body.byteLength === 0 ? undefined : Buffer.from(hop.body))
-        return Effect.sync(() => {
-          settled = true
-          request.destroy()
+            )
+          }
         })
       })
+      request.end(hop.body === undefined || hop.body.byteLength === 0 ? undefined : Buffer.from(hop.body))
+      return Effect.sync(() => {
+        settled = true
+        request.destroy()
+      })
+    })
 
-    const send = (request: OutgoingRequest, policy: NetworkPolicy) =>
-      Effect.gen(function* () {
-        let url = request.url
-        let hop: HopRequest = { method: request.method, headers: request.headers, body: request.body }
-        for (let redirects = 0; ; redirects++) {
-          // A refused hop after a redirect says so: the plugin asked for another URL.
-          const refusedRedirect = (error: HttpError) =>
-            redirects === 0 || error.reason !== "Forbidden"
-              ? error
-              : new HttpError({
-                  reason: error.reason,
-                  message: `redirect to ${describeUrl(url)} refused: ${error.message}`,
-                  cause: error.cause
-                })
-          const target = yield* checkTarget(url, policy).pipe(Effect.mapError(refusedRedirect))
-          const result = yield* exchange(target, hop, request.followRedirects, policy).pipe(
-            Effect.mapError(refusedRedirect),
-            Effect.tapError((error) =>
-              error.cause instanceof AddressRefused
-                ? Effect.logWarning(
-                    `http ${hop.method} ${target.host} refused: it resolved to ${error.cause.address} ` +
-                      `(${error.cause.kind}); grant it with --allow-network if the plugin may reach it`
-                  )
-                : Effect.logDebug(`http ${hop.method} ${target.host} failed: ${error.message}`)
-            )
-          )
-          yield* Effect.logDebug(
-            `http ${hop.method} ${target.host} → ${result._tag === "Response" ? result.response.statusCode : result.statusCode}`
-          )
-          if (result._tag === "Response") return result.response
-          const next = yield* Effect.try({
-            try: () => new URL(result.location, target.url),
-            catch: (cause) =>
-              new HttpError({
-                reason: "Network",
-                message: `${target.host} redirected to an invalid location ${JSON.stringify(result.location)}`,
-                cause
+  const send = Effect.fn("HttpClient.send")(
+    function* (request: OutgoingRequest, policy: NetworkPolicy) {
+      let url = request.url
+      let hop: HopRequest = { method: request.method, headers: request.headers, body: request.body }
+      for (let redirects = 0; ; redirects++) {
+        // A refused hop after a redirect says so: the plugin asked for another URL.
+        const refusedRedirect = (error: HttpError) =>
+          redirects === 0 || error.reason !== "Forbidden"
+            ? error
+            : new HttpError({
+                reason: error.reason,
+                message: `redirect to ${describeUrl(url)} refused: ${error.message}`,
+                cause: error.cause
               })
-          })
-          if (redirects >= options.maxRedirects) {
-            return yield* new HttpError({
-              reason: "Network",
-              message: `stopped after ${options.maxRedirects} redirects (the last one to ${describeUrl(next.href)})`
-            })
-          }
-          hop = redirected(hop, target, next, result.statusCode)
-          url = next.href
-        }
-      }).pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(request.timeoutMs),
-          onTimeout: () =>
+        const target = yield* checkTarget(url, policy).pipe(Effect.mapError(refusedRedirect))
+        const result = yield* exchange(target, hop, request.followRedirects, policy).pipe(
+          Effect.mapError(refusedRedirect),
+          Effect.tapError((error) =>
+            error.cause instanceof AddressRefused
+              ? Effect.logWarning(
+                  `http ${hop.method} ${target.host} refused: it resolved to ${error.cause.address} ` +
+                    `(${error.cause.kind}); grant it with --allow-network if the plugin may reach it`
+                )
+              : Effect.logDebug(`http ${hop.method} ${target.host} failed: ${error.message}`)
+          )
+        )
+        yield* Effect.logDebug(
+          `http ${hop.method} ${target.host} → ${result._tag === "Response" ? result.response.statusCode : result.statusCode}`
+        )
+        if (result._tag === "Response") return result.response
+        const next = yield* Effect.try({
+          try: () => new URL(result.location, target.url),
+          catch: (cause) =>
             new HttpError({
-              reason: "Timeout",
-              message: `request to ${describeUrl(request.url)} timed out after ${request.timeoutMs} ms`
+              reason: "Network",
+              message: `${target.host} redirected to an invalid location ${JSON.stringify(result.location)}`,
+              cause
             })
         })
-      )
+        if (redirects >= options.maxRedirects) {
+          return yield* new HttpError({
+            reason: "Network",
+            message: `stopped after ${options.maxRedirects} redirects (the last one to ${describeUrl(next.href)})`
+          })
+        }
+        hop = redirected(hop, target, next, result.statusCode)
+        url = next.href
+      }
+    },
+    (effect, request) =>
+      Effect.timeoutFail(effect, {
+        duration: Duration.millis(request.timeoutMs),
+        onTimeout: () =>
+          new HttpError({
+            reason: "Timeout",
+            message: `request to ${describeUrl(request.url)} timed out after ${request.timeoutMs} ms`
+          })
+      })
+  )
 
-    return { send }
-  })
+  return { send }
+})

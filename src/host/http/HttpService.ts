@@ -6,14 +6,24 @@
  * them (`NetworkPolicy`), redirects re-checked hop by hop, heads and bodies capped, every request
  * under a deadline.
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { lookup as dnsLookup } from "node:dns"
 import type { LookupFunction } from "node:net"
 import { Bytes, encodeResponseAsIs, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
-import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
+import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import * as HttpClient from "./HttpClient.js"
 import * as NetworkPolicy from "../network/NetworkPolicy.js"
+
+/**
+ * The functions of the HTTP service and the permission they need. `http_request` is Extism's own
+ * (`extism:host/env`); the worker forwards it here, and the catalogue leaves it out.
+ */
+export const definition = define({ grant: "http", functions: ["http_send", "http_request"] })
 
 /** Settings of the HTTP host service. */
 export interface HttpOptions {
@@ -87,7 +97,7 @@ export const functions = (
   client: HttpClient.HttpClient,
   context: PluginContext,
   options: HttpOptions
-): Record<string, HostFunctionHandler> => {
+): Record<(typeof definition.functions)[number], HostFunctionHandler> => {
   const requiredHosts = context.manifest.permissions.http?.requiredHosts ?? []
   const grants = context.allowedNetworks
   // An empty list: Navidrome's http_send may reach any host, Extism's http_request none.
@@ -134,15 +144,35 @@ export const functions = (
   }
 }
 
-/** The HTTP service: one guarded client per plugin, its connections closed when the plugin unloads. */
-export const provider = (options: HttpOptions): HostServiceProvider => ({
-  grant: "http",
-  functions: ["http_send", "http_request"],
-  make: (context) =>
-    HttpClient.make({
-      maxResponseBytes: options.maxResponseBytes,
-      maxHeaderBytes: options.maxHeaderBytes,
-      maxRedirects: options.maxRedirects,
-      lookup: options.lookup ?? dnsLookup
-    }).pipe(Effect.map((client) => functions(client, context, options)))
+/** The HTTP host service: one guarded client per plugin, its connections closed when the plugin unloads. */
+export class HttpService extends Context.Tag("ndp-engine/host/HttpService")<
+  HttpService,
+  HostServiceProvider
+>() {}
+
+/** The HTTP service with these settings (missing ones take `defaultHttpOptions`). */
+export const make = Effect.fn("HttpService.make")((
+  options: Partial<HttpOptions> = {}
+): Effect.Effect<HostServiceProvider> => {
+  const settings: HttpOptions = { ...defaultHttpOptions, ...options }
+  return Effect.succeed({
+    ...definition,
+    make: (context) =>
+      HttpClient.make({
+        maxResponseBytes: settings.maxResponseBytes,
+        maxHeaderBytes: settings.maxHeaderBytes,
+        maxRedirects: settings.maxRedirects,
+        lookup: settings.lookup ?? dnsLookup
+      }).pipe(Effect.map((client) => functions(client, context, settings)))
+  })
 })
+
+/** The HTTP service as a layer. */
+export const layer = (options: Partial<HttpOptions> = {}): Layer.Layer<HttpService> =>
+  Layer.effect(HttpService, make(options))
+
+/** The HTTP service with its settings read from `Config` (`lookup` stays the system's unless given). */
+export const layerConfig = (
+  config: Config.Config.Wrap<Partial<HttpOptions>>
+): Layer.Layer<HttpService, ConfigError.ConfigError> =>
+  Layer.effect(HttpService, Effect.flatMap(Config.unwrap(config), make))

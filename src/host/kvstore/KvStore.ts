@@ -461,11 +461,12 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
  * Opens (creating when needed) the store at `options.filename`, in the current scope: closing the
  * scope stops the sweeper and closes the connection. A store that fails to open closes at once.
  */
-export const make = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const own = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    return yield* open(options).pipe(
-      Scope.extend(own),
-      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(own, exit) : Effect.void))
-    )
-  })
+export const make = Effect.fn("KvStore.make")(function* (
+  options: KvStoreOptions
+): Effect.fn.Return<KvStore, KvStoreError, Scope.Scope> {
+  const own = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+  return yield* open(options).pipe(
+    Scope.extend(own),
+    Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(own, exit) : Effect.void))
+  )
+})

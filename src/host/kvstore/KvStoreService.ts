@@ -4,7 +4,11 @@
  * manifest's `permissions.kvstore.maxSize`. The store opens when the plugin loads and closes when
  * it unloads.
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { join } from "node:path"
@@ -17,22 +21,25 @@ import {
   hostFunction,
   toBase64
 } from "../HostCodec.js"
-import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
+import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import * as KvStore from "./KvStore.js"
 import type { KvStoreError } from "./KvStoreError.js"
 
-/** The host functions of this service, in contract order. */
-export const functionNames = [
-  "kvstore_set",
-  "kvstore_get",
-  "kvstore_delete",
-  "kvstore_has",
-  "kvstore_list",
-  "kvstore_getstorageused",
-  "kvstore_setwithttl",
-  "kvstore_getmany",
-  "kvstore_deletebyprefix"
-] as const
+/** The host functions of this service, in contract order, and the permission they need. */
+export const definition = define({
+  grant: "kvstore",
+  functions: [
+    "kvstore_set",
+    "kvstore_get",
+    "kvstore_delete",
+    "kvstore_has",
+    "kvstore_list",
+    "kvstore_getstorageused",
+    "kvstore_setwithttl",
+    "kvstore_getmany",
+    "kvstore_deletebyprefix"
+  ]
+})
 
 // A missing or null field reads as Go's zero value, so the store's own rules word the error.
 const Text = Schema.optionalWith(Schema.String, { default: () => "", nullable: true })
@@ -73,7 +80,7 @@ const getManyFunction = (store: KvStore.KvStore): HostFunctionHandler =>
 /** The host functions over one open store. */
 export const functions = (
   store: KvStore.KvStore
-): Record<(typeof functionNames)[number], HostFunctionHandler> => {
+): Record<(typeof definition.functions)[number], HostFunctionHandler> => {
   const storageUsed = hostFunction("kvstore_getstorageused", Schema.Unknown, () =>
     Effect.map(store.storageUsed, (bytes) => ({ bytes }))
   )
@@ -112,7 +119,7 @@ export const functions = (
 /** Every function answering `{"error"}`: what a plugin gets when its store cannot be opened. */
 const unavailable = (error: KvStoreError): Record<string, HostFunctionHandler> => {
   const response = encodeError(`kvstore unavailable: ${error.message}`)
-  return Object.fromEntries(functionNames.map((name) => [name, () => Effect.succeed(response)]))
+  return Object.fromEntries(definition.functions.map((name) => [name, () => Effect.succeed(response)]))
 }
 
 /** Where a plugin's store lives. */
@@ -128,12 +135,19 @@ export interface KvStoreServiceOptions {
 /** 100,000 keys per store. */
 export const defaultKvStoreServiceOptions: KvStoreServiceOptions = { maxKeys: KvStore.defaultMaxKeys }
 
-/** The KVStore service with these limits: one store per plugin, opened in the plugin's scope. */
-export const providerWith = (options: Partial<KvStoreServiceOptions> = {}): HostServiceProvider => {
+/** The KVStore host service: one store per plugin, opened in the plugin's scope. */
+export class KvStoreService extends Context.Tag("ndp-engine/host/KvStoreService")<
+  KvStoreService,
+  HostServiceProvider
+>() {}
+
+/** The KVStore service with these limits (missing ones take `defaultKvStoreServiceOptions`). */
+export const make = Effect.fn("KvStoreService.make")((
+  options: Partial<KvStoreServiceOptions> = {}
+): Effect.Effect<HostServiceProvider> => {
   const { maxKeys } = { ...defaultKvStoreServiceOptions, ...options }
-  return {
-    grant: "kvstore",
-    functions: functionNames,
+  return Effect.succeed({
+    ...definition,
     make: (context) =>
       KvStore.make({
         filename: storePath(context),
@@ -149,8 +163,15 @@ export const providerWith = (options: Partial<KvStoreServiceOptions> = {}): Host
         ),
         Effect.annotateLogs("plugin", context.pluginId)
       )
-  }
-}
+  })
+})
 
-/** The KVStore service with the default limits. */
-export const provider: HostServiceProvider = providerWith()
+/** The KVStore service as a layer. */
+export const layer = (options: Partial<KvStoreServiceOptions> = {}): Layer.Layer<KvStoreService> =>
+  Layer.effect(KvStoreService, make(options))
+
+/** The KVStore service with its limits read from `Config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<Partial<KvStoreServiceOptions>>
+): Layer.Layer<KvStoreService, ConfigError.ConfigError> =>
+  Layer.effect(KvStoreService, Effect.flatMap(Config.unwrap(config), make))

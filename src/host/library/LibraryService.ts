@@ -5,12 +5,21 @@
  * `library.filesystem: true` each library also carries its `path` and its `mountPoint`
  * (`/libraries/<id>`), where the plugin's WASI filesystem sees it read-only (`mounts`).
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import type { Mount } from "../../runtime/worker/protocol.js"
-import { HostCallError, hostFunction } from "../HostCodec.js"
-import { type HostServiceProvider, isAllowed, type PluginContext } from "../HostFunctions.js"
-import type { Library, LibraryCatalog } from "../../server/LibraryCatalog.js"
+import type { Mount } from "../../runtime/abi/protocol.js"
+import { hostFunction } from "../HostCodec.js"
+import { define, type HostServiceProvider, isAllowed, type PluginContext } from "../HostProvider.js"
+import { type Library, LibraryCatalog } from "../../server/LibraryCatalog.js"
+import { LibraryError } from "./LibraryError.js"
+
+/** The functions of the Library service and the permission they need. */
+export const definition = define({
+  grant: "library",
+  functions: ["library_getlibrary", "library_getalllibraries"]
+})
 
 /** Where a library's folder appears in the plugin's WASI filesystem. */
 export const mountPoint = (id: number): string => `/libraries/${id}`
@@ -42,8 +51,7 @@ export const provider = (catalog: LibraryCatalog["Type"]): HostServiceProvider =
       libraries.filter((library) => isAllowed(context.libraries, library.id))
     )
   return {
-    grant: "library",
-    functions: ["library_getlibrary", "library_getalllibraries"],
+    ...definition,
     make: (context) => {
       const filesystem = hasFilesystem(context)
       return Effect.succeed({
@@ -51,7 +59,7 @@ export const provider = (catalog: LibraryCatalog["Type"]): HostServiceProvider =
           Effect.flatMap(visible(context), (libraries) => {
             const library = libraries.find((candidate) => candidate.id === id)
             return library === undefined
-              ? Effect.fail(new HostCallError({ message: `library ${id} not found` }))
+              ? Effect.fail(new LibraryError({ reason: "NotFound", message: `library ${id} not found` }))
               : Effect.succeed({ result: toWire(library, filesystem) })
           })
         ),
@@ -70,3 +78,18 @@ export const provider = (catalog: LibraryCatalog["Type"]): HostServiceProvider =
         : Effect.succeed([])
   }
 }
+
+/** The Library host service; it reads the embedding server's `LibraryCatalog`. */
+export class LibraryService extends Context.Tag("ndp-engine/host/LibraryService")<
+  LibraryService,
+  HostServiceProvider
+>() {}
+
+/** The Library service over the server's `LibraryCatalog`, taken once. */
+export const make: Effect.Effect<HostServiceProvider, never, LibraryCatalog> = Effect.map(
+  LibraryCatalog,
+  provider
+).pipe(Effect.withSpan("LibraryService.make"))
+
+/** The Library service as a layer. */
+export const layer: Layer.Layer<LibraryService, never, LibraryCatalog> = Layer.effect(LibraryService, make)

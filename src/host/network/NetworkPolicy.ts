@@ -263,19 +263,43 @@ const HOST_NAME =
 
 const USAGE = "give a CIDR such as 192.168.1.0/24 or ::1/128, an address such as 127.0.0.1, or a host name"
 
+// The WHATWG URL parser prints IPv6 in its RFC 5952 form (lower case, longest zero run as "::").
+const canonicalIPv6 = (address: string): string => new URL(`http://[${address}]/`).hostname.slice(1, -1)
+
+/** An address as canonical text: IPv4 dotted, IPv6 in RFC 5952 form; `mapped` writes 4 bytes as `::ffff:a.b.c.d`. */
+const addressText = (bytes: Uint8Array, mapped: boolean): string => {
+  if (bytes.length === 4) {
+    const v4 = Array.from(bytes).join(".")
+    return mapped ? canonicalIPv6(`::ffff:${v4}`) : v4
+  }
+  const groups = Array.from({ length: 8 }, (_, i) =>
+    (((bytes[2 * i] ?? 0) << 8) | (bytes[2 * i + 1] ?? 0)).toString(16)
+  )
+  return canonicalIPv6(groups.join(":"))
+}
+
+/**
+ * The one parser of operator grants, for the registry (canonical text) and the loader (bytes and
+ * prefix) alike. Gives the grant with its canonical text, or why `raw` is not one.
+ */
 const parseGrant = (raw: string): Either.Either<NetworkGrant, string> => {
   const text = raw.trim()
   if (text.length === 0) return Either.left(`it is empty; ${USAGE}`)
+  if (/\s/.test(text)) return Either.left(`it contains white space; ${USAGE}`)
+  if (text.includes("://"))
+    return Either.left("it is a URL; give only the host or network, without scheme or path")
   const slash = text.indexOf("/")
-  if (slash >= 0 || isIP(text) !== 0) {
-    const address = slash >= 0 ? text.slice(0, slash) : text
-    const bytes = parseAddress(address)
+  const head = slash >= 0 ? text.slice(0, slash) : text
+  const address = head.startsWith("[") && head.endsWith("]") ? head.slice(1, -1) : head
+  if (slash >= 0 || isIP(address) !== 0) {
+    const bytes = address.includes("%") ? undefined : parseAddress(address)
     if (bytes === undefined || isIP(address) === 0) {
       return Either.left(`${JSON.stringify(address)} is not an IP address; ${USAGE}`)
     }
     const bits = bytes.length * 8
     // An IPv4-mapped address was shortened to IPv4: its prefix counts from the IPv4 part.
-    const shift = isIP(address) === 6 && bytes.length === 4 ? 96 : 0
+    const mapped = isIP(address) === 6 && bytes.length === 4
+    const shift = mapped ? 96 : 0
     const prefixText = slash >= 0 ? text.slice(slash + 1) : String(bits + shift)
     if (!/^\d{1,3}$/.test(prefixText)) {
       return Either.left(`the prefix length ${JSON.stringify(prefixText)} is not a number; ${USAGE}`)
@@ -290,22 +314,39 @@ const parseGrant = (raw: string): Either.Either<NetworkGrant, string> => {
       const keep = Math.max(0, Math.min(8, prefix - i * 8))
       return b & ((0xff << (8 - keep)) & 0xff)
     })
+    // Most likely a typo for a narrower grant (192.168.1.7/24 meant as /32): name the block instead.
     if (masked.some((b, i) => b !== bytes[i])) {
       return Either.left(
-        `it has bits set after the first ${prefix + shift}; write the network address instead`
+        `it has bits set after the first ${prefix + shift}; write the network address instead: ` +
+          `the block is ${addressText(masked, mapped)}/${prefix + shift}`
       )
     }
-    return Either.right({ _tag: "Network", text, bytes, prefix })
+    const canonical = addressText(bytes, mapped)
+    return Either.right({
+      _tag: "Network",
+      text: slash >= 0 ? `${canonical}/${prefixText}` : canonical,
+      bytes,
+      prefix
+    })
   }
-  const host = normaliseEntry(text)
-  if (host.includes("*")) {
+  if (/:\d*$/.test(text))
+    return Either.left("it has a port; a grant covers every port, so give the host alone")
+  if (text.includes("*")) {
     return Either.left(`wildcards are not allowed in a grant; grant a network as a CIDR instead (${USAGE})`)
   }
-  if (!HOST_NAME.test(host) || /[/:@?#\s]/.test(text)) {
+  const host = normaliseEntry(text)
+  if (!HOST_NAME.test(host) || /[/:@?#]/.test(text)) {
     return Either.left(`it is not a CIDR, an address or a host name; ${USAGE}`)
+  }
+  if (/^[0-9.]+$/.test(host)) {
+    return Either.left(`it looks like an IPv4 address but is not a valid one; ${USAGE}`)
   }
   return Either.right({ _tag: "Host", host })
 }
+
+/** Why `entry` is not a grant, worded as every caller reports it. */
+const grantMessage = (entry: string, why: string): string =>
+  `allowed network ${JSON.stringify(entry)} is not valid: ${why}`
 
 /** A grant as the operator writes it (`192.168.1.0/24`, `::1/128`, `127.0.0.1`, `nas.home.arpa`). */
 export const NetworkGrantFromString = Schema.transformOrFail(Schema.String, NetworkGrant, {
@@ -329,13 +370,40 @@ export const decodeGrants: (
           const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
           return new NetworkGrantError({
             grant: entry,
-            message: `allowed network ${JSON.stringify(entry)} is not valid: ${issue?.message ?? error.message}`
+            message: grantMessage(entry, issue?.message ?? error.message)
           })
         })
       )
     )
   }
 )
+
+/**
+ * One grant as the registry keeps it: decodes to its canonical text (host names in lower-case
+ * ASCII, IPv6 in RFC 5952 form, a bare address stays bare), so equal grants compare equal.
+ */
+export const CanonicalNetworkGrant = Schema.transform(NetworkGrantFromString, Schema.String, {
+  strict: true,
+  decode: (grant) => (grant._tag === "Host" ? grant.host : grant.text),
+  encode: (text) => ({ _tag: "Host" as const, host: text })
+}).annotations({ identifier: "CanonicalNetworkGrant" })
+
+/**
+ * Canonical grants for the registry: duplicates dropped, in the order given; or the message of the
+ * first entry that is not a grant.
+ */
+export const decodeNetworkGrants = (
+  entries: ReadonlyArray<string>
+): Either.Either<ReadonlyArray<string>, string> => {
+  const out: Array<string> = []
+  for (const entry of entries) {
+    const parsed = parseGrant(entry)
+    if (Either.isLeft(parsed)) return Either.left(grantMessage(entry, parsed.left))
+    const canonical = parsed.right._tag === "Host" ? parsed.right.host : parsed.right.text
+    if (!out.includes(canonical)) out.push(canonical)
+  }
+  return Either.right(out)
+}
 
 // ---------------------------------------------------------------------------------------------
 // The policy of one plugin for one service

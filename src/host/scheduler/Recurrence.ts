@@ -13,6 +13,7 @@ import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import { formatGoDuration, parseGoDuration } from "../../internal/GoDuration.js"
 
 /** A recurring schedule's timing: a cron expression, or a fixed interval (`@every`). */
 export type Recurrence =
@@ -34,35 +35,13 @@ const MACROS: Readonly<Record<string, string>> = {
   "@hourly": "0 * * * *"
 }
 
-const GO_DURATION = /^((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$/
-const GO_UNIT_MS: Readonly<Record<string, number>> = {
-  ns: 1e-6,
-  us: 1e-3,
-  µs: 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000
-}
-
-/** Parses a Go duration such as `90s`, `1h30m` or `250ms` into milliseconds. */
-export const parseGoDuration = (text: string): number | undefined => {
-  if (!GO_DURATION.test(text)) return undefined
-  let total = 0
-  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
-    total += Number(amount) * GO_UNIT_MS[unit!]!
-  }
-  return total
-}
+export { parseGoDuration } from "../../internal/GoDuration.js"
 
 /** Why an expression was refused: malformed, or an `@every` interval under the minimum. */
 export interface RecurrenceProblem {
   readonly reason: "InvalidSchedule" | "TooFrequent"
   readonly message: string
 }
-
-/** Formats milliseconds as a Go duration for messages (`1s`, `1.5s`, `250ms`). */
-const goDuration = (ms: number): string => (ms >= 1000 ? `${ms / 1000}s` : `${ms}ms`)
 
 /**
  * Whether a cron field starts with `*` (alone, with a step, or before a comma): Effect's rule for
@@ -98,8 +77,8 @@ export const parseRecurrence = (
       return Either.left({
         reason: "TooFrequent",
         message:
-          `@every interval "${duration}" is shorter than the minimum of ${goDuration(minIntervalMs)}: ` +
-          `use a longer interval, e.g. "@every ${goDuration(Math.max(minIntervalMs, 1000))}"`
+          `@every interval "${duration}" is shorter than the minimum of ${formatGoDuration(minIntervalMs)}: ` +
+          `use a longer interval, e.g. "@every ${formatGoDuration(Math.max(minIntervalMs, 1000))}"`
       })
     }
     return Either.right({ _tag: "Every", interval: Duration.millis(ms) })

@@ -14,19 +14,29 @@
  * schedule's fiber is in the map.
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberMap from "effect/FiberMap"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomBase62 } from "../../internal/Ids.js"
 import { hostFunction } from "../HostCodec.js"
-import type { HostServiceProvider, PluginContext } from "../HostFunctions.js"
+import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import { nextRun, parseRecurrence, type Recurrence } from "./Recurrence.js"
 import { SchedulerError } from "./SchedulerError.js"
 
 export { nextRun, parseGoDuration, parseRecurrence, type Recurrence } from "./Recurrence.js"
+
+/** The functions of the Scheduler service and the permission they need. */
+export const definition = define({
+  grant: "scheduler",
+  functions: ["scheduler_scheduleonetime", "scheduler_schedulerecurring", "scheduler_cancelschedule"]
+})
 
 /** Limits of the Scheduler, per plugin. */
 export interface SchedulerOptions {
@@ -86,8 +96,9 @@ const describeHorizon = (horizon: Duration.Duration): string => {
   return Number.isInteger(days) ? `${days} day${days === 1 ? "" : "s"}` : Duration.format(horizon)
 }
 
-const makeWith = (options: SchedulerOptions) => (context: PluginContext) =>
-  Effect.gen(function* () {
+/** One plugin's scheduler functions; its schedules live in the current scope (the plugin's). */
+const forPlugin = (options: SchedulerOptions) =>
+  Effect.fn("SchedulerService.forPlugin")(function* (context: PluginContext) {
     const schedules = yield* FiberMap.make<string>()
     // Creation is check-then-start: one at a time, so concurrent calls cannot overshoot the cap.
     const creating = yield* Effect.makeSemaphore(1)
@@ -249,12 +260,24 @@ const makeWith = (options: SchedulerOptions) => (context: PluginContext) =>
     }
   })
 
-/** The Scheduler service with these limits (missing ones take `defaultSchedulerOptions`). */
-export const providerWith = (options: Partial<SchedulerOptions> = {}): HostServiceProvider => ({
-  grant: "scheduler",
-  functions: ["scheduler_scheduleonetime", "scheduler_schedulerecurring", "scheduler_cancelschedule"],
-  make: makeWith({ ...defaultSchedulerOptions, ...options })
-})
+/** The Scheduler host service: a `FiberMap` of schedules per plugin, in the plugin's scope. */
+export class SchedulerService extends Context.Tag("ndp-engine/host/SchedulerService")<
+  SchedulerService,
+  HostServiceProvider
+>() {}
 
-/** The Scheduler service with the default limits. */
-export const provider: HostServiceProvider = providerWith()
+/** The Scheduler service with these limits (missing ones take `defaultSchedulerOptions`). */
+export const make = Effect.fn("SchedulerService.make")(
+  (options: Partial<SchedulerOptions> = {}): Effect.Effect<HostServiceProvider> =>
+    Effect.succeed({ ...definition, make: forPlugin({ ...defaultSchedulerOptions, ...options }) })
+)
+
+/** The Scheduler service as a layer. */
+export const layer = (options: Partial<SchedulerOptions> = {}): Layer.Layer<SchedulerService> =>
+  Layer.effect(SchedulerService, make(options))
+
+/** The Scheduler service with its limits read from `Config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<Partial<SchedulerOptions>>
+): Layer.Layer<SchedulerService, ConfigError.ConfigError> =>
+  Layer.effect(SchedulerService, Effect.flatMap(Config.unwrap(config), make))

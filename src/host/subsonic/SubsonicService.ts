@@ -7,17 +7,22 @@
  * `call`, `f=json`, replacing whatever the plugin sent, and drops credentials (`p`, `t`, `s`,
  * `apiKey`): the host vouches for the user.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { HostCallError, hostFunction, toBase64 } from "../HostCodec.js"
-import { type HostServiceProvider, isAllowed, type PluginContext } from "../HostFunctions.js"
-import type { User, UserDirectory } from "../../server/UserDirectory.js"
-import {
-  SUBSONIC_API_VERSION,
-  type SubsonicRequest,
-  type SubsonicRouter
-} from "../../server/SubsonicRouter.js"
+import { hostFunction, toBase64 } from "../HostCodec.js"
+import { define, type HostServiceProvider, isAllowed, type PluginContext } from "../HostProvider.js"
+import { type User, UserDirectory } from "../../server/UserDirectory.js"
+import { SUBSONIC_API_VERSION, type SubsonicRequest, SubsonicRouter } from "../../server/SubsonicRouter.js"
+import { SubsonicError } from "./SubsonicError.js"
+
+/** The functions of the Subsonic API service and the permission they need. */
+export const definition = define({
+  grant: "subsonicapi",
+  functions: ["subsonicapi_call", "subsonicapi_callraw"]
+})
 
 const UriRequest = Schema.Struct({ uri: Schema.String })
 
@@ -112,22 +117,25 @@ export const provider = (
   router: SubsonicRouter["Type"],
   directory: UserDirectory["Type"]
 ): HostServiceProvider => ({
-  grant: "subsonicapi",
-  functions: ["subsonicapi_call", "subsonicapi_callraw"],
+  ...definition,
   make: (context) => {
     const execute = (uri: string, json: boolean) =>
       Effect.gen(function* () {
         const parsed = parseUri(uri)
-        if (Either.isLeft(parsed)) return yield* new HostCallError({ message: parsed.left })
+        if (Either.isLeft(parsed))
+          return yield* new SubsonicError({ reason: "BadRequest", message: parsed.left })
         const { endpoint, params } = parsed.right
         const userName = params.find(([key]) => key === "u")?.[1] ?? ""
         if (userName === "") {
-          return yield* new HostCallError({ message: "missing required parameter 'u' (username)" })
+          return yield* new SubsonicError({
+            reason: "BadRequest",
+            message: "missing required parameter 'u' (username)"
+          })
         }
         const checked = checkUser(context, yield* directory.list, userName)
         if (Either.isLeft(checked)) {
           yield* Effect.logWarning(`Subsonic API call refused: ${checked.left}`)
-          return yield* new HostCallError({ message: checked.left })
+          return yield* new SubsonicError({ reason: "Forbidden", message: checked.left })
         }
         const request: SubsonicRequest = {
           endpoint,
@@ -147,7 +155,8 @@ export const provider = (
           textual(response.contentType) || response.body.byteLength === 0
             ? Effect.succeed({ responseJson: decoder.decode(response.body) })
             : Effect.fail(
-                new HostCallError({
+                new SubsonicError({
+                  reason: "NotJson",
                   message: `the endpoint answered ${response.contentType}, not JSON; use subsonicapi_callraw for binary responses`
                 })
               )
@@ -162,3 +171,20 @@ export const provider = (
     })
   }
 })
+
+/** The Subsonic API host service; it answers through the embedding server's `SubsonicRouter`. */
+export class SubsonicService extends Context.Tag("ndp-engine/host/SubsonicService")<
+  SubsonicService,
+  HostServiceProvider
+>() {}
+
+/** The Subsonic API service over the server's router and user directory, taken once. */
+export const make = Effect.fn("SubsonicService.make")(function* () {
+  return provider(yield* SubsonicRouter, yield* UserDirectory)
+})
+
+/** The Subsonic API service as a layer. */
+export const layer: Layer.Layer<SubsonicService, never, SubsonicRouter | UserDirectory> = Layer.effect(
+  SubsonicService,
+  make()
+)

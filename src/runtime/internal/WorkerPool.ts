@@ -24,7 +24,7 @@ import {
   type MainToWorker,
   type PluginSpec,
   type WorkerToMain
-} from "../worker/protocol.js"
+} from "../abi/protocol.js"
 import { loadWorkerSource } from "./WorkerScript.js"
 
 export type CallOutcome =

@@ -5,7 +5,7 @@
  * and bytes pass a token bucket shared by every instance of the plugin, and what passes travels in
  * batches. Dropped output is counted and reported as one summary line at most once a second.
  */
-import type { LogBudget, LogBudgetSpec, LogLine } from "./protocol.js"
+import type { LogBudget, LogBudgetSpec, LogLine } from "../abi/protocol.js"
 
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()

@@ -5,7 +5,7 @@
  * docs/decisions/0001-own-extism-kernel.md).
  */
 import { utf8Cut } from "./GuestLog.js"
-import type { KernelLimits } from "./protocol.js"
+import type { KernelLimits } from "../abi/protocol.js"
 
 /** Thrown from a host function to unwind the guest: the call fails with this kind. */
 export class KernelAbort extends Error {
@@ -331,22 +331,3 @@ export class Kernel {
     if (level >= this.logLevel) this.log(level, this.read(handle))
   }
 }
-
-/** Names a plugin may import from `extism:host/env` without any permission. */
-export const kernelFunctionNames: ReadonlySet<string> = new Set(
-  Object.keys(
-    new Kernel(
-      {},
-      { maxHostMemoryBytes: 0, maxOutputBytes: 0, maxVarBytes: 0, maxLinearMemoryBytes: 0 },
-      5,
-      () => {}
-    ).imports()
-  )
-)
-
-/** Extism's built-in HTTP functions in `extism:host/env`, granted by the `http` permission. */
-export const kernelHttpFunctionNames: ReadonlySet<string> = new Set([
-  "http_request",
-  "http_status_code",
-  "http_headers"
-])

@@ -6,7 +6,7 @@
  * fs errors) come back as errnos, never as exceptions.
  */
 import { KernelAbort } from "./Kernel.js"
-import type { Mount } from "./protocol.js"
+import type { Mount } from "../abi/protocol.js"
 import { Errno, errnoOf, Filetype, GuestMemory } from "./WasiAbi.js"
 import { WasiFs } from "./WasiFs.js"
 
@@ -285,10 +285,3 @@ export const makeWasi = (host: WasiHost): Wasi => {
   }
   return { imports, flush }
 }
-
-/** Names every plugin may import from `wasi_snapshot_preview1`. */
-export const wasiFunctionNames: ReadonlySet<string> = new Set(
-  Object.keys(
-    makeWasi({ memory: () => undefined, log: { write: () => undefined, text: () => undefined } }).imports
-  )
-)

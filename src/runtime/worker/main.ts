@@ -12,7 +12,7 @@ import {
   type MainToWorker,
   type PluginSpec,
   type WorkerToMain
-} from "./protocol.js"
+} from "../abi/protocol.js"
 import { makeWasi } from "./Wasi.js"
 
 interface Live {

@@ -1,31 +1,30 @@
 /**
- * The embedded scrobble history: table `scrobble_history` in `ndp.db` (migrations table
- * `ndp_scrobble_history_migrations`), filled by `Scrobblers` when it is provided. Users are the
+ * The embedded scrobble history: table `scrobble_history` in the engine's storage (its migration is
+ * numbered in `storage/Migrations.ts`), filled by `Scrobblers` when it is provided. Users are the
  * embedded directory's.
  */
-import * as Migrator from "@effect/sql/Migrator"
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { migrate } from "../../internal/migrate.js"
+import type { Dialect } from "../../storage/Dialect.js"
+import { Storage } from "../../storage/Storage.js"
 import { type ScrobbleRef, ScrobbleHistory } from "../ScrobbleHistory.js"
 import { UserDirectory } from "../UserDirectory.js"
 
-export const migrations = Migrator.fromRecord({
-  "0001_scrobble_history": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE scrobble_history (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
-      username TEXT NOT NULL,
-      media_file_id TEXT NOT NULL,
-      submission_time INTEGER NOT NULL
-    )`
-    yield* sql`CREATE INDEX scrobble_history_by_user_time ON scrobble_history (username, submission_time, id)`
-  })
-})
-
-export const migrationsTable = "ndp_scrobble_history_migrations"
+/** The history table's migration (numbered in `storage/Migrations.ts`). */
+export const migrations = {
+  scrobbleHistory: (sql: SqlClient.SqlClient, dialect: Dialect) =>
+    Effect.gen(function* () {
+      yield* sql`CREATE TABLE scrobble_history (
+        id ${dialect.serialKey},
+        username TEXT NOT NULL,
+        media_file_id TEXT NOT NULL,
+        submission_time INTEGER NOT NULL
+      )`
+      yield* sql`CREATE INDEX scrobble_history_by_user_time ON scrobble_history (username, submission_time, id)`
+    })
+}
 
 type Row = { readonly id: number; readonly media_file_id: string; readonly submission_time: number }
 
@@ -40,11 +39,10 @@ const low = (from: number | undefined) => from ?? Number.MIN_SAFE_INTEGER
 const high = (to: number | undefined) => to ?? Number.MAX_SAFE_INTEGER
 
 /** The history over the embedded database (a failing query is a defect: the file is the engine's own). */
-export const layer: Layer.Layer<ScrobbleHistory, never, SqlClient.SqlClient | UserDirectory> = Layer.effect(
+export const layer: Layer.Layer<ScrobbleHistory, never, Storage | UserDirectory> = Layer.effect(
   ScrobbleHistory,
   Effect.gen(function* () {
-    yield* migrate(migrationsTable, migrations).pipe(Effect.orDie)
-    const sql = yield* SqlClient.SqlClient
+    const { sql } = yield* Storage
     const directory = yield* UserDirectory
     const edge = (username: string, order: "MIN" | "MAX") =>
       sql<{ readonly t: number | null }>`SELECT ${sql.literal(order)}(submission_time) AS t

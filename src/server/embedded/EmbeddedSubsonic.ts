@@ -4,9 +4,9 @@
  * (`stream`, `download`, `getCoverArt`) return the files' bytes. Users are not consulted beyond
  * the one the host vouches for: every user sees every library.
  */
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import { readFile } from "node:fs/promises"
 import { extname, resolve, sep } from "node:path"
 import {
   paramOf,
@@ -17,7 +17,7 @@ import {
   type SubsonicRouter
 } from "../SubsonicRouter.js"
 import { COVER_FILE } from "./DemoLibrary.js"
-import type { AlbumOrder, AlbumRow, ArtistRow, Catalogue, SongRow } from "./EmbeddedCatalog.js"
+import type { AlbumOrder, AlbumRow, ArtistRow, Catalogue, SongRow } from "./CatalogQueries.js"
 
 /** The `type` the embedded router reports in every response. */
 export const SERVER_TYPE = "ndp-engine"
@@ -216,7 +216,7 @@ const yearRange = (request: SubsonicRequest) =>
   })
 
 /** The router over the catalogue. */
-export const makeRouter = (catalogue: Catalogue): SubsonicRouter["Type"] => {
+export const makeRouter = (catalogue: Catalogue, fs: FileSystem.FileSystem): SubsonicRouter["Type"] => {
   const one = <A>(effect: Effect.Effect<ReadonlyArray<A>>, what: string) =>
     Effect.flatMap(effect, (rows) =>
       rows[0] === undefined ? Effect.fail(notFound(what)) : Effect.succeed(rows[0])
@@ -230,8 +230,8 @@ export const makeRouter = (catalogue: Catalogue): SubsonicRouter["Type"] => {
       const root = resolve(library.path)
       const file = resolve(root, relative)
       if (!file.startsWith(root + sep)) return yield* Effect.fail(notFound(what))
-      const bytes = yield* Effect.tryPromise(() => readFile(file)).pipe(Effect.mapError(() => notFound(what)))
-      return { file, bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
+      const bytes = yield* fs.readFile(file).pipe(Effect.mapError(() => notFound(what)))
+      return { file, bytes }
     })
 
   const libraryFilter = (request: SubsonicRequest) => optionalInt(request, "musicFolderId")

@@ -1,11 +1,11 @@
 import { expect, layer } from "@effect/vitest"
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { demoCatalogue, wavBytes, wavSize } from "../../../src/server/embedded/DemoLibrary.js"
 import { demoLibraryFolder, registerLibrary } from "../../../src/server/embedded/EmbeddedLibrary.js"
 import { HostFunctions } from "../../../src/host/HostFunctions.js"
+import { Storage } from "../../../src/storage/Storage.js"
 import type { AccessList } from "../../../src/host/HostFunctions.js"
 import { type LoadedPlugin, PluginLoader } from "../../../src/loader/PluginLoader.js"
 import { tempDataFolder, testEngine } from "../../support/engine.js"
@@ -66,7 +66,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("Library", (it) => {
       expect(demo).toEqual({ id: 1, name: "Demo Library", lastScanAt: expect.any(Number), ...demoTotals })
       expect(Math.abs((demo!.lastScanAt as number) - Date.now() / 1000)).toBeLessThan(3600)
 
-      const sql = yield* SqlClient.SqlClient
+      const { sql } = yield* Storage
       const songs = yield* sql<{ path: string; size: number; duration: number }>`
         SELECT path, size, duration FROM songs WHERE library_id = 1 ORDER BY id`
       expect(songs).toHaveLength(10)
@@ -161,7 +161,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("Library", (it) => {
       writeFileSync(join(first, "Artist A", "Album X", "03 - Three.opus"), new Uint8Array(5))
       // The same ID again refreshes the statistics.
       expect(yield* registerLibrary({ id: 20, name: "First", path: first })).toBe(20)
-      const sql = yield* SqlClient.SqlClient
+      const { sql } = yield* Storage
       const [row] = yield* sql<{ name: string; total_songs: number }>`
         SELECT name, total_songs FROM library_view WHERE id = 20`
       expect(row).toEqual({ name: "First", total_songs: 4 })

@@ -204,7 +204,7 @@ describe("operator grants", () => {
       "127.0.0.1 → /32",
       "::1/128 → /128",
       "host nas.home.arpa",
-      "::ffff:10.0.0.0/104 → /8",
+      "::ffff:a00:0/104 → /8",
       "0.0.0.0/0 → /0"
     ])
   })
@@ -219,8 +219,10 @@ describe("operator grants", () => {
       ["127.1/32", /"127.1" is not an IP address/],
       ["*.lan", /wildcards are not allowed/],
       ["", /it is empty/],
-      ["host:80", /not a CIDR, an address or a host name/],
-      ["a b", /not a CIDR, an address or a host name/]
+      ["host:80", /has a port; a grant covers every port/],
+      ["300.1.1.1", /looks like an IPv4 address but is not a valid one/],
+      ["https://nas.local/", /is a URL/],
+      ["a b", /contains white space/]
     ]
     for (const [entry, message] of cases) {
       const result = decode(["127.0.0.1/32", entry])

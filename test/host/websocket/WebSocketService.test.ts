@@ -11,7 +11,7 @@ import type { PluginContext } from "../../../src/host/HostFunctions.js"
 import { decodeGrants } from "../../../src/host/network/NetworkPolicy.js"
 import {
   defaultWebSocketOptions,
-  make,
+  forPlugin,
   type WebSocketOptions
 } from "../../../src/host/websocket/WebSocketService.js"
 import { PluginNotImplementedError } from "../../../src/runtime/PluginError.js"
@@ -60,7 +60,7 @@ const fakePlugin = (
 
 const service = (context: PluginContext, options: Partial<WebSocketOptions>, scope: Scope.Scope) =>
   Effect.map(
-    Scope.extend(make(context, { ...defaultWebSocketOptions, lookup: fakeLookup, ...options }), scope),
+    Scope.extend(forPlugin(context, { ...defaultWebSocketOptions, lookup: fakeLookup, ...options }), scope),
     (handlers) => (fn: string, request: unknown) =>
       Effect.map(
         handlers[fn]!(encoder.encode(JSON.stringify(request)), noCall),

@@ -1,0 +1,23 @@
+/**
+ * The engine's own database: one client for every engine table (plugin registry, scrobble queue,
+ * embedded users, settings and catalogue), migrated once, before anything can use it.
+ *
+ * The client is offered under this Tag only, never as the generic `SqlClient`, so a server that
+ * provides its own `SqlClient` beside the engine keeps it. Modules take `Storage` in their layer
+ * and write portable SQL with `sql`, asking `dialect` for the little that differs between backends.
+ * A module adds tables by appending a migration to `Migrations.ts`; a backend's layer (`SqliteStorage`)
+ * opens the database and runs `Migrations.migrate` before it offers this service.
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
+import type { Dialect } from "./Dialect.js"
+
+/** The engine's database client and the dialect its SQL is written in. */
+export class Storage extends Context.Tag("ndp-engine/Storage")<
+  Storage,
+  {
+    /** The engine's own client (not the generic `SqlClient` Tag, which stays the server's). */
+    readonly sql: SqlClient.SqlClient
+    readonly dialect: Dialect
+  }
+>() {}
