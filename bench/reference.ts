@@ -44,3 +44,83 @@ export const postMessageRoundTrips = async (
     await Promise.all(workers.map((worker) => worker.terminate()))
   }
 }
+
+/**
+ * The same ping-pong without messages: each worker waits with `Atomics.waitAsync` on a shared
+ * counter and answers by bumping another one, which the main thread awaits with `waitAsync` too.
+ * This is the floor of a shared-memory ring that still wakes a sleeping thread once each way per
+ * call (docs/decisions/0036-dispatch-stays-one-message-each-way.md).
+ */
+const sharedEcho = `
+const { workerData } = require("node:worker_threads")
+const counters = new Int32Array(workerData)
+// A pending waitAsync does not keep a thread alive.
+setInterval(() => {}, 1 << 30)
+let seen = 0
+const next = () => {
+  const wait = Atomics.waitAsync(counters, 0, seen)
+  const answer = () => {
+    seen = Atomics.load(counters, 0)
+    Atomics.store(counters, 1, seen)
+    Atomics.notify(counters, 1)
+    next()
+  }
+  if (wait.async) wait.value.then(answer)
+  else answer()
+}
+next()
+`
+
+/** `Atomics.waitAsync` (Node ≥ 16), missing from the ES library this project compiles against. */
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync: (
+      array: Int32Array,
+      index: number,
+      value: number
+    ) => { readonly async: boolean; readonly value: Promise<string> | string }
+  }
+).waitAsync
+
+const sharedRunFor = async (counters: ReadonlyArray<Int32Array>, durationMs: number): Promise<number> => {
+  let trips = 0
+  const start = performance.now()
+  const deadline = start + durationMs
+  await Promise.all(
+    counters.map(async (shared) => {
+      let sequence = Atomics.load(shared, 0)
+      while (performance.now() < deadline) {
+        sequence++
+        Atomics.store(shared, 0, sequence)
+        Atomics.notify(shared, 0)
+        while (Atomics.load(shared, 1) !== sequence) {
+          const wait = waitAsync(shared, 1, sequence - 1)
+          if (wait.async) await wait.value
+        }
+        trips++
+      }
+    })
+  )
+  return (trips / (performance.now() - start)) * 1000
+}
+
+/** Round trips per second through shared memory and `Atomics.waitAsync`, one in flight per worker. */
+export const sharedMemoryRoundTrips = async (
+  workerCount: number,
+  warmupMs: number,
+  durationMs: number
+): Promise<number> => {
+  const buffers = Array.from({ length: workerCount }, () => new SharedArrayBuffer(8))
+  const workers = buffers.map((buffer) => new Worker(sharedEcho, { eval: true, workerData: buffer }))
+  // A pending waitAsync does not keep the main thread alive either.
+  const alive = setInterval(() => undefined, 1 << 30)
+  try {
+    await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once("online", resolve))))
+    const counters = buffers.map((buffer) => new Int32Array(buffer))
+    await sharedRunFor(counters, warmupMs)
+    return await sharedRunFor(counters, durationMs)
+  } finally {
+    clearInterval(alive)
+    await Promise.all(workers.map((worker) => worker.terminate()))
+  }
+}

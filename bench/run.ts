@@ -8,15 +8,17 @@ import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs"
-import { hostCalls, manager as managerBench } from "./services.js"
+import { footprint } from "./footprint.js"
+import { type HostCallFigures, hostCalls, manager as managerBench } from "./services.js"
 import { availableParallelism, cpus, loadavg } from "node:os"
 import { fileURLToPath } from "node:url"
 import * as Engine from "../src/Engine.js"
 import { PluginLoader } from "../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../src/runtime/WasmRuntime.js"
-import { postMessageRoundTrips } from "./reference.js"
+import { postMessageRoundTrips, sharedMemoryRoundTrips } from "./reference.js"
 import { attackEnvironment, healthyCall } from "./attacks.js"
 import { measureCliStart } from "./cliStart.js"
+import { measureCluster } from "./cluster.js"
 import { perClass } from "./containment.js"
 import {
   callAndReset,
@@ -321,11 +323,30 @@ const program = Effect.gen(function* () {
     (r) => `${formatNumber(r)} round trips/s`
   )
 
+  const hostCallSummary = (r: HostCallFigures) =>
+    `cache ${formatNumber(r.cacheGetPerSec)}/s, kv ${formatNumber(r.kvGetPerSec)}/s, config ${formatNumber(r.configGetPerSec)}/s`
+  const sharedRoundTripsPerSec = yield* stage(
+    `reference: shared-memory round trips (Atomics.waitAsync), ${referenceWorkers} workers`,
+    Effect.promise(() => sharedMemoryRoundTrips(referenceWorkers, WARMUP_MS / 2, MEASURE_MS / 1.5)),
+    (r) => `${formatNumber(r)} round trips/s`
+  )
+
   const services = yield* stage(
     "host calls from Wasm: exports making 100 cache / KV store / config gets, 4 in flight",
-    hostCalls,
+    hostCalls(true),
+    hostCallSummary
+  )
+  // The same with every host call answered on the main thread (hostCallsInWorker: false).
+  const servicesOnMain = yield* stage(
+    "host calls from Wasm, all on the main thread (hostCallsInWorker: false)",
+    hostCalls(false),
+    hostCallSummary
+  )
+  const footprintFigures = yield* stage(
+    "footprint: RSS of 200 loaded idle plugins (default pool), load of 50, a 5 MB module's load",
+    footprint(200),
     (r) =>
-      `cache ${formatNumber(r.cacheGetPerSec)}/s, kv ${formatNumber(r.kvGetPerSec)}/s, config ${formatNumber(r.configGetPerSec)}/s`
+      `${formatNumber(r.rssPerPluginMb)} MB per plugin (${formatNumber(r.rssPerPluginBeyondLinearMemoryMb)} beyond linear memory); ${r.loadSmallPlugins} loaded in ${r.loadSmallMs} ms; large module ${r.large.coldLoadMs} ms cold`
   )
   const managerFigures = yield* stage(
     "manager: load 50 plugins, then 100 reloads under 4 continuous callers",
@@ -337,6 +358,13 @@ const program = Effect.gen(function* () {
     "cli: start of the compiled ndp (--help, inspect) against node -e 0",
     Effect.sync(() => measureCliStart()),
     (r) => `--help ${r.helpVsNode}× node -e 0, inspect ${r.inspectVsNode}× (node -e 0: ${r.nodeMs} ms)`
+  )
+
+  const cluster = yield* stage(
+    "cluster: PostgreSQL KV store (2 nodes, 8 in flight) and failover of 3 ndp serve nodes",
+    measureCluster,
+    (r) =>
+      `kv set ${formatNumber(r.kvSetPerSec)}/s, get ${formatNumber(r.kvGetPerSec)}/s; failover ${r.failoverMs} ms`
   )
 
   // ── Containment: the healthy plugin's p99 under each hostile class alone ÷ its p99 alone ──────
@@ -371,7 +399,11 @@ const program = Effect.gen(function* () {
     engineVsSingleSdkWorker: callsPerSec / sdkWorkerSingle,
     hostCallVsTrivial: hostCallCallsPerSec / callsPerSec,
     healthyP99Slowdown: healthyP99WhileLoopingMs / healthyP99Ms,
-    engineVsPostMessage: callsPerSec / roundTripsPerSec
+    engineVsPostMessage: callsPerSec / roundTripsPerSec,
+    // Each against the main-thread path measured in the same run.
+    configGetVsMainThread: services.configGetPerSec / servicesOnMain.configGetPerSec,
+    kvGetVsMainThread: services.kvGetPerSec / servicesOnMain.kvGetPerSec,
+    cacheGetVsMainThread: services.cacheGetPerSec / servicesOnMain.cacheGetPerSec
   }
   const targets = {
     engineVsSdkWorker: {
@@ -396,6 +428,31 @@ const program = Effect.gen(function* () {
       pass: healthyP99WhileLoopingMs < 2 * healthyP99Ms
     },
     rssGrowthMbPer100kCalls: { target: "< 30", actual: round(rss.growthMb, 2), pass: rss.growthMb < 30 },
+    engineVsPostMessage: {
+      target: ">= 1.5",
+      actual: round(ratios.engineVsPostMessage),
+      pass: ratios.engineVsPostMessage >= 1.5
+    },
+    configGetVsMainThread: {
+      target: ">= 10",
+      actual: round(ratios.configGetVsMainThread),
+      pass: ratios.configGetVsMainThread >= 10
+    },
+    kvGetVsMainThread: {
+      target: ">= 5",
+      actual: round(ratios.kvGetVsMainThread),
+      pass: ratios.kvGetVsMainThread >= 5
+    },
+    cacheGetVsMainThread: {
+      target: ">= 2",
+      actual: round(ratios.cacheGetVsMainThread),
+      pass: ratios.cacheGetVsMainThread >= 2
+    },
+    rssPerIdlePluginBeyondLinearMemoryMb: {
+      target: "<= 2",
+      actual: footprintFigures.rssPerPluginBeyondLinearMemoryMb,
+      pass: footprintFigures.rssPerPluginBeyondLinearMemoryMb <= 2
+    },
     reloadUnderLoadFailedCalls: {
       target: "= 0",
       actual: managerFigures.reloadUnderLoadFailedCalls,
@@ -433,7 +490,8 @@ const program = Effect.gen(function* () {
     sdkForeground: { callsPerSec: Math.round(sdkForeground) },
     reference: {
       workers: referenceWorkers,
-      postMessageRoundTripsPerSec: Math.round(roundTripsPerSec)
+      postMessageRoundTripsPerSec: Math.round(roundTripsPerSec),
+      sharedMemoryRoundTripsPerSec: Math.round(sharedRoundTripsPerSec)
     },
     timeoutRecoveryMs: round(timeoutRecoveryMs),
     timeoutRecoverySamplesMs: recoverySamples.map((s) => round(s)),
@@ -447,8 +505,11 @@ const program = Effect.gen(function* () {
     rssGrowthMbPer100kCalls: round(rss.growthMb, 2),
     rssMb: { before: round(rss.beforeMb, 1), after: round(rss.afterMb, 1) },
     hostCalls: services,
+    hostCallsOnMainThread: servicesOnMain,
+    footprint: footprintFigures,
     manager: managerFigures,
     cliStart,
+    cluster,
     containment: {
       healthyAloneP99Ms: round(containment.alone.p99Ms),
       healthyAloneCalls: containment.alone.calls,
@@ -472,7 +533,10 @@ const program = Effect.gen(function* () {
       engineVsSingleSdkWorker: round(ratios.engineVsSingleSdkWorker),
       hostCallVsTrivial: round(ratios.hostCallVsTrivial),
       healthyP99Slowdown: round(ratios.healthyP99Slowdown),
-      engineVsPostMessage: round(ratios.engineVsPostMessage)
+      engineVsPostMessage: round(ratios.engineVsPostMessage),
+      configGetVsMainThread: round(ratios.configGetVsMainThread),
+      kvGetVsMainThread: round(ratios.kvGetVsMainThread),
+      cacheGetVsMainThread: round(ratios.cacheGetVsMainThread)
     },
     targets,
     diagnostics: {
@@ -514,6 +578,11 @@ const program = Effect.gen(function* () {
           formatNumber(roundTripsPerSec),
           `bare ping-pong, ${referenceWorkers} workers, no Wasm`
         ],
+        [
+          "reference.sharedMemoryRoundTripsPerSec",
+          formatNumber(sharedRoundTripsPerSec),
+          "same through shared memory and Atomics.waitAsync"
+        ],
         ["timeoutRecoveryMs", formatNumber(timeoutRecoveryMs), "timeout error → ping answered, median"],
         ["healthyP99Ms", formatNumber(healthyP99Ms), `biography, sequential, ${healthyAlone.length} calls`],
         [
@@ -529,6 +598,26 @@ const program = Effect.gen(function* () {
         ],
         ["hostCalls.kvGetPerSec", formatNumber(services.kvGetPerSec), "kvstore_get × 100 per export"],
         ["hostCalls.configGetPerSec", formatNumber(services.configGetPerSec), "config_get × 100 per export"],
+        [
+          "hostCallsOnMainThread.configGetPerSec",
+          formatNumber(servicesOnMain.configGetPerSec),
+          "same, hostCallsInWorker: false"
+        ],
+        [
+          "footprint.rssPerPluginMb",
+          formatNumber(footprintFigures.rssPerPluginMb),
+          `${footprintFigures.plugins} idle plugins, pool of ${footprintFigures.poolSize}`
+        ],
+        [
+          "footprint.loadSmallMs",
+          formatNumber(footprintFigures.loadSmallMs),
+          `${footprintFigures.loadSmallPlugins} small plugins, each compiled`
+        ],
+        [
+          "footprint.large.coldLoadMs",
+          formatNumber(footprintFigures.large.coldLoadMs),
+          `${(footprintFigures.large.wasmBytes / 1e6).toFixed(1)} MB module, ${footprintFigures.large.functions} functions`
+        ],
         [
           "manager.loadAllMs",
           formatNumber(managerFigures.loadAllMs),
@@ -577,8 +666,36 @@ const program = Effect.gen(function* () {
           "engine vs bare postMessage",
           `${ratios.engineVsPostMessage.toFixed(2)}×`,
           `${formatNumber(roundTripsPerSec)} round trips/s`,
-          "-",
-          "-"
+          "≥ 1.5×",
+          mark(targets.engineVsPostMessage.pass)
+        ],
+        [
+          "config get vs main thread",
+          `${ratios.configGetVsMainThread.toFixed(2)}×`,
+          `${formatNumber(servicesOnMain.configGetPerSec)}/s on the main thread`,
+          "≥ 10×",
+          mark(targets.configGetVsMainThread.pass)
+        ],
+        [
+          "KV get vs main thread",
+          `${ratios.kvGetVsMainThread.toFixed(2)}×`,
+          `${formatNumber(servicesOnMain.kvGetPerSec)}/s on the main thread`,
+          "≥ 5×",
+          mark(targets.kvGetVsMainThread.pass)
+        ],
+        [
+          "cache get vs main thread",
+          `${ratios.cacheGetVsMainThread.toFixed(2)}×`,
+          `${formatNumber(servicesOnMain.cacheGetPerSec)}/s on the main thread`,
+          "≥ 2×",
+          mark(targets.cacheGetVsMainThread.pass)
+        ],
+        [
+          "RSS per idle plugin beyond linear memory",
+          `${formatNumber(footprintFigures.rssPerPluginBeyondLinearMemoryMb)} MB`,
+          `${formatNumber(footprintFigures.rssPerPluginMb)} MB in all`,
+          "≤ 2 MB",
+          mark(targets.rssPerIdlePluginBeyondLinearMemoryMb.pass)
         ],
         ["engine p50", `${formatNumber(p50Ms)} ms`, "-", "≤ 0.1 ms", mark(targets.engineP50Ms.pass)],
         [

@@ -48,30 +48,37 @@ export interface HostCallFigures {
   readonly configGetPerSec: number
 }
 
-/** Host calls per second made from inside Wasm: exports doing 100 gets each, 4 in flight. */
-export const hostCalls = Effect.gen(function* () {
-  const dataFolder = yield* tempFolder
-  return yield* Effect.gen(function* () {
-    const loader = yield* PluginLoader
-    const cache = yield* loader.loadFile(fixture("host-cache"))
-    const kv = yield* loader.loadFile(fixture("host-kvstore"))
-    const config = yield* loader.loadFile(fixture("agent-full"), { config: { k: "v" } })
-    yield* cache.call("call_cache_setstring", '{"key":"k","value":"v"}')
-    yield* kv.call(
-      "call_kvstore_set",
-      JSON.stringify({ key: "k", value: Buffer.from("v").toString("base64") })
-    )
-    const measure = (op: Effect.Effect<unknown, unknown>) =>
-      Effect.zipRight(rate(op, 4, 500), rate(op, 4, 2_000)).pipe(
-        Effect.map((perSec) => Math.round(perSec * 100))
+/**
+ * Host calls per second made from inside Wasm: exports doing 100 gets each, 4 in flight. With
+ * `hostCallsInWorker` false every call crosses to the main thread (the path before 0035).
+ */
+export const hostCalls = (hostCallsInWorker = true) =>
+  Effect.gen(function* () {
+    const dataFolder = yield* tempFolder
+    return yield* Effect.gen(function* () {
+      const loader = yield* PluginLoader
+      const cache = yield* loader.loadFile(fixture("host-cache"))
+      const kv = yield* loader.loadFile(fixture("host-kvstore"))
+      const config = yield* loader.loadFile(fixture("agent-full"), { config: { k: "v" } })
+      yield* cache.call("call_cache_setstring", '{"key":"k","value":"v"}')
+      yield* kv.call(
+        "call_kvstore_set",
+        JSON.stringify({ key: "k", value: Buffer.from("v").toString("base64") })
       )
-    return {
-      cacheGetPerSec: yield* measure(cache.call("bench_cache_get100", '{"key":"k"}')),
-      kvGetPerSec: yield* measure(kv.call("bench_kv_get100", '{"key":"k"}')),
-      configGetPerSec: yield* measure(config.call("host_calls", '{"key":"k","n":100}'))
-    } satisfies HostCallFigures
-  }).pipe(Effect.scoped, Effect.provide(Layer.fresh(Engine.layer({ dataFolder }))))
-}).pipe(Effect.scoped)
+      const measure = (op: Effect.Effect<unknown, unknown>) =>
+        Effect.zipRight(rate(op, 4, 500), rate(op, 4, 2_000)).pipe(
+          Effect.map((perSec) => Math.round(perSec * 100))
+        )
+      return {
+        cacheGetPerSec: yield* measure(cache.call("bench_cache_get100", '{"key":"k"}')),
+        kvGetPerSec: yield* measure(kv.call("bench_kv_get100", '{"key":"k"}')),
+        configGetPerSec: yield* measure(config.call("host_calls", '{"key":"k","n":100}'))
+      } satisfies HostCallFigures
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(Layer.fresh(Engine.layer({ dataFolder, runtime: { hostCallsInWorker } })))
+    )
+  }).pipe(Effect.scoped)
 
 export interface ManagerFigures {
   readonly plugins: number

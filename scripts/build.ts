@@ -96,6 +96,20 @@ await esbuild.build({
 })
 cpSync(path.join(dist, "runtime/internal", workerFileName), path.join(dist, "cli", workerFileName))
 
+// The admin page: static files beside the compiled module (dist/admin/web/), minified, nothing
+// fetched at run time.
+const web = path.join(root, "src/admin/web")
+await esbuild.build({
+  entryPoints: [path.join(web, "app.js"), path.join(web, "style.css")],
+  outdir: path.join(dist, "admin/web"),
+  minify: true,
+  bundle: false,
+  format: "esm",
+  target: "es2022",
+  logLevel: "warning"
+})
+cpSync(path.join(web, "index.html"), path.join(dist, "admin/web/index.html"))
+
 mkdirSync(path.join(dist, "demo"), { recursive: true })
 for (const id of demoPlugins) cpSync(path.join(fixtures, `${id}.ndp`), path.join(dist, "demo", `${id}.ndp`))
 

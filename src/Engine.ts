@@ -30,6 +30,7 @@ export interface EngineOptions {
   readonly http?: Partial<HttpService.HttpOptions> | undefined
   readonly kvstore?: HostServices.HostOptions["kvstore"]
   readonly scheduler?: HostServices.HostOptions["scheduler"]
+  readonly taskqueue?: HostServices.HostOptions["taskqueue"]
   readonly websocket?: HostServices.HostOptions["websocket"]
   /** Base URL of artwork links when the embedded artwork settings are used. */
   readonly artworkBaseUrl?: string | undefined

@@ -4,6 +4,9 @@
  * Provide `Engine.layer()`, load plugins with `PluginLoader`, and talk to them through the typed
  * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`, `LyricsProvider.fromPlugin`).
  */
+export * as AdminApi from "./admin/AdminApi.js"
+export * as AdminAuth from "./admin/AdminAuth.js"
+export * as AdminHttp from "./admin/AdminHttp.js"
 export * as ArtworkSettings from "./server/ArtworkSettings.js"
 export * as Capabilities from "./capabilities/Capabilities.js"
 export * as Engine from "./Engine.js"
@@ -25,7 +28,9 @@ export * as PluginConfig from "./manifest/PluginConfig.js"
 export * as PluginError from "./runtime/PluginError.js"
 export * as PluginLoader from "./loader/PluginLoader.js"
 export * as PluginPackage from "./package/PluginPackage.js"
+export * as PluginLogs from "./admin/PluginLogs.js"
 export * as PluginManager from "./manager/PluginManager.js"
+export * as PluginMetrics from "./metrics/PluginMetrics.js"
 export * as Registry from "./manager/Registry.js"
 export * as SqliteStorage from "./storage/SqliteStorage.js"
 export * as Storage from "./storage/Storage.js"

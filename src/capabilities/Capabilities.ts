@@ -12,8 +12,8 @@ export const CapabilityName = Schema.Literal(
   "MetadataAgent",
   "Scrobbler",
   "Lifecycle",
-  "SchedulerCallback",
-  "WebSocketCallback",
+  "Scheduler",
+  "WebSocket",
   "Lyrics",
   "TaskWorker",
   "SonicSimilarity"
@@ -42,8 +42,8 @@ export const capabilityExports: Readonly<Record<CapabilityName, ReadonlyArray<st
     "nd_scrobbler_playback_report"
   ],
   Lifecycle: ["nd_on_init"],
-  SchedulerCallback: ["nd_scheduler_callback"],
-  WebSocketCallback: [
+  Scheduler: ["nd_scheduler_callback"],
+  WebSocket: [
     "nd_websocket_on_text_message",
     "nd_websocket_on_binary_message",
     "nd_websocket_on_error",

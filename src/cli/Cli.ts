@@ -11,6 +11,7 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
@@ -218,6 +219,13 @@ const callCommand = described(
         Options.optional,
         Options.withDescription("call timeout in milliseconds")
       ),
+      waitMs: Options.integer("wait-ms").pipe(
+        Options.withPseudoName("MS"),
+        Options.optional,
+        Options.withDescription(
+          "keep the plugin loaded this long after the call, so its background work (task queue, schedules) runs"
+        )
+      ),
       allowNetwork: Options.text("allow-network").pipe(
         Options.withPseudoName("NET"),
         Options.repeated,
@@ -227,7 +235,20 @@ const callCommand = described(
       ),
       json
     },
-    ({ admin, allowNetwork, config, dataDir, exportName, file, input, json, library, timeoutMs, user }) =>
+    ({
+      admin,
+      allowNetwork,
+      config,
+      dataDir,
+      exportName,
+      file,
+      input,
+      json,
+      library,
+      timeoutMs,
+      user,
+      waitMs
+    }) =>
       Effect.gen(function* () {
         const inputText = Option.isSome(input) ? yield* readInput(input.value) : ""
         const configObject = yield* parseConfigPairs(config).pipe(
@@ -308,6 +329,10 @@ const callCommand = described(
             typeof output === "string" || output === null ? text : JSON.stringify(output, null, 2)
           )
           yield* Console.error(`ok in ${ms} ms`)
+        }
+        if (Option.isSome(waitMs) && waitMs.value > 0) {
+          if (!json) yield* Console.error(`keeping the plugin loaded for ${waitMs.value} ms`)
+          yield* Effect.sleep(Duration.millis(waitMs.value))
         }
       }).pipe(Effect.scoped, Effect.provide(oneShotEngine(timeoutMs, dataDir)))
   )

@@ -110,6 +110,22 @@ export const demo = (folder: string) =>
     )
     yield* Console.log(`  scheduled a job in 1 s:      ${text(scheduled)}  (its callback logs below)`)
     yield* Effect.sleep("1200 millis")
+    // The plugin creates its queue in nd_on_init, as real plugins do on every load.
+    const tasks = yield* load("host-taskqueue", {
+      config: { init_queue: "uploads", init_config: JSON.stringify({ maxRetries: 2, backoffMs: 200 }) }
+    })
+    const enqueued = JSON.parse(
+      text(
+        yield* tasks.call("call_task_enqueue", JSON.stringify({ queueName: "uploads", payload: "aGVsbG8=" }))
+      )
+    ) as { result?: string; error?: string }
+    yield* Console.log(`  enqueued a task:             ${enqueued.result ?? enqueued.error ?? ""}`)
+    let task = ""
+    for (let i = 0; i < 50 && !task.includes("completed"); i++) {
+      yield* Effect.sleep("100 millis")
+      task = text(yield* tasks.call("call_task_get", JSON.stringify({ taskId: enqueued.result ?? "" })))
+    }
+    yield* Console.log(`  task_get after nd_task_execute ran: ${task}`)
     const library = yield* load("host-library", { libraries: [1] })
     const libraries = JSON.parse(text(yield* library.call("call_library_getalllibraries", "{}"))) as {
       result?: ReadonlyArray<{

@@ -15,6 +15,7 @@ export const demoPlugins: ReadonlyArray<string> = [
   "lyrics",
   "lifecycle",
   "host-scheduler",
+  "host-taskqueue",
   "host-library",
   "host-subsonic",
   "loop-export",

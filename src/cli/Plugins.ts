@@ -41,6 +41,8 @@ export interface PluginEntry {
   readonly users: AccessList<string>
   readonly libraries: AccessList<number>
   readonly allowedNetworks: ReadonlyArray<string>
+  /** Whether the plugin may write to its library folders. */
+  readonly allowWrite: boolean
   readonly path: string
   readonly sha256: string
 }
@@ -89,6 +91,7 @@ const entryOf = (status: PluginManager.PluginStatus) =>
       users: status.users,
       libraries: status.libraries,
       allowedNetworks: status.allowedNetworks,
+      allowWrite: status.allowWrite,
       path: status.path,
       sha256: status.sha256
     }
@@ -103,6 +106,7 @@ const entryLine = (e: PluginEntry, width: number) =>
   accessText("users", e.users) +
   accessText("libraries", e.libraries) +
   accessText("networks", e.allowedNetworks) +
+  (e.allowWrite ? "  library write access" : "") +
   (e.lastError === null ? "" : `  error: ${e.lastError}`)
 
 /** The folders first (which ones a command used is the first thing to check when a plugin is missing). */
@@ -149,7 +153,7 @@ const rescan = described(
 )
 
 const enable = described(
-  "enable a plugin (a running ndp serve loads it); --user/--all-users and --library/--all-libraries satisfy its permission gates; --allow-network grants it private networks",
+  "enable a plugin (a running ndp serve loads it); --user/--all-users and --library/--all-libraries satisfy its permission gates; --allow-network grants it private networks; --allow-write lets it write to its library folders (--read-only takes that back)",
   Command.make(
     "enable",
     {
@@ -176,7 +180,15 @@ const enable = described(
           "grant a network: a CIDR block (192.168.1.0/24), an IP address or a host name; replaces the plugin's grants"
         )
       ),
-      noNetworks: Options.boolean("no-networks").pipe(Options.withDescription("remove every network grant"))
+      noNetworks: Options.boolean("no-networks").pipe(Options.withDescription("remove every network grant")),
+      allowWrite: Options.boolean("allow-write").pipe(
+        Options.withDescription(
+          "let the plugin write to the library folders it may see (library.filesystem); still jailed in each"
+        )
+      ),
+      readOnly: Options.boolean("read-only").pipe(
+        Options.withDescription("library folders read-only again (the default)")
+      )
     },
     (args) =>
       withRegistry(args, () =>
@@ -194,6 +206,12 @@ const enable = described(
             return yield* usageFailure(
               "ConflictingOptions",
               "give either --no-networks or --allow-network, not both"
+            )
+          }
+          if (args.allowWrite && args.readOnly) {
+            return yield* usageFailure(
+              "ConflictingOptions",
+              "give either --allow-write or --read-only, not both"
             )
           }
           const libraryIds = args.library.map(Number)
@@ -217,6 +235,7 @@ const enable = described(
           if (args.allLibraries || args.library.length > 0) {
             yield* manager.setLibraries(args.id, args.allLibraries ? "all" : libraryIds)
           }
+          if (args.allowWrite || args.readOnly) yield* manager.setAllowWrite(args.id, args.allowWrite)
           yield* printChanged(args.json, "enabled", yield* manager.enable(args.id))
         })
       )

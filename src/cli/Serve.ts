@@ -5,14 +5,20 @@
  * SIGINT/SIGTERM it drains running calls, unloads everything, prints `stopped` and exits 0.
  */
 import * as Command from "@effect/cli/Command"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import { existsSync } from "node:fs"
+import * as AdminAuth from "../admin/AdminAuth.js"
+import * as AdminHttp from "../admin/AdminHttp.js"
+import * as PluginLogs from "../admin/PluginLogs.js"
+import * as Cluster from "../cluster/Cluster.js"
 import * as Engine from "../Engine.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { type ManagerSettings, toOptions } from "../manager/ManagerConfig.js"
@@ -21,7 +27,15 @@ import * as MetadataAgents from "../manager/MetadataAgents.js"
 import * as Registry from "../manager/Registry.js"
 import * as Scrobblers from "../manager/Scrobblers.js"
 import { described } from "./Help.js"
-import { loadSettings, LogLevelFlag, locationOptions, toFailure } from "./ServerOptions.js"
+import {
+  CommandFailure,
+  loadSettings,
+  LogLevelFlag,
+  locationOptions,
+  ManagerExitCode,
+  toFailure,
+  usageFailure
+} from "./ServerOptions.js"
 
 /** How often the status lines are refreshed. */
 const STATUS_INTERVAL_MS = 500
@@ -90,13 +104,65 @@ const statusPrinter = Layer.scopedDiscard(
  */
 export const serverLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, true)
+  // With a Database, this process is one node of a cluster on it (docs/cluster.md).
+  const engineLayer =
+    settings.database === undefined
+      ? Engine.layer(engine)
+      : Engine.layer(engine).pipe(
+          Layer.provide(
+            Cluster.layerPostgres(settings.database).pipe(
+              Layer.mapError(
+                (error) =>
+                  new CommandFailure({
+                    code: ManagerExitCode.usage,
+                    tag: error._tag,
+                    reason: "Database",
+                    message: error.message
+                  })
+              )
+            )
+          )
+        )
   return statusPrinter.pipe(
     Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
     Layer.provideMerge(PluginManager.layer(manager)),
     Layer.provideMerge(Registry.layer),
-    Layer.provideMerge(Engine.layer(engine))
+    Layer.provideMerge(engineLayer)
   )
 }
+
+/** `--http`: `PORT` (on 127.0.0.1), `HOST:PORT` or `[IPv6]:PORT`. */
+export const parseListen = (text: string): AdminHttp.Listen | undefined => {
+  const match = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):)?(\d{1,5})$/.exec(text.trim())
+  if (match === null) return undefined
+  const port = Number(match[3])
+  if (port > 65_535) return undefined
+  return { host: match[1] ?? match[2] ?? "127.0.0.1", port }
+}
+
+/** The environment variable an operator sets to choose the admin token. */
+export const adminTokenVariable = "NDP_ADMIN_TOKEN"
+
+/** Prints where the admin module listens and, at its first start only, the token it generated. */
+const announceAdmin = (dataFolder: string) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const server = yield* HttpServer.HttpServer
+      const auth = yield* AdminAuth.AdminAuth
+      const address =
+        server.address._tag === "TcpAddress"
+          ? `http://${server.address.hostname.includes(":") ? `[${server.address.hostname}]` : server.address.hostname}:${server.address.port}/`
+          : `unix:${server.address.path}`
+      yield* Console.log(`admin: ${address}`)
+      yield* Option.match(auth.generated, {
+        onNone: () => Effect.void,
+        onSome: (token) =>
+          Console.log(
+            `admin token (shown once; only its hash is kept in ${AdminAuth.tokenFile(dataFolder)}): ${Redacted.value(token)}`
+          )
+      })
+    })
+  )
 
 const header = (s: ManagerSettings) =>
   [
@@ -114,11 +180,28 @@ export const serve = described(
       ...locationOptions,
       autoReload: Options.boolean("auto-reload").pipe(
         Options.withDescription("watch the folder and act on new, changed and removed packages")
+      ),
+      http: Options.text("http").pipe(
+        Options.withPseudoName("[HOST:]PORT"),
+        Options.optional,
+        Options.withDescription(
+          `serve the admin API, web page and /metrics there (host 127.0.0.1 when only a port is given); token from ${adminTokenVariable}, else generated once`
+        )
+      ),
+      database: Options.text("database").pipe(
+        Options.withPseudoName("URL"),
+        Options.optional,
+        Options.withDescription(
+          "a postgres:// URL: run as one node of a cluster sharing it (docs/cluster.md)"
+        )
       )
     },
     (args) =>
       Effect.gen(function* () {
-        const settings = yield* loadSettings(args, args.autoReload ? { AutoReload: "true" } : {})
+        const settings = yield* loadSettings(args, {
+          ...(args.autoReload ? { AutoReload: "true" } : {}),
+          ...Option.match(args.database, { onNone: () => ({}), onSome: (Database) => ({ Database }) })
+        })
         if (!settings.enabled) {
           yield* Console.error(
             "plugins are disabled in the settings (Plugins.Enabled = false): nothing to serve"
@@ -135,10 +218,53 @@ export const serve = described(
             }`
           )
         }
+        const listen = Option.map(args.http, (text) => ({ text, parsed: parseListen(text) }))
+        if (Option.isSome(listen) && listen.value.parsed === undefined) {
+          return yield* usageFailure(
+            "InvalidListen",
+            `--http takes PORT, HOST:PORT or [IPv6]:PORT, got "${listen.value.text}"`
+          )
+        }
         yield* Console.log(header(settings))
         // --log-level on the command line wins over the LogLevel setting.
         const level = Option.getOrElse(yield* LogLevelFlag, () => settings.logLevel)
-        yield* Layer.launch(serverLayer(settings)).pipe(
+        const logs = yield* PluginLogs.make()
+        const token = process.env[adminTokenVariable]
+        const served: Layer.Layer<never, Layer.Layer.Error<ReturnType<typeof serverLayer>> | CommandFailure> =
+          Option.match(
+            Option.flatMap(listen, (l) => Option.fromNullable(l.parsed)),
+            {
+              onNone: () =>
+                serverLayer(settings).pipe(Layer.provide(Layer.succeed(PluginLogs.PluginLogs, logs))),
+              onSome: (at) =>
+                announceAdmin(settings.dataFolder).pipe(
+                  Layer.provideMerge(
+                    AdminHttp.serve({
+                      ...at,
+                      dataFolder: settings.dataFolder,
+                      token: token === undefined || token === "" ? undefined : Redacted.make(token)
+                    })
+                  ),
+                  Layer.provideMerge(serverLayer(settings)),
+                  Layer.provide(Layer.succeed(PluginLogs.PluginLogs, logs)),
+                  Layer.mapError((error) =>
+                    error._tag === "ServeError" || error._tag === "AdminAuthError"
+                      ? new CommandFailure({
+                          code: ManagerExitCode.usage,
+                          tag: error._tag,
+                          reason: "AdminHttp",
+                          message:
+                            error._tag === "ServeError"
+                              ? `cannot serve the admin module on ${at.host}:${at.port} (${String(error.cause)}); choose another --http address`
+                              : error.message
+                        })
+                      : error
+                  )
+                )
+            }
+          )
+        yield* Layer.launch(served).pipe(
+          Effect.provide(Logger.add(logs.logger)),
           // Runs once the layer's scope has closed: calls drained, plugins unloaded, workers stopped.
           // The stop is serve's normal end: the entry exits 0 for it (`exitCodeOf`).
           Effect.onInterrupt(() => Console.log("stopped")),

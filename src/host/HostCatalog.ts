@@ -14,7 +14,9 @@ import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
 import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
+import * as StorageService from "./storage/StorageService.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
+import * as TaskQueueService from "./taskqueue/TaskQueueService.js"
 import * as UsersService from "./users/UsersService.js"
 import * as WebSocketService from "./websocket/WebSocketService.js"
 
@@ -30,6 +32,8 @@ export const definitions: ReadonlyArray<HostServiceDefinition> = [
   UsersService.definition,
   SubsonicService.definition,
   ScrobbleRetrieverService.definition,
+  StorageService.definition,
+  TaskQueueService.definition,
   HttpService.definition
 ]
 

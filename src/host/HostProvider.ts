@@ -30,6 +30,8 @@ export interface PluginContext {
   readonly users: AccessList<string>
   /** The libraries the administrator allowed for this plugin (library IDs). */
   readonly libraries: AccessList<number>
+  /** Whether the administrator lets the plugin write to its library folders (default read-only). */
+  readonly allowLibraryWrite?: boolean | undefined
   /**
    * The private networks the operator granted this plugin (decoded `LoadOptions.allowedNetworks`);
    * absent or empty: none, every non-public address is refused.

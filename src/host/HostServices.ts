@@ -20,7 +20,9 @@ import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
 import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
+import * as StorageService from "./storage/StorageService.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
+import * as TaskQueueService from "./taskqueue/TaskQueueService.js"
 import * as UsersService from "./users/UsersService.js"
 import * as WebSocketService from "./websocket/WebSocketService.js"
 
@@ -32,6 +34,7 @@ export interface HostOptions {
   readonly http?: Partial<HttpService.HttpOptions> | undefined
   readonly kvstore?: Partial<KvStoreService.KvStoreServiceOptions> | undefined
   readonly scheduler?: Partial<SchedulerService.SchedulerOptions> | undefined
+  readonly taskqueue?: Partial<TaskQueueService.TaskQueueOptions> | undefined
   readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
 }
 
@@ -54,6 +57,8 @@ export const servicesLayer = (options: Omit<HostOptions, "dataFolder">) =>
     WebSocketService.layer(options.websocket),
     LibraryService.layer,
     SubsonicService.layer,
+    StorageService.layer,
+    TaskQueueService.layer(options.taskqueue),
     ScrobbleRetrieverService.layerIfHistory
   )
 
@@ -72,7 +77,9 @@ const registry = (dataFolder: string) =>
         SchedulerService.SchedulerService,
         WebSocketService.WebSocketService,
         LibraryService.LibraryService,
-        SubsonicService.SubsonicService
+        SubsonicService.SubsonicService,
+        StorageService.StorageService,
+        TaskQueueService.TaskQueueService
       ]),
       // Installed only over a server's scrobble history (see `layerIfHistory`).
       Effect.serviceOption(ScrobbleRetrieverService.ScrobbleRetrieverService),

@@ -13,6 +13,7 @@ import * as Scope from "effect/Scope"
 import { basename } from "node:path"
 import { type CapabilityName, detectCapabilities } from "../capabilities/Capabilities.js"
 import { runInit } from "../capabilities/Lifecycle.js"
+import * as PluginOwnership from "../cluster/PluginOwnership.js"
 import {
   type AccessList,
   collectMounts,
@@ -21,6 +22,7 @@ import {
   makeHandlers,
   type PluginContext
 } from "../host/HostFunctions.js"
+import * as ConfigService from "../host/config/ConfigService.js"
 import { encodeError, type HostFunctionHandler } from "../host/HostCodec.js"
 import { decodeGrants } from "../host/network/NetworkPolicy.js"
 import { checkCapabilityRules, decodeManifest, type Manifest } from "../manifest/Manifest.js"
@@ -58,6 +60,11 @@ export interface LoadOptions {
   readonly users?: AccessList<string> | undefined
   /** The libraries the administrator allows this plugin to see (default: none). */
   readonly libraries?: AccessList<number> | undefined
+  /**
+   * Whether the administrator lets the plugin write to the library folders it may see (with
+   * `library.filesystem`); default false, read-only. Writes stay inside each library's folder.
+   */
+  readonly allowLibraryWrite?: boolean | undefined
   /**
    * The private networks this plugin may reach, as CIDRs (`192.168.1.0/24`, `::1/128`), addresses
    * or host names (default: none). Without a grant every loopback, private, link-local and other
@@ -122,6 +129,8 @@ const encoder = new TextEncoder()
 const make = Effect.gen(function* () {
   const runtime = yield* WasmRuntime
   const registry = yield* HostFunctions
+  // On a cluster, nd_on_init runs on the plugin's owner only (decision 0038).
+  const ownership = yield* PluginOwnership.current
   const fs = yield* FileSystem.FileSystem
 
   const fromPackage = (id: string) => (error: { readonly message: string }) =>
@@ -198,6 +207,7 @@ const make = Effect.gen(function* () {
         dataFolder: registry.dataFolder,
         users,
         libraries: options.libraries ?? [],
+        allowLibraryWrite: options.allowLibraryWrite === true,
         allowedNetworks
       }
       // Host services live in their own scope, closed before the instance is unregistered (see
@@ -217,6 +227,7 @@ const make = Effect.gen(function* () {
           compiled,
           config: context.config,
           userFunctions: plan.userFunctions,
+          workerFunctions: ConfigService.servedInWorker(registry.providers, plan.userFunctions),
           envHttp: plan.envHttp,
           host: (fn, payload, call) => {
             const handler = handlers[fn]
@@ -253,7 +264,7 @@ const make = Effect.gen(function* () {
         call: (exportName, input = new Uint8Array(0), callOptions) =>
           running.call(exportName, typeof input === "string" ? encoder.encode(input) : input, callOptions)
       }
-      if (capabilities.includes("Lifecycle")) yield* runInit(plugin)
+      if (capabilities.includes("Lifecycle")) yield* ownership.background(id, runInit(plugin))
       yield* Effect.logDebug(`plugin loaded (${capabilities.join(", ") || "no capabilities"})`)
       return plugin
     }).pipe(Effect.annotateLogs("plugin", id), Effect.withSpan("PluginLoader.load", { attributes: { id } }))

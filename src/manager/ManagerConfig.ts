@@ -56,6 +56,7 @@ export const ManagerConfig: Config.Config<ManagerSettings> = Config.nested(
     enabled: setting("Enabled", BooleanFromText).pipe(Config.withDefault(true)),
     dataFolder: optionalText("DataFolder"),
     folder: optionalText("Folder"),
+    database: optionalText("Database"),
     autoReload: setting("AutoReload", BooleanFromText).pipe(Config.withDefault(false)),
     logLevel: setting("LogLevel", LogLevelFromText).pipe(Config.withDefault(LogLevel.Info)),
     cacheSizeBytes: setting("CacheSize", ByteSizeFromText).pipe(Config.withDefault(200_000_000)),
@@ -71,13 +72,14 @@ export const ManagerConfig: Config.Config<ManagerSettings> = Config.nested(
   }),
   "Plugins"
 ).pipe(
-  Config.map(({ dataFolder, folder, workers, ...rest }): ManagerSettings => {
+  Config.map(({ database, dataFolder, folder, workers, ...rest }): ManagerSettings => {
     const data = resolve(Option.getOrElse(dataFolder, () => "ndp-data"))
     return {
       ...rest,
       dataFolder: data,
       folder: resolve(Option.getOrElse(folder, () => join(data, "plugins"))),
-      workers: Option.getOrUndefined(workers)
+      workers: Option.getOrUndefined(workers),
+      database: Option.getOrUndefined(database)
     }
   })
 )

@@ -26,7 +26,8 @@ export const SettingKeys = [
   "Workers",
   "Agents",
   "Debounce",
-  "ShutdownTimeout"
+  "ShutdownTimeout",
+  "Database"
 ] as const
 
 /** One key of the `[Plugins]` block. */
@@ -40,6 +41,8 @@ export interface ManagerSettings {
   readonly dataFolder: string
   /** The plugins folder (absolute); `<dataFolder>/plugins` unless set. */
   readonly folder: string
+  /** A `postgres://` URL: state shared with the other nodes of a cluster (docs/cluster.md); unset = SQLite. */
+  readonly database: string | undefined
   readonly autoReload: boolean
   /** The most verbose level logged by the plugin system. */
   readonly logLevel: LogLevel.LogLevel

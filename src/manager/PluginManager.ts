@@ -51,6 +51,8 @@ export interface PluginStatus {
   readonly libraries: AccessList<number>
   /** The networks the administrator grants the plugin (see `NetworkGrant`). */
   readonly allowedNetworks: ReadonlyArray<string>
+  /** Whether the plugin may write to its library folders (see `setAllowWrite`). */
+  readonly allowWrite: boolean
 }
 
 export class PluginManager extends Context.Tag("ndp-engine/PluginManager")<
@@ -77,6 +79,11 @@ export class PluginManager extends Context.Tag("ndp-engine/PluginManager")<
       networks: ReadonlyArray<string>
     ) => Effect.Effect<PluginStatus, ManagerError>
     /** Syncs the folder with the registry, then loads what is enabled and not loaded. */
+    /**
+     * Lets the plugin write to the library folders it sees (with `library.filesystem`), or takes
+     * that back, and reloads it. Read-only is the default; writes stay jailed in each library.
+     */
+    readonly setAllowWrite: (id: string, allowWrite: boolean) => Effect.Effect<PluginStatus, ManagerError>
     readonly rescan: Effect.Effect<void, ManagerError>
     /**
      * Runs `f` with the plugin's current version, which stays alive until `f` ends even if the
@@ -140,7 +147,8 @@ const make = (options: ManagerOptions) =>
           config: r.config,
           users: r.users,
           libraries: r.libraries,
-          allowedNetworks: r.allowedNetworks
+          allowedNetworks: r.allowedNetworks,
+          allowWrite: r.allowWrite
         }
       })
 
@@ -257,6 +265,15 @@ const make = (options: ManagerOptions) =>
               })
           )
         )
+        // As Navidrome: a plugin without a config schema has nothing to configure, so any save is
+        // a mistake (usually the wrong plugin ID) rather than something to store unvalidated.
+        if (manifest.config === undefined) {
+          return yield* new ManagerError({
+            reason: "InvalidConfig",
+            pluginId: id,
+            message: `plugin ${id} has no configurable options (its manifest declares no config schema); nothing was saved`
+          })
+        }
         const valid = yield* validateConfig(manifest, config).pipe(
           Effect.mapError(
             (e) => new ManagerError({ reason: "InvalidConfig", pluginId: id, message: e.message })
@@ -272,6 +289,7 @@ const make = (options: ManagerOptions) =>
         users?: AccessList<string>
         libraries?: AccessList<number>
         allowedNetworks?: ReadonlyArray<string>
+        allowWrite?: boolean
       }
     ) =>
       Effect.gen(function* () {
@@ -332,6 +350,9 @@ const make = (options: ManagerOptions) =>
       ),
       setLibraries: Effect.fn("PluginManager.setLibraries")((id: string, libraries: AccessList<number>) =>
         setAccess(id, { libraries })
+      ),
+      setAllowWrite: Effect.fn("PluginManager.setAllowWrite")((id: string, allowWrite: boolean) =>
+        setAccess(id, { allowWrite })
       ),
       setNetworks,
       rescan,

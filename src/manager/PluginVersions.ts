@@ -44,7 +44,8 @@ export const loadKeyOf = (record: PluginRecord): string =>
     record.config,
     record.users,
     record.libraries,
-    record.allowedNetworks
+    record.allowedNetworks,
+    record.allowWrite
   ])
 
 /**
@@ -171,6 +172,7 @@ export const make = (
                   users: r.users,
                   libraries: r.libraries,
                   allowedNetworks: r.allowedNetworks,
+                  allowLibraryWrite: r.allowWrite,
                   timeoutMs: options.timeoutsMs[r.id],
                   memoryLimitBytes: options.memoryBytes[r.id],
                   logLevel: options.logLevel

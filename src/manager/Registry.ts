@@ -35,6 +35,8 @@ export interface PluginRecord {
   readonly libraries: AccessList<number>
   /** The networks the administrator grants the plugin (canonical `NetworkGrant` entries). */
   readonly allowedNetworks: ReadonlyArray<string>
+  /** Whether the administrator lets the plugin write to its library folders (default false). */
+  readonly allowWrite: boolean
   readonly enabled: boolean
   readonly lastError: string | null
   readonly sha256: string
@@ -52,6 +54,7 @@ interface Row {
   readonly libraries: string
   readonly all_libraries: number
   readonly allowed_networks: string
+  readonly allow_write: number
   readonly enabled: number
   readonly last_error: string | null
   readonly sha256: string
@@ -75,6 +78,7 @@ const fromRow = (row: Row): PluginRecord => ({
   users: row.all_users === 1 ? "all" : parseJson<Array<string>>(row.users, []),
   libraries: row.all_libraries === 1 ? "all" : parseJson<Array<number>>(row.libraries, []),
   allowedNetworks: parseJson<Array<string>>(row.allowed_networks, []),
+  allowWrite: row.allow_write === 1,
   enabled: row.enabled === 1,
   lastError: row.last_error,
   sha256: row.sha256,
@@ -101,7 +105,9 @@ export const migrations = {
       updated_at INTEGER NOT NULL
     )`.pipe(Effect.asVoid),
   allowedNetworks: (sql: SqlClient.SqlClient, _dialect: Dialect) =>
-    sql`ALTER TABLE plugins ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT '[]'`.pipe(Effect.asVoid)
+    sql`ALTER TABLE plugins ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT '[]'`.pipe(Effect.asVoid),
+  allowWrite: (sql: SqlClient.SqlClient, _dialect: Dialect) =>
+    sql`ALTER TABLE plugins ADD COLUMN allow_write INTEGER NOT NULL DEFAULT 0`.pipe(Effect.asVoid)
 }
 
 /** What may change on a registered plugin. */
@@ -123,6 +129,7 @@ const columnsOf = (patch: PluginPatch): Record<string, string | number | null> =
     columns["all_libraries"] = patch.libraries === "all" ? 1 : 0
   }
   if (patch.allowedNetworks !== undefined) columns["allowed_networks"] = JSON.stringify(patch.allowedNetworks)
+  if (patch.allowWrite !== undefined) columns["allow_write"] = patch.allowWrite ? 1 : 0
   if (patch.enabled !== undefined) columns["enabled"] = patch.enabled ? 1 : 0
   if (patch.lastError !== undefined) columns["last_error"] = patch.lastError
   return columns

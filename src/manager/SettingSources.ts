@@ -67,7 +67,8 @@ const FileBlock = Schema.Struct({
   Workers: Schema.optional(Scalar),
   Agents: Schema.optional(ListValue),
   Debounce: Schema.optional(Scalar),
-  ShutdownTimeout: Schema.optional(Scalar)
+  ShutdownTimeout: Schema.optional(Scalar),
+  Database: Schema.optional(Schema.String)
 })
 
 const decodeBlock = Schema.decodeUnknownEither(FileBlock, { onExcessProperty: "error", errors: "all" })

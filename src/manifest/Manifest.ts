@@ -30,6 +30,9 @@ export const PermissionName = Schema.Literal(
   "kvstore",
   "library",
   "subsonicapi",
+  "taskqueue",
+  "storage",
+  "matcher",
   "scrobbleRetriever"
 )
 
@@ -38,6 +41,9 @@ export type PermissionName = typeof PermissionName.Type
 
 /** Store size used when `kvstore.maxSize` is absent: 1 MiB. */
 export const defaultKvstoreMaxSizeBytes = 1024 * 1024
+
+/** Storage folder size used when `storage.maxSize` is absent: 100 MiB (Navidrome sets no limit). */
+export const defaultStorageMaxSizeBytes = 100 * 1024 * 1024
 
 const show = (value: unknown): string => {
   if (value === undefined) return "nothing"
@@ -134,7 +140,7 @@ const BasicPermission: Schema.Schema<BasicPermission, { readonly reason?: string
   reason: OptionalText
 })
 
-/** A permission block without options (`cache`, `scheduler`, `artwork`, `users`). */
+/** A permission block without options (`cache`, `scheduler`, `artwork`, `users`, `matcher`, `scrobbleRetriever`). */
 export interface BasicPermission {
   readonly reason?: string
 }
@@ -198,6 +204,45 @@ export interface LibraryPermission {
   readonly reason?: string
 }
 
+const StoragePermission = Schema.transform(
+  block({ maxSize: Schema.optionalWith(ByteSize, { exact: true }), reason: OptionalText }),
+  Schema.Struct({ maxSizeBytes: Schema.Number, reason: Schema.optionalWith(Schema.String, { exact: true }) }),
+  {
+    strict: true,
+    decode: ({ maxSize = defaultStorageMaxSizeBytes, ...rest }) => ({ ...rest, maxSizeBytes: maxSize }),
+    encode: ({ maxSizeBytes, ...rest }) => ({ ...rest, maxSize: maxSizeBytes })
+  }
+)
+
+/** `storage`: the size limit of the plugin's `/storage` folder in bytes (from `maxSize`, default 100 MiB). */
+export interface StoragePermission {
+  readonly maxSizeBytes: number
+  readonly reason?: string
+}
+
+const Concurrency = Schema.Int.annotations({ message: expected("a whole number") }).pipe(
+  Schema.filter((n) => n >= 1 || "must be at least 1")
+)
+
+const TaskqueuePermission = Schema.transform(
+  block({ maxConcurrency: Schema.optionalWith(Concurrency, { exact: true }), reason: OptionalText }),
+  Schema.Struct({
+    maxConcurrency: Schema.Number,
+    reason: Schema.optionalWith(Schema.String, { exact: true })
+  }),
+  {
+    strict: true,
+    decode: ({ maxConcurrency = 1, ...rest }) => ({ ...rest, maxConcurrency }),
+    encode: (permission) => permission
+  }
+)
+
+/** `taskqueue`: how many tasks of the plugin may run at once, over all its queues (default 1). */
+export interface TaskqueuePermission {
+  readonly maxConcurrency: number
+  readonly reason?: string
+}
+
 const SubsonicApiPermission = block({
   allowedUsernames: Schema.optionalWith(TextList, { exact: true }),
   allowAdmins: Schema.optionalWith(Flag, { exact: true }),
@@ -224,6 +269,9 @@ const Permissions = block({
   kvstore: optionalBlock(KvstorePermission),
   library: optionalBlock(LibraryPermission),
   subsonicapi: optionalBlock(SubsonicApiPermission),
+  taskqueue: optionalBlock(TaskqueuePermission),
+  storage: optionalBlock(StoragePermission),
+  matcher: optionalBlock(BasicPermission),
   scrobbleRetriever: optionalBlock(BasicPermission)
 })
 
@@ -238,6 +286,9 @@ export interface Permissions {
   readonly kvstore?: KvstorePermission
   readonly library?: LibraryPermission
   readonly subsonicapi?: SubsonicApiPermission
+  readonly taskqueue?: TaskqueuePermission
+  readonly storage?: StoragePermission
+  readonly matcher?: BasicPermission
   /** `scrobbleRetriever`: read the scrobble history of allowed users (requires `users`). */
   readonly scrobbleRetriever?: BasicPermission
 }
@@ -288,19 +339,26 @@ export const Manifest: Schema.Schema<Manifest, typeof ManifestFields.Encoded> = 
     encode: (manifest) => manifest
   }
 ).pipe(
-  Schema.filter((manifest) =>
-    manifest.permissions.subsonicapi !== undefined && manifest.permissions.users === undefined
-      ? {
-          path: ["permissions", "subsonicapi"],
-          message: 'requires the "users" permission; add "users": {} to permissions'
-        }
-      : manifest.permissions.scrobbleRetriever !== undefined && manifest.permissions.users === undefined
-        ? {
-            path: ["permissions", "scrobbleRetriever"],
-            message: 'requires the "users" permission; add "users": {} to permissions'
-          }
-        : true
-  )
+  Schema.filter((manifest) => {
+    const { permissions } = manifest
+    // Navidrome's cross-field rules: a permission that hands out users or library content needs
+    // the permission that scopes them.
+    const needs = (name: PermissionName, required: PermissionName) =>
+      permissions[name] !== undefined && permissions[required] === undefined
+        ? [
+            {
+              path: ["permissions", name],
+              message: `requires the "${required}" permission; add "${required}": {} to permissions`
+            }
+          ]
+        : []
+    const issues = [
+      ...needs("subsonicapi", "users"),
+      ...needs("scrobbleRetriever", "users"),
+      ...needs("matcher", "library")
+    ]
+    return issues.length === 0 ? true : issues
+  })
 )
 
 /** A decoded plugin manifest: plain readonly data. */
@@ -353,13 +411,20 @@ export const decodeManifest = (json: string): Effect.Effect<Manifest, ManifestEr
     )
   }).pipe(Effect.withSpan("Manifest.decodeManifest"))
 
-/** The warning given when `scheduler` is declared but `nd_scheduler_callback` is not exported. */
-export const schedulerWithoutCallbackWarning =
-  "plugin declares the scheduler permission but does not export nd_scheduler_callback"
+/** Permissions that only work when the plugin exports the callback the host calls back. */
+const callbackRules: ReadonlyArray<{
+  readonly permission: PermissionName
+  readonly capability: string
+  readonly exportName: string
+}> = [
+  { permission: "scheduler", capability: "Scheduler", exportName: "nd_scheduler_callback" },
+  { permission: "taskqueue", capability: "TaskWorker", exportName: "nd_task_execute" }
+]
 
 /**
- * Checks the rules that need the module's capabilities (names such as "Scrobbler",
- * "SchedulerCallback"): errors for what cannot work, warnings for what is merely suspicious.
+ * Checks the rules that need the module's capabilities (names such as "Scrobbler", "Scheduler"),
+ * as Navidrome does at load: a Scrobbler needs `users`; `scheduler` needs `nd_scheduler_callback`
+ * and `taskqueue` needs `nd_task_execute`. `warnings` is for what is merely suspicious.
  */
 export const checkCapabilityRules = (
   manifest: Manifest,
@@ -375,11 +440,17 @@ export const checkCapabilityRules = (
       })
     )
   }
-  const warnings: Array<string> = []
-  if (manifest.permissions.scheduler !== undefined && !has.has("SchedulerCallback")) {
-    warnings.push(schedulerWithoutCallbackWarning)
+  for (const rule of callbackRules) {
+    if (manifest.permissions[rule.permission] !== undefined && !has.has(rule.capability)) {
+      return Effect.fail(
+        new ManifestError({
+          reason: "Invalid",
+          message: `manifest.json: the "${rule.permission}" permission requires the plugin to export ${rule.exportName}; export it or remove the permission`
+        })
+      )
+    }
   }
-  return Effect.succeed({ warnings })
+  return Effect.succeed({ warnings: [] })
 }
 
 /** The permissions a manifest declares, in canonical order. */

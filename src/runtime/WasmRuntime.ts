@@ -12,6 +12,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
+import * as PluginMetrics from "../metrics/PluginMetrics.js"
 import { type CallOutcome, type PoolStats, WorkerPool } from "./internal/WorkerPool.js"
 import type { WasmModule } from "./internal/WasmModule.js"
 import { WorkerScriptError } from "./internal/WorkerScript.js"
@@ -58,6 +59,11 @@ export interface RuntimeOptions {
   readonly maxBurstWorkers: number
   /** How long an extra worker may stay idle before it is stopped. Default 10 s. */
   readonly burstIdleMs: number
+  /**
+   * How long a plugin instance may stay unused in a worker before it is dropped (its linear memory
+   * with it); the next call on that worker instantiates it again. Default 5 min.
+   */
+  readonly instanceIdleMs: number
   /** Per-call timeout unless a plugin overrides it. Default 30 s. */
   readonly defaultTimeoutMs: number
   /** Linear-memory cap per plugin instance, and the cap of host memory it may allocate per call. */
@@ -71,6 +77,12 @@ export interface RuntimeOptions {
   readonly workerHeapMb: number
   /** Guest log and stdout/stderr budget of every plugin; missing fields take the defaults. */
   readonly logBudget: Partial<LogBudget>
+  /**
+   * Whether the workers answer the host functions that need nothing from the main thread (the
+   * Config service) themselves. Default true; false sends every host call to the main thread, for
+   * comparison (docs/decisions/0035-host-calls-in-the-worker.md).
+   */
+  readonly hostCallsInWorker: boolean
 }
 
 export const RuntimeOptions = {
@@ -81,6 +93,7 @@ export const RuntimeOptions = {
       maxWorkersPerPlugin: Math.max(1, poolSize - 1),
       maxBurstWorkers: 2 * poolSize,
       burstIdleMs: 10_000,
+      instanceIdleMs: 300_000,
       defaultTimeoutMs: 30_000,
       memoryLimitBytes: 256 * 1024 * 1024,
       maxInputBytes: 16 * 1024 * 1024,
@@ -88,7 +101,8 @@ export const RuntimeOptions = {
       maxVarBytes: 1024 * 1024,
       moduleCacheBytes: 200 * 1000 * 1000,
       workerHeapMb: 256,
-      logBudget: defaultLogBudget
+      logBudget: defaultLogBudget,
+      hostCallsInWorker: true
     }
   }
 }
@@ -121,6 +135,11 @@ export interface InstantiateOptions {
   readonly config: Readonly<Record<string, string>>
   /** Names in `extism:host/user` the plugin may import; checked before this call. */
   readonly userFunctions: ReadonlyArray<string>
+  /**
+   * Of `userFunctions`, those the worker may answer itself from `config` (pure functions of it,
+   * such as the stock Config service's); honoured unless `hostCallsInWorker` is off.
+   */
+  readonly workerFunctions?: ReadonlyArray<string> | undefined
   readonly envHttp: boolean
   readonly host: HostCallHandler
   readonly timeoutMs?: number | undefined
@@ -169,6 +188,9 @@ export class WasmRuntime extends Context.Tag("ndp-engine/WasmRuntime")<
     readonly poolStats: Effect.Effect<PoolStats>
   }
 >() {}
+
+/** How long a load's start call may wait for a free worker, at least (its own timeout if longer). */
+const LOAD_QUEUE_TIMEOUT_MS = 30_000
 
 const toExtismLevel = (level: LogLevel.LogLevel): number => {
   switch (level._tag) {
@@ -311,6 +333,7 @@ const make = (options: RuntimeOptions) =>
             workerHeapMb: options.workerHeapMb,
             maxBurstWorkers: options.maxBurstWorkers,
             burstIdleMs: options.burstIdleMs,
+            instanceIdleMs: options.instanceIdleMs,
             onStartFailure: (failure) =>
               runFork(
                 Effect.logWarning(
@@ -411,6 +434,7 @@ const make = (options: RuntimeOptions) =>
           module: instance.compiled.module,
           config: instance.config,
           userFunctions: instance.userFunctions,
+          workerFunctions: options.hostCallsInWorker ? (instance.workerFunctions ?? []) : [],
           envHttp: instance.envHttp,
           logLevel: toExtismLevel(logLevel),
           freshInstance: instance.freshInstance ?? false,
@@ -428,19 +452,27 @@ const make = (options: RuntimeOptions) =>
           Effect.sync(() =>
             pool.register(key, {
               host: (fn, payload, reply, callFinished) => {
+                let answered = false
                 const cancel = runCallback(
-                  instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) }),
+                  Effect.zipRight(
+                    PluginMetrics.countHostCall(pluginId, fn),
+                    instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) })
+                  ),
                   {
-                    onExit: (exit) =>
+                    onExit: (exit) => {
+                      answered = true
                       reply(
                         Exit.isSuccess(exit)
                           ? exit.value
                           : new TextEncoder().encode(JSON.stringify({ error: `host function ${fn} failed` }))
                       )
+                    }
                   }
                 )
                 // Nobody waits for the answer once the plugin call is over (e.g. it timed out).
-                void callFinished.then(() => cancel())
+                // Most handlers answer synchronously: no listener then, so an export making many
+                // host calls does not pile one up per call on its finish signal.
+                if (!answered) void callFinished.then(() => cancel())
               },
               log: (level, message) =>
                 runFork(
@@ -489,11 +521,22 @@ const make = (options: RuntimeOptions) =>
               )
               return Effect.sync(cancel)
             })
-          })
+          }).pipe(PluginMetrics.trackCall(pluginId, exportName))
 
         // Run the module's start code once now, so a broken or looping start fails the load.
         const started = yield* Effect.async<CallOutcome>((resume) => {
-          pool.submit(spec, null, new Uint8Array(0), timeoutMs, (outcome) => resume(Effect.succeed(outcome)))
+          // A load waits longer for a worker than a call does: a plugin with a short call timeout
+          // must still load while the pool is busy.
+          const cancel = pool.submit(
+            spec,
+            null,
+            new Uint8Array(0),
+            timeoutMs,
+            (outcome) => resume(Effect.succeed(outcome)),
+            Math.max(timeoutMs, LOAD_QUEUE_TIMEOUT_MS)
+          )
+          // An interrupted load leaves the queue at once, not only when its scope unregisters it.
+          return Effect.sync(cancel)
         })
         if (started._tag !== "Done") {
           open = false
@@ -504,7 +547,7 @@ const make = (options: RuntimeOptions) =>
               : started._tag === "TimedOut"
                 ? `its start code did not finish within ${timeoutMs} ms`
                 : started._tag === "QueueTimedOut"
-                  ? `no worker was free within ${timeoutMs} ms (${started.busy} of ${started.workers} busy); retry later, or raise the runtime options poolSize / maxBurstWorkers`
+                  ? `no worker was free within ${started.timeoutMs} ms (${started.busy} of ${started.workers} busy); retry later, or raise the runtime options poolSize / maxBurstWorkers`
                   : started._tag === "WorkerStart"
                     ? workerStartAdvice(started)
                     : started._tag === "Crashed"

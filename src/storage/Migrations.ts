@@ -28,7 +28,8 @@ export const all: ReadonlyArray<readonly [key: string, migration: Migration]> = 
   ["0005_settings", EmbeddedDatabase.migrations.settings],
   ["0006_catalogue", CatalogSchema.migrations.catalogue],
   ["0007_demo_library", CatalogSchema.migrations.demoLibrary],
-  ["0008_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory]
+  ["0008_allow_write", Registry.migrations.allowWrite],
+  ["0009_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory]
 ]
 
 /** The record `Migrator.fromRecord` takes, bound to one client. */

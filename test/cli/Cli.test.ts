@@ -295,6 +295,40 @@ describe("ndp call", { timeout: CLI_TEST_TIMEOUT_MS }, () => {
     const again = await call(join(root, "data"), "1")
     expect(libraries(again.stdout)).toEqual([[1, "music"]])
   })
+
+  it("--wait-ms keeps the plugin loaded so its task queue runs; the task's state outlives the process", async () => {
+    const dataDir = tempDir()
+    const config = ["--config", "init_queue=jobs", "--config", "init_config={}"]
+    const enqueued = await ndp([
+      "call",
+      fixture("host-taskqueue"),
+      "call_task_enqueue",
+      "--input",
+      '{"queueName":"jobs","payload":"aGk="}',
+      ...config,
+      "--data-dir",
+      dataDir,
+      "--wait-ms",
+      "10000",
+      "--json"
+    ])
+    expect(enqueued.code).toBe(0)
+    const taskId = (JSON.parse(enqueued.stdout) as { output: { result: string } }).output.result
+    const got = await ndp([
+      "call",
+      fixture("host-taskqueue"),
+      "call_task_get",
+      "--input",
+      JSON.stringify({ taskId }),
+      "--data-dir",
+      dataDir,
+      "--json"
+    ])
+    expect(JSON.parse(got.stdout)).toMatchObject({
+      ok: true,
+      output: { result: { status: "completed", message: "done jobs aGk= 1", attempt: 1 } }
+    })
+  })
 })
 
 describe("usage, help and logs", { timeout: CLI_TEST_TIMEOUT_MS }, () => {

@@ -226,6 +226,32 @@ describe("ndp plugins", { timeout: CLI_TEST_TIMEOUT_MS }, () => {
     expect(JSON.parse(cleared.stdout)).toMatchObject({ ok: true, plugin: { allowedNetworks: [] } })
   })
 
+  it("enable --allow-write grants library write access, --read-only takes it back; list shows it", async () => {
+    const f = folders(["wasi-escape"])
+    const granted = await ndp([
+      "plugins",
+      "enable",
+      "wasi-escape",
+      "--library",
+      "1",
+      "--allow-write",
+      ...f.args,
+      "--json"
+    ])
+    expect(granted.code).toBe(0)
+    expect(JSON.parse(granted.stdout)).toMatchObject({
+      ok: true,
+      plugin: { id: "wasi-escape", enabled: true, libraries: [1], allowWrite: true }
+    })
+    const listed = await ndp(["plugins", "list", ...f.args])
+    expect(listed.stdout).toContain("library write access")
+    const both = await ndp(["plugins", "enable", "wasi-escape", "--allow-write", "--read-only", ...f.args])
+    expect(both.code).toBe(1)
+    expect(both.stderr).toContain("give either --allow-write or --read-only")
+    const back = await ndp(["plugins", "enable", "wasi-escape", "--read-only", ...f.args, "--json"])
+    expect(JSON.parse(back.stdout)).toMatchObject({ ok: true, plugin: { allowWrite: false } })
+  })
+
   it("rescan registers new files and forgets removed ones; list names the folders and warns when one is missing", async () => {
     const f = folders(["agent-full"])
     const missing = join(f.dir, "nowhere")

@@ -55,7 +55,10 @@ const contract: Record<string, ReadonlyArray<string>> = {
     "scrobbleretriever_getscrobbles",
     "scrobbleretriever_getscrobblecount"
   ],
-  http: ["http_send"]
+  http: ["http_send"],
+  // Navidrome after v0.60 (docs/compatibility.md).
+  storage: ["storage_getstoragepath"],
+  taskqueue: ["task_createqueue", "task_enqueue", "task_get", "task_cancel", "task_clearqueue"]
 }
 
 describe("hostFunctionCatalog", () => {

@@ -93,6 +93,22 @@ describe("PluginManager", () => {
     })
   )
 
+  it.scopedLive("config for a plugin whose manifest has no config schema is refused", () =>
+    Effect.gen(function* () {
+      const folders = yield* makeFolders(["agent-partial"])
+      yield* withManager(
+        folders,
+        Effect.gen(function* () {
+          const manager = yield* PluginManager
+          const refused = yield* Effect.flip(manager.setConfig("agent-partial", {}))
+          expect(refused.reason).toBe("InvalidConfig")
+          expect(refused.message).toContain("has no configurable options")
+          expect((yield* manager.get("agent-partial")).config).toEqual({})
+        })
+      )
+    })
+  )
+
   it.scopedLive(
     "a changed file is disabled until enabled again; a removed file is unloaded and deregistered",
     () =>

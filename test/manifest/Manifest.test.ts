@@ -10,8 +10,8 @@ import {
   defaultKvstoreMaxSizeBytes,
   ManifestError,
   parseByteSize,
-  permissionNames,
-  schedulerWithoutCallbackWarning
+  defaultStorageMaxSizeBytes,
+  permissionNames
 } from "../../src/manifest/Manifest.js"
 
 const base = { name: "Test Plugin", author: "Tester", version: "1.0.0" }
@@ -37,7 +37,7 @@ const discordLike = {
   description: "Shows what you are playing on Discord",
   website: "https://example.org/discord",
   homepage: "https://example.org",
-  capabilities: ["Scrobbler", "SchedulerCallback", "WebSocketCallback"],
+  capabilities: ["Scrobbler", "Scheduler", "WebSocket"],
   experimental: { threads: true },
   permissions: {
     users: { reason: "Process scrobbles on behalf of users" },
@@ -273,6 +273,50 @@ describe("decodeManifest", () => {
     })
   )
 
+  it.effect("requires library alongside matcher and users alongside scrobbleRetriever", () =>
+    Effect.gen(function* () {
+      const matcher = yield* expectError(decode({ ...base, permissions: { matcher: {} } }), "Invalid")
+      expect(matcher).toContain("permissions.matcher")
+      expect(matcher).toContain('add "library": {} to permissions')
+      const retriever = yield* expectError(
+        decode({ ...base, permissions: { scrobbleRetriever: {}, matcher: {} } }),
+        "Invalid"
+      )
+      expect(retriever).toContain('permissions.scrobbleRetriever: requires the "users" permission')
+      expect(retriever).toContain('permissions.matcher: requires the "library" permission')
+      const both = yield* decode({
+        ...base,
+        permissions: { matcher: {}, library: {}, scrobbleRetriever: {}, users: {} }
+      })
+      expect(permissionNames(both)).toEqual(["users", "library", "matcher", "scrobbleRetriever"])
+    })
+  )
+
+  it.effect("decodes taskqueue and storage with their defaults and refuses bad values", () =>
+    Effect.gen(function* () {
+      const defaults = yield* decode({ ...base, permissions: { taskqueue: {}, storage: {} } })
+      expect(defaults.permissions.taskqueue).toEqual({ maxConcurrency: 1 })
+      expect(defaults.permissions.storage).toEqual({ maxSizeBytes: defaultStorageMaxSizeBytes })
+      const set = yield* decode({
+        ...base,
+        permissions: { taskqueue: { maxConcurrency: 3, reason: "r" }, storage: { maxSize: "2MB" } }
+      })
+      expect(set.permissions.taskqueue).toEqual({ maxConcurrency: 3, reason: "r" })
+      expect(set.permissions.storage).toEqual({ maxSizeBytes: 2_000_000 })
+      const zero = yield* expectError(
+        decode({ ...base, permissions: { taskqueue: { maxConcurrency: 0 } } }),
+        "Invalid"
+      )
+      expect(zero).toContain("permissions.taskqueue.maxConcurrency: must be at least 1")
+      const fraction = yield* expectError(
+        decode({ ...base, permissions: { taskqueue: { maxConcurrency: 1.5 } } }),
+        "Invalid"
+      )
+      expect(fraction).toContain("expected a whole number, got 1.5")
+      yield* expectError(decode({ ...base, permissions: { storage: { maxSize: "lots" } } }), "Invalid")
+    })
+  )
+
   it.effect.prop(
     "never throws on arbitrary JSON",
     [FastCheck.jsonValue()],
@@ -385,15 +429,17 @@ describe("checkCapabilityRules", () => {
     })
   )
 
-  it.effect("warns when scheduler is declared without nd_scheduler_callback", () =>
+  it.effect("refuses scheduler without nd_scheduler_callback and taskqueue without nd_task_execute", () =>
     Effect.gen(function* () {
-      const manifest = yield* decode({ ...base, permissions: { scheduler: {} } })
-      const { warnings } = yield* checkCapabilityRules(manifest, ["MetadataAgent"])
-      expect(warnings).toEqual([schedulerWithoutCallbackWarning])
-      expect(warnings[0]).toContain(
-        "declares the scheduler permission but does not export nd_scheduler_callback"
-      )
-      expect(yield* checkCapabilityRules(manifest, ["SchedulerCallback"])).toEqual({ warnings: [] })
+      const scheduler = yield* decode({ ...base, permissions: { scheduler: {} } })
+      const message = yield* expectError(checkCapabilityRules(scheduler, ["MetadataAgent"]), "Invalid")
+      expect(message).toContain('"scheduler" permission requires the plugin to export nd_scheduler_callback')
+      expect(yield* checkCapabilityRules(scheduler, ["Scheduler"])).toEqual({ warnings: [] })
+
+      const taskqueue = yield* decode({ ...base, permissions: { taskqueue: {} } })
+      const taskMessage = yield* expectError(checkCapabilityRules(taskqueue, ["Scheduler"]), "Invalid")
+      expect(taskMessage).toContain('"taskqueue" permission requires the plugin to export nd_task_execute')
+      expect(yield* checkCapabilityRules(taskqueue, ["TaskWorker"])).toEqual({ warnings: [] })
     })
   )
 })

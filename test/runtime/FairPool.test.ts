@@ -248,6 +248,7 @@ describe("workers that cannot start", () => {
               module,
               config: {},
               userFunctions: [],
+              workerFunctions: [],
               envHttp: false,
               logLevel: 2,
               freshInstance: false,

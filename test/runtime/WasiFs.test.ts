@@ -29,9 +29,11 @@ import { errnoOf, GuestMemory } from "../../src/runtime/worker/WasiAbi.js"
 import { WasiFs } from "../../src/runtime/worker/WasiFs.js"
 import { demoLibraryFolder } from "../../src/server/embedded/EmbeddedLibrary.js"
 import { HostFunctions } from "../../src/host/HostFunctions.js"
+import { storageFolder } from "../../src/host/storage/StorageService.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
 import { testEngine } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
+import { repackage } from "../support/repackage.js"
 
 const R = {
   fdRead: 1n << 1n,
@@ -767,6 +769,186 @@ layer(testEngine({ runtime: { poolSize: 1 } }))("WASI filesystem through the loa
       const loader = yield* PluginLoader
       const fs = client(yield* loader.loadFile(fixture("wasi-escape")))
       expect((yield* fs.prestat(3)).errno).toBe(Errno.badf)
+    })
+  )
+})
+
+/** A fresh copy of the library (its escape links too) that a test may write to. */
+const writableCopy = (): { root: string; copy: string } => {
+  const root = mkdtempSync(join(tmpdir(), "ndp-wasifs-rw-"))
+  const copy = join(root, "library")
+  cpSync(library, copy, { recursive: true, verbatimSymlinks: true })
+  writeFileSync(join(root, "secret.txt"), secret)
+  return { root, copy }
+}
+
+const WRITE = READ | R.fdWrite
+
+layer(runtimeLayer({ poolSize: 1, defaultTimeoutMs: 10_000 }))("WASI filesystem, writable mounts", (it) => {
+  it.scoped("creates, writes, appends, truncates, renames and removes inside the mount", () =>
+    Effect.gen(function* () {
+      const { root, copy } = writableCopy()
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(root, { recursive: true, force: true })))
+      const fs = yield* load([{ guestPath: "/storage", hostPath: copy, writable: true }])
+      const preopen = yield* fs.fdstat(3)
+      expect(preopen.base & R.fdWrite).toBe(0n)
+      expect(preopen.inheriting & R.fdWrite).toBe(R.fdWrite)
+
+      const fd = (yield* fs.open("new.txt", { oflags: O.creat | O.excl, rights: WRITE })).fd
+      expect(yield* fs.errno("fd_write", fd, "hello ")).toBe(Errno.success)
+      expect(yield* fs.errno("fd_write", fd, "world")).toBe(Errno.success)
+      expect(yield* fs.errno("fd_pwrite", fd, 0, 0n, "J")).toBe(Errno.success)
+      expect(yield* fs.close(fd)).toBe(Errno.success)
+      expect(readFileSync(join(copy, "new.txt"), "utf8")).toBe("Jello world")
+      expect(statSync(join(copy, "new.txt")).mode & 0o777).toBe(0o600)
+      expect((yield* fs.open("new.txt", { oflags: O.creat | O.excl, rights: WRITE })).errno).toBe(Errno.exist)
+
+      const appender = yield* fs.openOk("new.txt", { fdflags: 1, rights: WRITE })
+      expect(yield* fs.errno("fd_write", appender, "!")).toBe(Errno.success)
+      expect(readFileSync(join(copy, "new.txt"), "utf8")).toBe("Jello world!")
+      expect(yield* fs.errno("fd_filestat_set_size", appender, 0, 5n)).toBe(Errno.success)
+      expect(readFileSync(join(copy, "new.txt"), "utf8")).toBe("Jello")
+      // A descriptor opened without FD_WRITE stays read-only on a writable mount.
+      const reader = yield* fs.openOk("new.txt")
+      expect(yield* fs.errno("fd_write", reader, "x")).toBe(Errno.badf)
+      yield* fs.openOk("notes.txt", { oflags: O.trunc, rights: WRITE })
+      expect(readFileSync(join(copy, "notes.txt"), "utf8")).toBe("")
+
+      expect(yield* fs.errno("path_create_directory", 3, "Made/")).toBe(Errno.success)
+      expect(yield* fs.errno("path_create_directory", 3, "Made")).toBe(Errno.exist)
+      expect(yield* fs.openOk("Made/inner.txt", { oflags: O.creat, rights: WRITE })).toBeGreaterThan(3)
+      expect(yield* fs.errno("path_rename", 3, 3, 7, "new.txt", "Made/moved.txt")).toBe(Errno.success)
+      expect(readFileSync(join(copy, "Made", "moved.txt"), "utf8")).toBe("Jello")
+      expect(yield* fs.errno("path_remove_directory", 3, "Made")).toBe(Errno.notempty)
+      expect(yield* fs.errno("path_unlink_file", 3, "Made")).toBe(Errno.isdir)
+      expect(yield* fs.errno("path_unlink_file", 3, "Made/moved.txt")).toBe(Errno.success)
+      expect(yield* fs.errno("path_unlink_file", 3, "Made/inner.txt")).toBe(Errno.success)
+      expect(yield* fs.errno("path_remove_directory", 3, "Made")).toBe(Errno.success)
+      expect(yield* fs.errno("path_remove_directory", 3, ".")).toBe(Errno.busy)
+      // Removing a link removes the link, never what it points to.
+      expect(yield* fs.errno("path_unlink_file", 3, "escape-link")).toBe(Errno.success)
+      expect(readFileSync(join(root, "secret.txt"), "utf8")).toBe(secret)
+      expect(readdirSync(copy).sort()).toEqual(
+        [
+          "Album",
+          "Empty",
+          "escape-abs",
+          "escape-dir",
+          "inside-link",
+          "notes-link",
+          "notes.txt",
+          "song.flac"
+        ].sort()
+      )
+    })
+  )
+
+  it.scoped("stays jailed: no way out, no symlink or hard link, nothing outside changes", () =>
+    Effect.gen(function* () {
+      const { root, copy } = writableCopy()
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(root, { recursive: true, force: true })))
+      const fs = yield* load([{ guestPath: "/storage", hostPath: copy, writable: true }])
+      const outside = () => readdirSync(root).sort()
+      const before = outside()
+      for (const path of ["../new.txt", "/etc/new.txt", "Album/../../new.txt", "escape-dir/new.txt"]) {
+        expect((yield* fs.open(path, { oflags: O.creat, rights: WRITE })).errno, path).toBe(Errno.notcapable)
+        expect(yield* fs.errno("path_create_directory", 3, path), path).toBe(Errno.notcapable)
+      }
+      // Writing through a link that leads out is refused; so is truncating it.
+      expect((yield* fs.open("escape-link", { rights: WRITE })).errno).toBe(Errno.notcapable)
+      expect((yield* fs.open("escape-abs", { oflags: O.trunc, rights: WRITE })).errno).toBe(Errno.notcapable)
+      expect(yield* fs.errno("path_rename", 3, 3, 9, "notes.txt", "../moved.txt")).toBe(Errno.notcapable)
+      expect(yield* fs.errno("path_rename", 3, 3, 13, "../secret.txt", "stolen")).toBe(Errno.notcapable)
+      expect(yield* fs.errno("path_unlink_file", 3, "../secret.txt")).toBe(Errno.notcapable)
+      expect(yield* fs.errno("path_symlink", 3, 13, "../secret.txt", "evil")).toBe(Errno.perm)
+      expect(yield* fs.errno("path_symlink", 3, 9, "notes.txt", "fine")).toBe(Errno.perm)
+      expect(yield* fs.errno("path_link", 3, 3, 9, "notes.txt", "hardlink")).toBe(Errno.perm)
+      expect(outside()).toEqual(before)
+      expect(readFileSync(join(root, "secret.txt"), "utf8")).toBe(secret)
+      expect(lstatSync(join(copy, "evil"), { throwIfNoEntry: false })).toBeUndefined()
+    })
+  )
+
+  it.scoped("a quota refuses (EDQUOT) any write that would grow the folder past it, and keeps it", () =>
+    Effect.gen(function* () {
+      const root = mkdtempSync(join(tmpdir(), "ndp-wasifs-quota-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(root, { recursive: true, force: true })))
+      const fs = yield* load([{ guestPath: "/storage", hostPath: root, writable: true, maxBytes: 1000 }])
+      const a = yield* fs.openOk("a.bin", { oflags: O.creat, rights: WRITE })
+      expect(yield* fs.errno("fd_write", a, "x".repeat(600))).toBe(Errno.success)
+      const b = yield* fs.openOk("b.bin", { oflags: O.creat, rights: WRITE })
+      expect(yield* fs.errno("fd_write", b, "y".repeat(401))).toBe(Errno.dquot)
+      expect(yield* fs.errno("fd_pwrite", b, 0, 5000n, "y")).toBe(Errno.dquot)
+      expect(yield* fs.errno("fd_filestat_set_size", b, 0, 401n)).toBe(Errno.dquot)
+      expect(yield* fs.errno("fd_allocate", b)).toBe(Errno.dquot)
+      expect(yield* fs.errno("fd_write", b, "y".repeat(400))).toBe(Errno.success)
+      // Overwriting in place does not grow the folder, so it still works when full.
+      expect(yield* fs.errno("fd_pwrite", a, 0, 0n, "z".repeat(600))).toBe(Errno.success)
+      expect(yield* fs.errno("fd_write", b, "y")).toBe(Errno.dquot)
+      expect(statSync(join(root, "a.bin")).size + statSync(join(root, "b.bin")).size).toBe(1000)
+      // Freeing space makes room again.
+      expect(yield* fs.errno("fd_filestat_set_size", a, 0, 100n)).toBe(Errno.success)
+      expect(yield* fs.errno("fd_write", b, "y".repeat(500))).toBe(Errno.success)
+    })
+  )
+})
+
+layer(testEngine({ runtime: { poolSize: 1 } }))("WASI filesystem: storage and library write access", (it) => {
+  it.scoped("storage: /storage is the plugin's own folder, writable within storage.maxSize", () =>
+    Effect.gen(function* () {
+      const { dataFolder } = yield* HostFunctions
+      const loader = yield* PluginLoader
+      const bytes = repackage("wasi-escape", (m) => ({
+        ...m,
+        permissions: { storage: { maxSize: "4KB" } }
+      }))
+      const fs = client(yield* loader.loadBytes("wasi-store", bytes))
+      expect(yield* fs.prestatName(3, 8)).toEqual({ errno: Errno.success, name: "/storage" })
+      const fd = yield* fs.openOk("cache.json", { oflags: O.creat, rights: WRITE })
+      expect(yield* fs.errno("fd_write", fd, '{"a":1}')).toBe(Errno.success)
+      expect(readFileSync(join(storageFolder(dataFolder, "wasi-store"), "cache.json"), "utf8")).toBe(
+        '{"a":1}'
+      )
+      expect(yield* fs.errno("fd_write", fd, "x".repeat(4000))).toBe(Errno.dquot)
+      expect((yield* fs.open("../kvstore.db", { oflags: O.creat, rights: WRITE })).errno).toBe(
+        Errno.notcapable
+      )
+    })
+  )
+
+  it.scoped("storage_getstoragepath answers /storage from inside Wasm", () =>
+    Effect.gen(function* () {
+      const loader = yield* PluginLoader
+      const plugin = yield* loader.loadFile(fixture("host-storage"))
+      const out = yield* plugin.call("call_storage_getstoragepath", new TextEncoder().encode("{}"))
+      expect(JSON.parse(new TextDecoder().decode(out ?? new Uint8Array()))).toEqual({ result: "/storage" })
+      const refused = yield* Effect.flip(
+        loader.loadBytes(
+          "no-storage",
+          repackage("host-storage", (m) => ({ ...m, permissions: {} }))
+        )
+      )
+      expect(refused.message).toContain("storage_getstoragepath")
+      expect(refused.message).toContain("storage")
+    })
+  )
+
+  it.scoped("library folders are writable only when the administrator allows it", () =>
+    Effect.gen(function* () {
+      const { dataFolder } = yield* HostFunctions
+      const loader = yield* PluginLoader
+      const readOnly = client(yield* loader.loadFile(fixture("wasi-escape"), { libraries: [1] }))
+      expect((yield* readOnly.open("written.txt", { oflags: O.creat, rights: WRITE })).errno).toBe(Errno.rofs)
+      const writable = client(
+        yield* loader.loadFile(fixture("wasi-escape"), { libraries: [1], allowLibraryWrite: true })
+      )
+      const fd = yield* writable.openOk("written.txt", { oflags: O.creat, rights: WRITE })
+      expect(yield* writable.errno("fd_write", fd, "notes")).toBe(Errno.success)
+      const written = join(demoLibraryFolder(dataFolder), "written.txt")
+      expect(readFileSync(written, "utf8")).toBe("notes")
+      expect((yield* writable.open("../ndp.db", { rights: WRITE })).errno).toBe(Errno.notcapable)
+      expect(yield* writable.errno("path_unlink_file", 3, "written.txt")).toBe(Errno.success)
+      expect(lstatSync(written, { throwIfNoEntry: false })).toBeUndefined()
     })
   )
 })

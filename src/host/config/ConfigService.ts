@@ -1,7 +1,8 @@
 /**
  * The Config host service (always granted): the plugin's flattened configuration, read-only.
  * `config_get {key} → {value?, exists?}`, `config_getint {key} → {value?, exists?}`,
- * `config_keys {prefix} → {keys?}`.
+ * `config_keys {prefix} → {keys?}`. The answers themselves are in `ConfigLookup.ts`, shared with
+ * the execution worker, which answers well-formed requests without crossing threads.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -9,48 +10,27 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { type HostFunctionHandler, hostFunction } from "../HostCodec.js"
 import { define, type HostServiceProvider } from "../HostProvider.js"
+import { configFunctionNames, configGet, configGetInt, configKeys } from "./ConfigLookup.js"
 
 /** The functions of the Config service; every plugin has them (grant `config`). */
 export const definition = define({
   grant: "config",
-  functions: ["config_get", "config_getint", "config_keys"]
+  functions: configFunctionNames
 })
 
 const KeyRequest = Schema.Struct({ key: Schema.String })
 const PrefixRequest = Schema.Struct({ prefix: Schema.optionalWith(Schema.String, { default: () => "" }) })
 
-// Base-10 integers, as Go's strconv.ParseInt(s, 10, 64) accepts them; anything else reads as "not exists".
-const INTEGER = /^[+-]?\d+$/
-const INT64_MIN = -(2n ** 63n)
-const INT64_MAX = 2n ** 63n - 1n
-
-const lookup = (config: Readonly<Record<string, string>>, key: string): string | undefined =>
-  Object.prototype.hasOwnProperty.call(config, key) ? config[key] : undefined
-
 /** The config functions over one plugin's flattened configuration. */
 export const functions = (
   config: Readonly<Record<string, string>>
 ): Record<(typeof definition.functions)[number], HostFunctionHandler> => ({
-  config_get: hostFunction("config_get", KeyRequest, ({ key }) => {
-    const value = lookup(config, key)
-    return Effect.succeed(value === undefined ? {} : { value, exists: true })
-  }),
-  config_getint: hostFunction("config_getint", KeyRequest, ({ key }) => {
-    const value = lookup(config, key)
-    if (value === undefined || !INTEGER.test(value)) return Effect.succeed({})
-    const parsed = BigInt(value)
-    // JSON numbers beyond 2^53 lose precision in JavaScript readers; Go reads them exactly.
-    return Effect.succeed(
-      parsed < INT64_MIN || parsed > INT64_MAX ? {} : { value: Number(parsed), exists: true }
-    )
-  }),
+  config_get: hostFunction("config_get", KeyRequest, ({ key }) => Effect.succeed(configGet(config, key))),
+  config_getint: hostFunction("config_getint", KeyRequest, ({ key }) =>
+    Effect.succeed(configGetInt(config, key))
+  ),
   config_keys: hostFunction("config_keys", PrefixRequest, ({ prefix }) =>
-    Effect.succeed({
-      keys: Object.keys(config)
-        .filter((key) => key.startsWith(prefix))
-        // Code-point order, as Go sorts strings.
-        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    })
+    Effect.succeed(configKeys(config, prefix))
   )
 })
 
@@ -74,3 +54,17 @@ export const make: Effect.Effect<HostServiceProvider> = Effect.succeed(provider)
 
 /** The Config service as a layer. */
 export const layer: Layer.Layer<ConfigService> = Layer.effect(ConfigService, make)
+
+/**
+ * Of the functions a plugin imports, those the execution worker may answer itself from the same
+ * configuration: the config functions, unless an installed provider overrides them (the last
+ * provider of a name is the one whose handler is used).
+ */
+export const servedInWorker = (
+  providers: ReadonlyArray<HostServiceProvider>,
+  imported: ReadonlyArray<string>
+): ReadonlyArray<string> => {
+  const owner = new Map<string, HostServiceProvider>()
+  for (const candidate of providers) for (const name of candidate.functions) owner.set(name, candidate)
+  return imported.filter((name) => owner.get(name) === provider)
+}

@@ -4,6 +4,7 @@
  * manifest's `permissions.kvstore.maxSize`. The store opens when the plugin loads and closes when
  * it unloads.
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -23,6 +24,7 @@ import {
 } from "../HostCodec.js"
 import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import * as KvStore from "./KvStore.js"
+import * as KvStorePg from "./KvStorePg.js"
 import type { KvStoreError } from "./KvStoreError.js"
 
 /** The host functions of this service, in contract order, and the permission they need. */
@@ -141,12 +143,40 @@ export class KvStoreService extends Context.Tag("ndp-engine/host/KvStoreService"
   HostServiceProvider
 >() {}
 
-/** The KVStore service with these limits (missing ones take `defaultKvStoreServiceOptions`). */
-export const make = Effect.fn("KvStoreService.make")((
+/**
+ * The shared database whose schema holds every plugin's store (migrated by whoever provides it,
+ * `Cluster.layerPostgres`); absent = a SQLite file per plugin in the data folder.
+ */
+export class SharedDatabase extends Context.Tag("ndp-engine/host/KvStoreService/SharedDatabase")<
+  SharedDatabase,
+  SqlClient.SqlClient
+>() {}
+
+/** The stores of every plugin in the shared PostgreSQL schema (`KvStorePg`), same limits as on SQLite. */
+const onPostgres = (sql: SqlClient.SqlClient, maxKeys: number): HostServiceProvider => ({
+  ...definition,
+  make: (context) =>
+    Effect.map(
+      KvStorePg.make(sql, {
+        pluginId: context.pluginId,
+        maxSizeBytes: context.manifest.permissions.kvstore?.maxSizeBytes ?? defaultKvstoreMaxSizeBytes,
+        maxKeys
+      }),
+      (store): Record<string, HostFunctionHandler> => functions(store)
+    )
+})
+
+/**
+ * The KVStore service with these limits (missing ones take `defaultKvStoreServiceOptions`): on the
+ * `SharedDatabase` when one is provided, else a SQLite file per plugin.
+ */
+export const make = Effect.fn("KvStoreService.make")(function* (
   options: Partial<KvStoreServiceOptions> = {}
-): Effect.Effect<HostServiceProvider> => {
+) {
   const { maxKeys } = { ...defaultKvStoreServiceOptions, ...options }
-  return Effect.succeed({
+  const shared = yield* Effect.serviceOption(SharedDatabase)
+  if (shared._tag === "Some") return onPostgres(shared.value, maxKeys)
+  return yield* Effect.succeed<HostServiceProvider>({
     ...definition,
     make: (context) =>
       KvStore.make({

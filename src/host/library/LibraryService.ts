@@ -3,7 +3,8 @@
  * `library_getalllibraries → {result}`, limited to the libraries the administrator allowed for the
  * plugin; a library not allowed reads exactly like one that does not exist. With
  * `library.filesystem: true` each library also carries its `path` and its `mountPoint`
- * (`/libraries/<id>`), where the plugin's WASI filesystem sees it read-only (`mounts`).
+ * (`/libraries/<id>`), where the plugin's WASI filesystem sees it (`mounts`): read-only, unless the
+ * administrator allowed the plugin to write (`PluginContext.allowLibraryWrite`), still jailed.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -73,7 +74,11 @@ export const provider = (catalog: LibraryCatalog["Type"]): HostServiceProvider =
     mounts: (context) =>
       hasFilesystem(context)
         ? Effect.map(visible(context), (libraries) =>
-            libraries.map((library): Mount => ({ guestPath: mountPoint(library.id), hostPath: library.path }))
+            libraries.map((library): Mount => ({
+              guestPath: mountPoint(library.id),
+              hostPath: library.path,
+              ...(context.allowLibraryWrite === true ? { writable: true } : {})
+            }))
           )
         : Effect.succeed([])
   }

@@ -24,6 +24,7 @@ import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as PluginOwnership from "../../cluster/PluginOwnership.js"
 import { randomBase62 } from "../../internal/Ids.js"
 import { hostFunction } from "../HostCodec.js"
 import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
@@ -97,7 +98,8 @@ const describeHorizon = (horizon: Duration.Duration): string => {
 }
 
 /** One plugin's scheduler functions; its schedules live in the current scope (the plugin's). */
-const forPlugin = (options: SchedulerOptions) =>
+// On a cluster only the plugin's owner fires, once per tick cluster-wide (decision 0038).
+const forPlugin = (options: SchedulerOptions, ownership: PluginOwnership.PluginOwnershipShape) =>
   Effect.fn("SchedulerService.forPlugin")(function* (context: PluginContext) {
     const schedules = yield* FiberMap.make<string>()
     // Creation is check-then-start: one at a time, so concurrent calls cannot overshoot the cap.
@@ -185,9 +187,14 @@ const forPlugin = (options: SchedulerOptions) =>
     ) =>
       Effect.gen(function* () {
         let next = first
+        let previous = yield* Clock.currentTimeMillis
         for (;;) {
           yield* sleepUntil(next)
-          yield* callback(id, payload, true)
+          // Half a period after the last claimed tick: two nodes' clocks never make one tick fire twice.
+          const notBefore = next - Math.floor((next - previous) / 2)
+          if (yield* ownership.claimTick(context.pluginId, id, next, notBefore))
+            yield* callback(id, payload, true)
+          previous = next
           const now = yield* Clock.currentTimeMillis
           const following = nextRun(recurrence, now, next, horizonMs)
           if (Option.isNone(following)) {
@@ -218,7 +225,10 @@ const forPlugin = (options: SchedulerOptions) =>
           }
           const target = (yield* Clock.currentTimeMillis) + delayMs
           return yield* create(request.scheduleId, (id) =>
-            sleepUntil(target).pipe(Effect.zipRight(callback(id, request.payload, false)))
+            sleepUntil(target).pipe(
+              Effect.zipRight(ownership.claimTick(context.pluginId, id, target, target - 1)),
+              Effect.flatMap((claimed) => (claimed ? callback(id, request.payload, false) : Effect.void))
+            )
           )
         })
       ),
@@ -269,7 +279,10 @@ export class SchedulerService extends Context.Tag("ndp-engine/host/SchedulerServ
 /** The Scheduler service with these limits (missing ones take `defaultSchedulerOptions`). */
 export const make = Effect.fn("SchedulerService.make")(
   (options: Partial<SchedulerOptions> = {}): Effect.Effect<HostServiceProvider> =>
-    Effect.succeed({ ...definition, make: forPlugin({ ...defaultSchedulerOptions, ...options }) })
+    Effect.map(PluginOwnership.current, (ownership) => ({
+      ...definition,
+      make: forPlugin({ ...defaultSchedulerOptions, ...options }, ownership)
+    }))
 )
 
 /** The Scheduler service as a layer. */

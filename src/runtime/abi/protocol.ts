@@ -16,6 +16,11 @@ export interface PluginSpec {
   readonly config: Readonly<Record<string, string>>
   /** Names in `extism:host/user` this plugin may import (already permission-checked). */
   readonly userFunctions: ReadonlyArray<string>
+  /**
+   * Of `userFunctions`, those the worker answers itself from `config` (see `LocalHost.ts`); the
+   * others cross to the main thread.
+   */
+  readonly workerFunctions: ReadonlyArray<string>
   /** Whether `http_request` & co. in `extism:host/env` reach the host's HTTP service. */
   readonly envHttp: boolean
   readonly logLevel: number
@@ -86,10 +91,14 @@ export const makeLogBudget = (limits: LogBudget): LogBudgetSpec => ({
   state: new SharedArrayBuffer(2 * BigInt64Array.BYTES_PER_ELEMENT)
 })
 
-/** A host folder visible to a plugin at `guestPath` (e.g. `/libraries/1`), read-only. */
+/** A host folder visible to a plugin at `guestPath` (e.g. `/libraries/1`), read-only unless `writable`. */
 export interface Mount {
   readonly guestPath: string
   readonly hostPath: string
+  /** The guest may create, write, rename and remove below it (never symlinks or hard links). */
+  readonly writable?: boolean
+  /** With `writable`: the most bytes (sum of file sizes) the folder may hold; absent: no quota. */
+  readonly maxBytes?: number
 }
 
 export interface KernelLimits {

@@ -68,6 +68,8 @@ export interface PoolOptions {
   readonly maxBurstWorkers?: number | undefined
   /** How long an extra worker may stay idle before it is stopped. Default 10 s. */
   readonly burstIdleMs?: number | undefined
+  /** How long a plugin instance may stay unused in a worker before it is dropped. Default: never. */
+  readonly instanceIdleMs?: number | undefined
   /** Told every time a worker dies before it is ready. */
   readonly onStartFailure?: ((failure: StartFailure) => void) | undefined
 }
@@ -99,6 +101,8 @@ interface Job {
   readonly fn: string | null
   readonly input: Uint8Array
   readonly timeoutMs: number
+  /** How long it may wait for a worker. */
+  readonly queueTimeoutMs: number
   readonly resolve: (outcome: CallOutcome) => void
   readonly queuedAt: number
   settled: boolean
@@ -231,7 +235,9 @@ export class WorkerPool {
     fn: string | null,
     input: Uint8Array,
     timeoutMs: number,
-    resolve: (outcome: CallOutcome) => void
+    resolve: (outcome: CallOutcome) => void,
+    /** How long the call may wait for a worker (default: `timeoutMs`). */
+    queueTimeoutMs: number = timeoutMs
   ): () => void {
     const job: Job = {
       callId: this.nextCallId++,
@@ -239,6 +245,7 @@ export class WorkerPool {
       fn,
       input,
       timeoutMs,
+      queueTimeoutMs,
       resolve,
       queuedAt: Date.now(),
       settled: false,
@@ -256,7 +263,7 @@ export class WorkerPool {
     this.pump()
     // Only calls that actually wait get a deadline timer: most start right away.
     if (job.startedAt === undefined && !job.settled) {
-      job.deadline = setTimeout(() => this.expire(job), timeoutMs)
+      job.deadline = setTimeout(() => this.expire(job), queueTimeoutMs)
     }
     // Cancelling only removes a queued job: a running call cannot be stopped without ending its worker.
     return () => {
@@ -300,7 +307,7 @@ export class WorkerPool {
     const worker = new Worker(this.source, {
       eval: true,
       name: `ndp-exec-${index}`,
-      workerData: { control, replyPort: port2 },
+      workerData: { control, replyPort: port2, instanceIdleMs: this.options.instanceIdleMs ?? Infinity },
       transferList: [port2],
       resourceLimits: { maxOldGenerationSizeMb: this.options.workerHeapMb, stackSizeMb: 4 },
       stdout: false,
@@ -531,7 +538,7 @@ export class WorkerPool {
     const stats = this.stats()
     this.settle(job, {
       _tag: "QueueTimedOut",
-      timeoutMs: job.timeoutMs,
+      timeoutMs: job.queueTimeoutMs,
       workers: stats.workers,
       starting: stats.starting,
       busy: stats.busy,

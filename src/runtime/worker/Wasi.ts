@@ -1,7 +1,7 @@
 /**
  * WASI preview 1 for plugins, implemented by us because `node:wasi` is not a sandbox. Plugins built
  * with TinyGo, Rust or Python PDKs import it even when they never touch a file. stdout and stderr
- * become plugin log lines (bounded per line here, budgeted by `GuestLog`); the filesystem is the read-only, jailed `WasiFs` over the plugin's mounts
+ * become plugin log lines (bounded per line here, budgeted by `GuestLog`); the filesystem is the jailed `WasiFs` over the plugin's mounts (read-only unless granted)
  * (none: no preopens, every other descriptor is EBADF). Guest mistakes (bad pointers, bad fds, host
  * fs errors) come back as errnos, never as exceptions.
  */
@@ -28,7 +28,7 @@ export interface WasiHost {
   readonly log: WasiLog
   /** Bytes of one stdout/stderr line kept; the rest is only counted. Default 4 KiB. */
   readonly maxLineBytes?: number
-  /** Host folders the guest sees read-only, preopened as fd 3, 4, … in this order. */
+  /** Host folders the guest sees (read-only unless writable), preopened as fd 3, 4, … in this order. */
   readonly mounts?: ReadonlyArray<Mount>
   /** Told before the guest sleeps in `poll_oneoff`, so the pool knows the worker is idle-waiting. */
   readonly onSleep?: (ms: number) => void
@@ -141,7 +141,7 @@ export const makeWasi = (host: WasiHost): Wasi => {
       return Errno.success
     },
     fd_write: (fd: number, iovs: number, iovsLength: number, written: number) => {
-      // Filesystem fds are never open for writing.
+      if (fs.has(fd)) return fs.write(fd, iovs, iovsLength, written)
       if (fd !== 1 && fd !== 2) return Errno.badf
       const buffers = memory.iovecs(iovs, iovsLength)
       memory.bytes(written, 4)
@@ -154,7 +154,8 @@ export const makeWasi = (host: WasiHost): Wasi => {
       memory.setU32(written, total)
       return Errno.success
     },
-    fd_pwrite: (fd: number) => (isStdio(fd) ? Errno.spipe : Errno.badf),
+    fd_pwrite: (fd: number, iovs: number, iovsLength: number, offset: bigint, written: number) =>
+      isStdio(fd) ? Errno.spipe : fs.write(fd, iovs, iovsLength, written, offset),
     fd_read: (fd: number, iovs: number, iovsLength: number, read: number) => {
       if (fd === 0) {
         memory.setU32(read, 0)
@@ -189,9 +190,13 @@ export const makeWasi = (host: WasiHost): Wasi => {
     fd_sync: (fd: number) => known(fd),
     fd_datasync: (fd: number) => known(fd),
     fd_advise: (fd: number) => (fs.has(fd) ? Errno.success : Errno.badf),
-    fd_allocate: (fd: number) => (isStdio(fd) ? Errno.badf : fs.mutateFd(fd)),
-    fd_filestat_set_size: (fd: number) => (isStdio(fd) ? Errno.badf : fs.mutateFd(fd)),
-    fd_filestat_set_times: (fd: number) => (isStdio(fd) ? Errno.badf : fs.mutateFd(fd)),
+    fd_allocate: (fd: number, offset: bigint, length: bigint) =>
+      isStdio(fd)
+        ? Errno.badf
+        : fs.setSize(fd, BigInt.asUintN(64, offset) + BigInt.asUintN(64, length), true),
+    fd_filestat_set_size: (fd: number, size: bigint) => (isStdio(fd) ? Errno.badf : fs.setSize(fd, size)),
+    fd_filestat_set_times: (fd: number, atim: bigint, mtim: bigint, flags: number) =>
+      isStdio(fd) ? Errno.badf : fs.setTimesFd(fd, atim, mtim, flags),
     fd_prestat_get: (fd: number, out: number) => fs.prestatGet(fd, out),
     fd_prestat_dir_name: (fd: number, ptr: number, length: number) => fs.prestatDirName(fd, ptr, length),
     fd_readdir: (fd: number, buf: number, length: number, cookie: bigint, out: number) =>
@@ -214,14 +219,31 @@ export const makeWasi = (host: WasiHost): Wasi => {
       fs.pathFilestatGet(fd, lookupFlags, path, pathLength, out),
     path_readlink: (fd: number, path: number, pathLength: number, buf: number, length: number, out: number) =>
       fs.readlink(fd, path, pathLength, buf, length, out),
-    path_create_directory: (fd: number) => fs.mutatePath(fd),
-    path_filestat_set_times: (fd: number) => fs.mutatePath(fd),
+    path_create_directory: (fd: number, path: number, pathLength: number) =>
+      fs.createDirectory(fd, path, pathLength),
+    path_filestat_set_times: (
+      fd: number,
+      lookupFlags: number,
+      path: number,
+      pathLength: number,
+      atim: bigint,
+      mtim: bigint,
+      flags: number
+    ) => fs.setTimesPath(fd, lookupFlags, path, pathLength, atim, mtim, flags),
     path_link: (fd: number, _flags: number, _path: number, _pathLength: number, newFd: number) =>
-      fs.mutatePath(fd, newFd),
-    path_remove_directory: (fd: number) => fs.mutatePath(fd),
-    path_rename: (fd: number, _path: number, _pathLength: number, newFd: number) => fs.mutatePath(fd, newFd),
-    path_symlink: (_path: number, _pathLength: number, fd: number) => fs.mutatePath(fd),
-    path_unlink_file: (fd: number) => fs.mutatePath(fd),
+      fs.link(fd, newFd),
+    path_remove_directory: (fd: number, path: number, pathLength: number) =>
+      fs.removeDirectory(fd, path, pathLength),
+    path_rename: (
+      fd: number,
+      path: number,
+      pathLength: number,
+      newFd: number,
+      newPath: number,
+      newLength: number
+    ) => fs.rename(fd, path, pathLength, newFd, newPath, newLength),
+    path_symlink: (_path: number, _pathLength: number, fd: number) => fs.link(fd),
+    path_unlink_file: (fd: number, path: number, pathLength: number) => fs.unlinkFile(fd, path, pathLength),
     poll_oneoff: (inPtr: number, outPtr: number, count: number, eventsPtr: number) => {
       const subscriptions = count >>> 0
       memory.bytes(inPtr, subscriptions * 48)

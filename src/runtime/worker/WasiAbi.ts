@@ -9,6 +9,8 @@ export const Errno = {
   acces: 2,
   again: 6,
   badf: 8,
+  busy: 10,
+  dquot: 19,
   exist: 20,
   fault: 21,
   fbig: 22,
@@ -23,15 +25,18 @@ export const Errno = {
   nodev: 43,
   noent: 44,
   nomem: 48,
+  nospc: 51,
   nosys: 52,
   notdir: 54,
   notempty: 55,
+  notsup: 58,
   nxio: 60,
   overflow: 61,
   perm: 63,
   rofs: 69,
   spipe: 70,
   stale: 72,
+  xdev: 75,
   notcapable: 76
 } as const
 
@@ -56,11 +61,21 @@ export const Rights = {
   fdWrite: 1n << 6n,
   fdAdvise: 1n << 7n,
   fdAllocate: 1n << 8n,
+  pathCreateDirectory: 1n << 9n,
+  pathCreateFile: 1n << 10n,
   pathOpen: 1n << 13n,
   fdReaddir: 1n << 14n,
   pathReadlink: 1n << 15n,
+  pathRenameSource: 1n << 16n,
+  pathRenameTarget: 1n << 17n,
   pathFilestatGet: 1n << 18n,
+  pathFilestatSetSize: 1n << 19n,
+  pathFilestatSetTimes: 1n << 20n,
   fdFilestatGet: 1n << 21n,
+  fdFilestatSetSize: 1n << 22n,
+  fdFilestatSetTimes: 1n << 23n,
+  pathRemoveDirectory: 1n << 25n,
+  pathUnlinkFile: 1n << 26n,
   pollFdReadwrite: 1n << 27n
 } as const
 
@@ -80,8 +95,10 @@ export class WasiError extends Error {
 
 const hostErrnos: Readonly<Record<string, number>> = {
   EACCES: Errno.acces,
+  EDQUOT: Errno.dquot,
   EAGAIN: Errno.again,
   EBADF: Errno.badf,
+  EBUSY: Errno.busy,
   EEXIST: Errno.exist,
   EFBIG: Errno.fbig,
   EINVAL: Errno.inval,
@@ -94,13 +111,15 @@ const hostErrnos: Readonly<Record<string, number>> = {
   ENODEV: Errno.nodev,
   ENOENT: Errno.noent,
   ENOMEM: Errno.nomem,
+  ENOSPC: Errno.nospc,
   ENOTDIR: Errno.notdir,
   ENOTEMPTY: Errno.notempty,
   ENXIO: Errno.nxio,
   EOVERFLOW: Errno.overflow,
   EPERM: Errno.perm,
   EROFS: Errno.rofs,
-  ESTALE: Errno.stale
+  ESTALE: Errno.stale,
+  EXDEV: Errno.xdev
 }
 
 /**

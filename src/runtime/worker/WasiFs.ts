@@ -1,10 +1,12 @@
 /**
- * The read-only, jailed WASI filesystem of one plugin instance. Every mount is a preopened directory
+ * The jailed WASI filesystem of one plugin instance. Every mount is a preopened directory
  * (fd 3, 4, …); the guest reaches files only by paths relative to an open directory, resolved
  * lexically inside its mount, then walked one name at a time from a descriptor of the mount's root,
- * so that a folder swapped for a symlink meanwhile can never lead a call outside. Nothing is ever
- * created, changed or removed. See docs/host-services/filesystem.md and
- * docs/decisions/0016-race-free-jail.md.
+ * so that a folder swapped for a symlink meanwhile can never lead a call outside. A read-only mount
+ * is never changed. A writable one (the plugin's `/storage`, or a library the administrator let the
+ * plugin write) takes creates, writes, renames and removals made relative to a walked parent
+ * descriptor, never symlinks or hard links, and its quota (`maxBytes`) is checked before any write
+ * that grows it. See docs/host-services/filesystem.md and docs/decisions/0016-race-free-jail.md.
  */
 import {
   type BigIntStats,
@@ -12,12 +14,19 @@ import {
   constants,
   type Dirent,
   fstatSync,
+  ftruncateSync,
   lstatSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readlinkSync,
   readSync,
-  realpathSync
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  unlinkSync,
+  utimesSync,
+  writeSync
 } from "node:fs"
 import { resolve, sep } from "node:path"
 import {
@@ -31,11 +40,16 @@ import {
   WasiError
 } from "./WasiAbi.js"
 
-/** A host folder the guest sees read-only at `guestPath`. */
+/** A host folder the guest sees at `guestPath`: read-only unless `writable`, within `maxBytes` if set. */
 export interface FsMount {
   readonly guestPath: string
   readonly hostPath: string
+  readonly writable?: boolean
+  readonly maxBytes?: number
 }
+
+/** Files and folders a mount with a quota may hold, so that checking the quota stays cheap. */
+export const MAX_QUOTA_ENTRIES = 10_000
 
 /** WASI fds a guest may hold open at once, preopens not counted. */
 export const MAX_OPEN_FDS = 128
@@ -62,6 +76,25 @@ export const DIR_RIGHTS =
   Rights.pathFilestatGet |
   Rights.fdFilestatGet
 
+/** What a writable mount adds to a file fd. */
+export const FILE_WRITE_RIGHTS =
+  Rights.fdDatasync |
+  Rights.fdWrite |
+  Rights.fdAllocate |
+  Rights.fdFilestatSetSize |
+  Rights.fdFilestatSetTimes
+/** What a writable mount adds to a directory fd; never `path_symlink` nor `path_link`. */
+export const DIR_WRITE_RIGHTS =
+  Rights.pathCreateDirectory |
+  Rights.pathCreateFile |
+  Rights.pathRenameSource |
+  Rights.pathRenameTarget |
+  Rights.pathFilestatSetSize |
+  Rights.pathFilestatSetTimes |
+  Rights.fdFilestatSetTimes |
+  Rights.pathRemoveDirectory |
+  Rights.pathUnlinkFile
+
 /** Symlinks one path may follow (Linux's own limit), then ELOOP. */
 export const MAX_SYMLINKS = 40
 /** Names one path may step through, `..` of symlink targets re-walking included, then ELOOP. */
@@ -72,6 +105,9 @@ export const MAX_STEPS = 4096
 const O_PATH = 0o10000000
 const STEP_FLAGS = O_PATH | constants.O_NOFOLLOW
 const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_NONBLOCK
+// Creation never follows a name that is a symlink, and never takes an existing name.
+const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | WRITE_FLAGS
 const PROC_FD = "/proc/self/fd/"
 const DIRENT_HEADER_BYTES = 24
 const MAX_U32 = 0xffff_ffff
@@ -129,6 +165,7 @@ interface FileEntry {
   readonly identity: Identity
   position: number
   rightsBase: bigint
+  readonly append: boolean
 }
 
 type Entry = DirEntry | FileEntry
@@ -227,14 +264,16 @@ export class WasiFs {
         return undefined
       }
     })
-    mounts.forEach((_, mount) =>
+    mounts.forEach(({ writable = false }, mount) =>
       this.table.set(3 + mount, {
         kind: "dir",
         mount,
         segments: [],
         preopen: true,
-        rightsBase: DIR_RIGHTS,
-        rightsInheriting: DIR_RIGHTS | FILE_RIGHTS
+        rightsBase: writable ? DIR_RIGHTS | DIR_WRITE_RIGHTS : DIR_RIGHTS,
+        rightsInheriting: writable
+          ? DIR_RIGHTS | DIR_WRITE_RIGHTS | FILE_RIGHTS | FILE_WRITE_RIGHTS
+          : DIR_RIGHTS | FILE_RIGHTS
       })
     )
   }
@@ -286,18 +325,24 @@ export class WasiFs {
     this.memory.bytes(out, 4)
     const { segments, mustBeDir } = this.lexical(dir, this.path(pathPtr, pathLength))
     const base = BigInt.asUintN(64, rightsBase)
+    const writable = this.mounts[dir.mount]!.writable === true
     // Write intent as wazero (Navidrome's runtime) reads it: create/truncate, append, or FD_WRITE.
     // Go asks for FD_FILESTAT_SET_SIZE even on read-only opens, so that bit is dropped, not refused.
-    if (
+    const writeIntent =
       (oflags & (Oflags.creat | Oflags.excl | Oflags.trunc)) !== 0 ||
       (fdflags & Fdflags.append) !== 0 ||
       (base & Rights.fdWrite) !== 0n
-    ) {
-      return Errno.rofs
-    }
+    if (writeIntent && !writable) return Errno.rofs
     if (this.openCount() >= MAX_OPEN_FDS) return Errno.mfile
     const follow = (lookupFlags & LOOKUP_SYMLINK_FOLLOW) !== 0
     const inheriting = BigInt.asUintN(64, rightsInheriting)
+    const fileRights = writable ? FILE_RIGHTS | FILE_WRITE_RIGHTS : FILE_RIGHTS
+    const dirRights = writable ? DIR_RIGHTS | DIR_WRITE_RIGHTS : DIR_RIGHTS
+    if ((oflags & Oflags.creat) !== 0) {
+      if (mustBeDir || (oflags & Oflags.directory) !== 0) return Errno.inval
+      const created = this.create(dir.mount, segments, follow, (oflags & Oflags.excl) !== 0)
+      if (created !== Errno.success) return created
+    }
     const entry = this.walk(
       dir.mount,
       segments,
@@ -306,27 +351,36 @@ export class WasiFs {
         // Only reachable without SYMLINK_FOLLOW: the final component is a link (O_NOFOLLOW semantics).
         if (stats.isSymbolicLink()) return Errno.loop
         if (stats.isDirectory()) {
+          if (writeIntent) return Errno.isdir
           return {
             kind: "dir",
             mount: dir.mount,
             segments,
             preopen: false,
-            rightsBase: base & DIR_RIGHTS,
-            rightsInheriting: inheriting & (DIR_RIGHTS | FILE_RIGHTS)
+            rightsBase: base & dirRights,
+            rightsInheriting: inheriting & (dirRights | fileRights)
           }
         }
         if ((oflags & Oflags.directory) !== 0 || mustBeDir) return Errno.notdir
         // FIFOs, sockets and devices could block or have side effects on open.
         if (!stats.isFile()) return Errno.acces
         // Really opened once, so an unreadable file is EACCES here, as POSIX has it.
-        closeSync(openSync(PROC_FD + pathFd, READ_FLAGS))
+        const check =
+          (oflags & Oflags.trunc) !== 0
+            ? WRITE_FLAGS | constants.O_TRUNC
+            : writeIntent
+              ? WRITE_FLAGS
+              : READ_FLAGS
+        closeSync(openSync(PROC_FD + pathFd, check))
+        const after = (oflags & Oflags.trunc) !== 0 ? fstatSync(pathFd, { bigint: true }) : stats
         return {
           kind: "file",
           mount: dir.mount,
           resolved,
-          identity: { dev: stats.dev, ino: stats.ino, birthtimeNs: stats.birthtimeNs },
+          identity: { dev: after.dev, ino: after.ino, birthtimeNs: after.birthtimeNs },
           position: 0,
-          rightsBase: base & FILE_RIGHTS
+          rightsBase: base & fileRights,
+          append: (fdflags & Fdflags.append) !== 0
         }
       }
     )
@@ -335,6 +389,175 @@ export class WasiFs {
     while (this.table.has(next)) next++
     this.table.set(next, entry)
     this.memory.setU32(out, next)
+    return Errno.success
+  }
+
+  /**
+   * `path_open` with O_CREAT: makes the file in its walked parent when the name is free (never
+   * through a symlink: O_EXCL | O_NOFOLLOW), or leaves an existing one for the walk that follows.
+   */
+  private create(
+    mount: number,
+    segments: ReadonlyArray<string>,
+    follow: boolean,
+    exclusive: boolean
+  ): number {
+    if (segments.length === 0) return Errno.isdir
+    let exists: boolean
+    try {
+      exists = this.walk(mount, segments, follow, () => true)
+    } catch (error) {
+      const code = error instanceof WasiError ? error.errno : codeOf(error)
+      if (code !== "ENOENT" && code !== Errno.noent) throw error
+      exists = false
+    }
+    if (exists) return exclusive ? Errno.exist : Errno.success
+    this.atParent(mount, segments, (dirFd, name) => {
+      this.ensureEntryRoom(mount)
+      closeSync(openSync(`${PROC_FD}${dirFd}/${name}`, CREATE_FLAGS, 0o600))
+    })
+    return Errno.success
+  }
+
+  /** `fd_write` (at the fd's position, or its end with O_APPEND) or `fd_pwrite` (at `offset`). */
+  write(fd: number, iovs: number, count: number, out: number, offset?: bigint): number {
+    const entry = this.file(fd, Errno.badf)
+    if ((entry.rightsBase & Rights.fdWrite) === 0n) return Errno.badf
+    const buffers = this.memory.iovecs(iovs, count)
+    this.memory.bytes(out, 4)
+    const length = buffers.reduce((sum, buffer) => sum + buffer.byteLength, 0)
+    if (length > MAX_U32) return Errno.inval
+    let total = 0
+    let position = 0
+    this.withFile(
+      entry,
+      (hostFd, size) => {
+        position =
+          offset !== undefined ? toOffset(BigInt.asUintN(64, offset)) : entry.append ? size : entry.position
+        this.ensureRoom(entry.mount, size, position + length)
+        for (const buffer of buffers) {
+          let done = 0
+          while (done < buffer.byteLength) {
+            done += writeSync(hostFd, buffer, done, buffer.byteLength - done, position + done)
+          }
+          total += done
+          position += done
+        }
+      },
+      WRITE_FLAGS
+    )
+    if (offset === undefined) entry.position = position
+    this.memory.setU32(out, total)
+    return Errno.success
+  }
+
+  /** `fd_filestat_set_size`, and `fd_allocate` (which only ever grows the file). */
+  setSize(fd: number, size: bigint, growOnly = false): number {
+    const entry = this.writableFile(fd)
+    const wanted = toOffset(BigInt.asUintN(64, size))
+    this.withFile(
+      entry,
+      (hostFd, current) => {
+        if (growOnly && wanted <= current) return
+        this.ensureRoom(entry.mount, current, wanted)
+        ftruncateSync(hostFd, wanted)
+      },
+      WRITE_FLAGS
+    )
+    return Errno.success
+  }
+
+  /** `fd_filestat_set_times`. */
+  setTimesFd(fd: number, atim: bigint, mtim: bigint, flags: number): number {
+    const entry = this.entry(fd)
+    if (!this.mounts[entry.mount]!.writable) return Errno.rofs
+    if (entry.kind === "file") {
+      this.atFile(entry, (pathFd, stats) => this.setTimes(pathFd, stats, atim, mtim, flags))
+    } else {
+      this.walk(entry.mount, entry.segments, true, ({ fd: pathFd, stats }) =>
+        this.setTimes(pathFd, stats, atim, mtim, flags)
+      )
+    }
+    return Errno.success
+  }
+
+  /** `path_filestat_set_times`. */
+  setTimesPath(
+    fd: number,
+    lookupFlags: number,
+    pathPtr: number,
+    pathLength: number,
+    atim: bigint,
+    mtim: bigint,
+    flags: number
+  ): number {
+    const dir = this.writableDir(fd)
+    const { segments } = this.lexical(dir, this.path(pathPtr, pathLength))
+    const follow = (lookupFlags & LOOKUP_SYMLINK_FOLLOW) !== 0
+    return this.walk(dir.mount, segments, follow, ({ fd: pathFd, stats }) => {
+      // Changing a link's own times would need lutimes through a descriptor, which Linux lacks.
+      if (stats.isSymbolicLink()) return Errno.notsup
+      this.setTimes(pathFd, stats, atim, mtim, flags)
+      return Errno.success
+    })
+  }
+
+  /** `path_create_directory`. */
+  createDirectory(fd: number, pathPtr: number, pathLength: number): number {
+    const dir = this.writableDir(fd)
+    const { segments } = this.lexical(dir, this.path(pathPtr, pathLength))
+    if (segments.length === 0) return Errno.exist
+    this.atParent(dir.mount, segments, (dirFd, name) => {
+      this.ensureEntryRoom(dir.mount)
+      mkdirSync(`${PROC_FD}${dirFd}/${name}`, 0o700)
+    })
+    return Errno.success
+  }
+
+  /** `path_unlink_file`: a file or a symlink (the link itself), never a directory. */
+  unlinkFile(fd: number, pathPtr: number, pathLength: number): number {
+    const dir = this.writableDir(fd)
+    const { segments, mustBeDir } = this.lexical(dir, this.path(pathPtr, pathLength))
+    if (segments.length === 0) return Errno.isdir
+    return this.atParent(dir.mount, segments, (dirFd, name) => {
+      const at = `${PROC_FD}${dirFd}/${name}`
+      const stats = lstatSync(at)
+      if (stats.isDirectory()) return Errno.isdir
+      if (mustBeDir) return Errno.notdir
+      unlinkSync(at)
+      return Errno.success
+    })
+  }
+
+  /** `path_remove_directory`: an empty directory, never the mount's root. */
+  removeDirectory(fd: number, pathPtr: number, pathLength: number): number {
+    const dir = this.writableDir(fd)
+    const { segments } = this.lexical(dir, this.path(pathPtr, pathLength))
+    if (segments.length === 0) return Errno.busy
+    this.atParent(dir.mount, segments, (dirFd, name) => rmdirSync(`${PROC_FD}${dirFd}/${name}`))
+    return Errno.success
+  }
+
+  /** `path_rename` within one mount; across mounts EXDEV, as between file systems. */
+  rename(
+    fd: number,
+    oldPtr: number,
+    oldLength: number,
+    newFd: number,
+    newPtr: number,
+    newLength: number
+  ): number {
+    const from = this.writableDir(fd)
+    const to = this.writableDir(newFd)
+    const source = this.lexical(from, this.path(oldPtr, oldLength)).segments
+    const target = this.lexical(to, this.path(newPtr, newLength)).segments
+    if (from.mount !== to.mount) return Errno.xdev
+    if (source.length === 0 || target.length === 0) return Errno.busy
+    this.atParent(from.mount, source, (sourceDir, sourceName) =>
+      this.atParent(to.mount, target, (targetDir, targetName) =>
+        renameSync(`${PROC_FD}${sourceDir}/${sourceName}`, `${PROC_FD}${targetDir}/${targetName}`)
+      )
+    )
     return Errno.success
   }
 
@@ -440,6 +663,7 @@ export class WasiFs {
     const bytes = this.memory.bytes(out, 24)
     bytes.fill(0)
     this.memory.setU8(out, entry.kind === "dir" ? Filetype.directory : Filetype.regularFile)
+    if (entry.kind === "file" && entry.append) this.memory.setU16(out + 2, Fdflags.append)
     this.memory.setU64(out + 8, entry.rightsBase)
     this.memory.setU64(out + 16, entry.kind === "dir" ? entry.rightsInheriting : 0n)
     return Errno.success
@@ -496,16 +720,102 @@ export class WasiFs {
     return Errno.success
   }
 
-  /** Any call that would change the tree below a directory fd. */
-  mutatePath(...fds: ReadonlyArray<number>): number {
-    for (const fd of fds) this.dir(fd)
-    return Errno.rofs
+  /**
+   * `path_symlink` and `path_link`: never allowed, so a plugin cannot plant a link for the host or
+   * an administrator to follow later. EPERM on a writable mount, EROFS on a read-only one.
+   */
+  link(...fds: ReadonlyArray<number>): number {
+    const writable = fds.every((fd) => this.mounts[this.dir(fd).mount]!.writable === true)
+    return writable ? Errno.perm : Errno.rofs
   }
 
-  /** Any call that would change an open file or directory. */
-  mutateFd(fd: number): number {
-    this.entry(fd)
-    return Errno.rofs
+  private writableDir(fd: number): DirEntry {
+    const dir = this.dir(fd)
+    if (this.mounts[dir.mount]!.writable !== true) throw new WasiError(Errno.rofs)
+    return dir
+  }
+
+  private writableFile(fd: number): FileEntry {
+    if (this.mounts[this.entry(fd).mount]!.writable !== true) throw new WasiError(Errno.rofs)
+    const entry = this.file(fd, Errno.badf)
+    if ((entry.rightsBase & (Rights.fdWrite | Rights.fdFilestatSetSize | Rights.fdAllocate)) === 0n) {
+      throw new WasiError(Errno.badf)
+    }
+    return entry
+  }
+
+  /** Walks to the parent of `segments` (following links on the way) and runs `use` on it and the last name. */
+  private atParent<A>(
+    mount: number,
+    segments: ReadonlyArray<string>,
+    use: (dirFd: number, name: string) => A
+  ): A {
+    const name = segments[segments.length - 1]!
+    return this.walk(mount, segments.slice(0, -1), true, ({ fd, stats }) => {
+      if (!stats.isDirectory()) throw new WasiError(Errno.notdir)
+      return use(fd, name)
+    })
+  }
+
+  private setTimes(pathFd: number, stats: BigIntStats, atim: bigint, mtim: bigint, flags: number): void {
+    // fstflags: ATIM 1, ATIM_NOW 2, MTIM 4, MTIM_NOW 8.
+    if ((flags & 3) === 3 || (flags & 12) === 12) throw new WasiError(Errno.inval)
+    const now = Date.now() / 1000
+    const pick = (set: number, setNow: number, value: bigint, current: bigint): number =>
+      (flags & setNow) !== 0
+        ? now
+        : (flags & set) !== 0
+          ? Number(BigInt.asUintN(64, value)) / 1e9
+          : Number(current) / 1e9
+    utimesSync(PROC_FD + pathFd, pick(1, 2, atim, stats.atimeNs), pick(4, 8, mtim, stats.mtimeNs))
+  }
+
+  /**
+   * Refuses (EDQUOT) growing a file from `size` to `end` bytes when that would take the mount over
+   * its quota. Counted fresh each time: instances of the plugin on other workers write there too.
+   */
+  private ensureRoom(mount: number, size: number, end: number): void {
+    const max = this.mounts[mount]!.maxBytes
+    if (max === undefined || end <= size) return
+    const { bytes } = this.usage(mount)
+    if (bytes + (end - size) > max) throw new WasiError(Errno.dquot)
+  }
+
+  /** Refuses (EDQUOT) a new file or folder in a mount with a quota that holds its most entries. */
+  private ensureEntryRoom(mount: number): void {
+    if (this.mounts[mount]!.maxBytes === undefined) return
+    if (this.usage(mount).entries >= MAX_QUOTA_ENTRIES) throw new WasiError(Errno.dquot)
+  }
+
+  /** Bytes of regular files and entries below a mount's root, links not followed. */
+  private usage(mount: number): { bytes: number; entries: number } {
+    return this.walk(mount, [], true, ({ fd }) => {
+      let bytes = 0
+      let entries = 0
+      const pending = [PROC_FD + fd]
+      while (pending.length > 0 && entries <= MAX_QUOTA_ENTRIES) {
+        const at = pending.pop()!
+        let dirents: Array<Dirent>
+        try {
+          dirents = readdirSync(at, { withFileTypes: true })
+        } catch {
+          continue // removed meanwhile
+        }
+        for (const dirent of dirents) {
+          entries++
+          const path = `${at}/${dirent.name}`
+          if (dirent.isDirectory()) pending.push(path)
+          else if (dirent.isFile()) {
+            try {
+              bytes += lstatSync(path).size
+            } catch {
+              // removed meanwhile
+            }
+          }
+        }
+      }
+      return { bytes, entries }
+    })
   }
 
   private openCount(): number {
@@ -711,10 +1021,17 @@ export class WasiFs {
    * Runs `use` on a host descriptor of the file, opened for this WASI call only: a worker stopped on
    * a timeout runs no cleanup, so a descriptor held across calls would leak from the process.
    */
-  private withFile<A>(entry: FileEntry, use: (hostFd: number) => A): A {
-    const hostFd = this.atFile(entry, (pathFd) => openSync(PROC_FD + pathFd, READ_FLAGS))
+  private withFile<A>(
+    entry: FileEntry,
+    use: (hostFd: number, size: number) => A,
+    flags: number = READ_FLAGS
+  ): A {
+    const [hostFd, size] = this.atFile(entry, (pathFd, stats) => [
+      openSync(PROC_FD + pathFd, flags),
+      Number(stats.size)
+    ])
     try {
-      return use(hostFd)
+      return use(hostFd, size)
     } finally {
       closeQuietly(hostFd)
     }

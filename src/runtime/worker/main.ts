@@ -6,6 +6,7 @@
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads"
 import { GuestLog } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
+import { localHandler } from "./LocalHost.js"
 import {
   type CallFailure,
   Control,
@@ -20,9 +21,16 @@ interface Live {
   readonly kernel: Kernel
   readonly instance: WebAssembly.Instance
   readonly flushWasi: () => void
+  /** When its last call ended (ms, `performance.now()`), for the idle release. */
+  usedAt: number
 }
 
-const { control, replyPort } = workerData as { control: SharedArrayBuffer; replyPort: MessagePort }
+const { control, replyPort, instanceIdleMs } = workerData as {
+  control: SharedArrayBuffer
+  replyPort: MessagePort
+  /** An instance unused this long is dropped (its spec stays); Infinity: never. */
+  instanceIdleMs: number
+}
 const port = parentPort!
 const header = new Int32Array(control, 0, Control.headerBytes / 4)
 const inline = new Uint8Array(control, Control.headerBytes, Control.inlineBytes)
@@ -96,7 +104,14 @@ const instantiate = (spec: PluginSpec): Live => {
   }
   const user: Record<string, (handle: bigint) => bigint> = {}
   for (const fn of spec.userFunctions) {
-    user[fn] = (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
+    const local = spec.workerFunctions.includes(fn) ? localHandler(fn, spec.config) : undefined
+    user[fn] =
+      local === undefined
+        ? (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
+        : (handle: bigint) => {
+            const payload = kernel.read(handle)
+            return kernel.store(local(payload) ?? hostCall(spec.key, fn, payload))
+          }
   }
   const wasi = makeWasi({
     memory: () => memory.current,
@@ -127,7 +142,7 @@ const instantiate = (spec: PluginSpec): Live => {
   } finally {
     kernel.end()
   }
-  return { spec, kernel, instance, flushWasi: wasi.flush }
+  return { spec, kernel, instance, flushWasi: wasi.flush, usedAt: performance.now() }
 }
 
 const logOf = (spec: PluginSpec): GuestLog => {
@@ -246,7 +261,22 @@ const runCall = (message: Extract<MainToWorker, { t: "call" }>): WorkerToMain =>
   } finally {
     entry.flushWasi()
     kernel.end()
+    entry.usedAt = performance.now()
   }
+}
+
+/**
+ * Memory grows with use, not with pool size × plugins: an instance (its linear memory, its kernel)
+ * that served no call for `instanceIdleMs` is dropped; the next call on this worker instantiates
+ * the plugin again from the spec it keeps (docs/decisions/0037-memory-grows-with-use.md).
+ */
+const releaseIdle = (): void => {
+  const now = performance.now()
+  for (const [key, entry] of live) if (now - entry.usedAt >= instanceIdleMs) live.delete(key)
+}
+if (Number.isFinite(instanceIdleMs) && instanceIdleMs > 0) {
+  // The sweep must not keep the worker alive on its own.
+  setInterval(releaseIdle, Math.max(50, Math.min(instanceIdleMs / 2, 30_000))).unref()
 }
 
 port.on("message", (message: MainToWorker) => {

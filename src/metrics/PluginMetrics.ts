@@ -1,0 +1,209 @@
+/**
+ * Per-plugin metrics, kept with Effect's `Metric` (one process-wide registry), and their two
+ * renderings: the Prometheus text exposition format (`/metrics`) and plain JSON (the admin API).
+ *
+ * Every metric is tagged with `plugin`; names follow Prometheus conventions (`_total` counters,
+ * `_seconds` histograms). The runtime updates the call metrics, the host-call handler the host
+ * metrics; gauges read from a live state (pool queue) are set just before a snapshot is taken.
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import type * as MetricPair from "effect/MetricPair"
+import * as MetricState from "effect/MetricState"
+import * as Option from "effect/Option"
+
+/** Export calls started, by plugin and export. */
+export const calls = Metric.counter("ndp_plugin_calls_total", {
+  description: "Export calls started, by plugin and export",
+  incremental: true
+})
+
+/** Export calls that failed, by plugin, export and error tag. */
+export const failures = Metric.counter("ndp_plugin_call_failures_total", {
+  description: "Export calls that failed, by plugin, export and error tag",
+  incremental: true
+})
+
+/** Export calls stopped by their timeout, by plugin and export. */
+export const timeouts = Metric.counter("ndp_plugin_call_timeouts_total", {
+  description: "Export calls stopped by their timeout, by plugin and export",
+  incremental: true
+})
+
+/** Seconds from submitting a call to its outcome (queue wait included). */
+export const callDuration = Metric.histogram(
+  "ndp_plugin_call_duration_seconds",
+  MetricBoundaries.fromIterable([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
+  "Seconds from submitting an export call to its outcome, queue wait included"
+)
+
+/** Host calls made by plugins, by plugin and host service. */
+export const hostCalls = Metric.counter("ndp_plugin_host_calls_total", {
+  description: "Host function calls made by plugins, by plugin and host service",
+  incremental: true
+})
+
+/** Bytes a plugin holds in its key-value store. */
+export const kvBytes = Metric.gauge("ndp_plugin_kvstore_bytes", {
+  description: "Bytes a plugin holds in its key-value store"
+})
+
+/** Schedules a plugin has registered and not cancelled. */
+export const schedules = Metric.gauge("ndp_plugin_schedules", {
+  description: "Live schedules a plugin has registered"
+})
+
+/** WebSocket connections a plugin holds open. */
+export const sockets = Metric.gauge("ndp_plugin_open_sockets", {
+  description: "WebSocket connections a plugin holds open"
+})
+
+/** Calls waiting for a free worker, across every plugin. */
+export const queuedCalls = Metric.gauge("ndp_pool_queued_calls", {
+  description: "Export calls waiting for a free worker"
+})
+
+/** Workers running a call right now. */
+export const busyWorkers = Metric.gauge("ndp_pool_busy_workers", {
+  description: "Workers running an export call"
+})
+
+/** The host service of a host function (`kvstore_set` → `kvstore`). */
+export const serviceOf = (fn: string): string => {
+  const at = fn.indexOf("_")
+  return at <= 0 ? fn : fn.slice(0, at)
+}
+
+/**
+ * Counts one export call of `effect`, its failure by error tag, a timeout, and its duration.
+ * Interruption (the caller gave up) is neither a failure nor a timeout.
+ */
+export const trackCall =
+  (pluginId: string, exportName: string) =>
+  <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => {
+      const tags = <Type, In, Out>(m: Metric.Metric<Type, In, Out>) =>
+        Metric.tagged(Metric.tagged(m, "plugin", pluginId), "export", exportName)
+      return Effect.zipRight(
+        Metric.increment(tags(calls)),
+        Effect.flatMap(Clock.currentTimeMillis, (started) =>
+          Effect.onExit(effect, (exit) =>
+            Effect.flatMap(Clock.currentTimeMillis, (ended) => {
+              const seconds = tags(callDuration)
+              const recorded = Metric.update(seconds, (ended - started) / 1000)
+              if (Exit.isSuccess(exit)) return recorded
+              // Typed failures only: a defect or an interruption carries no error tag.
+              const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+              if (failure === undefined) return recorded
+              return Effect.all([
+                recorded,
+                Metric.increment(Metric.tagged(tags(failures), "error", failure._tag)),
+                failure._tag === "PluginTimeoutError" ? Metric.increment(tags(timeouts)) : Effect.void
+              ])
+            })
+          )
+        )
+      )
+    })
+
+/** Counts one host call of a plugin under its service. */
+export const countHostCall = (pluginId: string, fn: string): Effect.Effect<void> =>
+  Metric.increment(Metric.tagged(Metric.tagged(hostCalls, "plugin", pluginId), "service", serviceOf(fn)))
+
+/** Sets a per-plugin gauge (KV bytes, schedules, sockets). */
+export const setGauge = (
+  gauge: Metric.Metric.Gauge<number>,
+  pluginId: string,
+  value: number
+): Effect.Effect<void> => Metric.set(Metric.tagged(gauge, "plugin", pluginId), value)
+
+/** One metric series as the JSON API shows it. */
+export interface MetricSample {
+  readonly name: string
+  readonly type: "counter" | "gauge" | "histogram" | "summary" | "frequency"
+  readonly tags: Readonly<Record<string, string>>
+  readonly help?: string
+  /** Counter or gauge value; histogram sum. */
+  readonly value: number
+  /** Histograms: observations. */
+  readonly count?: number
+  /** Histograms: cumulative counts by upper bound (`"+Inf"` last). */
+  readonly buckets?: ReadonlyArray<readonly [string, number]>
+}
+
+const isEngineMetric = (pair: MetricPair.MetricPair.Untyped) => pair.metricKey.name.startsWith("ndp_")
+
+const tagsOf = (pair: MetricPair.MetricPair.Untyped): Record<string, string> =>
+  Object.fromEntries(pair.metricKey.tags.map((t) => [t.key, t.value]))
+
+const bound = (le: number): string => (Number.isFinite(le) ? String(le) : "+Inf")
+
+const sampleOf = (pair: MetricPair.MetricPair.Untyped): MetricSample | undefined => {
+  const state: unknown = pair.metricState
+  const base = {
+    name: pair.metricKey.name,
+    tags: tagsOf(pair),
+    ...Option.match(pair.metricKey.description, { onNone: () => ({}), onSome: (help) => ({ help }) })
+  }
+  if (MetricState.isCounterState(state)) return { ...base, type: "counter", value: Number(state.count) }
+  if (MetricState.isGaugeState(state)) return { ...base, type: "gauge", value: Number(state.value) }
+  if (MetricState.isHistogramState(state)) {
+    const buckets = state.buckets.map(([le, n]) => [bound(le), n] as const)
+    const withInf = buckets.some(([le]) => le === "+Inf")
+      ? buckets
+      : [...buckets, ["+Inf", state.count] as const]
+    return { ...base, type: "histogram", value: state.sum, count: state.count, buckets: withInf }
+  }
+  return undefined
+}
+
+/** The engine's metric series now, optionally of one plugin only. */
+export const samples = (pluginId?: string): Effect.Effect<ReadonlyArray<MetricSample>> =>
+  Effect.map(Metric.snapshot, (pairs) =>
+    pairs
+      .filter(isEngineMetric)
+      .flatMap((pair) => {
+        const sample = sampleOf(pair)
+        return sample === undefined ? [] : [sample]
+      })
+      .filter((s) => pluginId === undefined || s.tags.plugin === pluginId)
+      .sort((a, b) =>
+        a.name === b.name ? labelText(a.tags).localeCompare(labelText(b.tags)) : a.name < b.name ? -1 : 1
+      )
+  )
+
+const escapeLabel = (value: string) => value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')
+
+const labelText = (tags: Readonly<Record<string, string>>, extra?: readonly [string, string]): string => {
+  const entries = Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  if (extra !== undefined) entries.push([extra[0], extra[1]])
+  return entries.length === 0 ? "" : `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`
+}
+
+/** The samples in the Prometheus text exposition format (version 0.0.4). */
+export const prometheusText = (all: ReadonlyArray<MetricSample>): string => {
+  const lines: Array<string> = []
+  let current = ""
+  for (const s of all) {
+    if (s.name !== current) {
+      current = s.name
+      const help = s.help
+      if (help !== undefined)
+        lines.push(`# HELP ${s.name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`)
+      lines.push(`# TYPE ${s.name} ${s.type}`)
+    }
+    if (s.type === "histogram") {
+      for (const [le, n] of s.buckets ?? [])
+        lines.push(`${s.name}_bucket${labelText(s.tags, ["le", le])} ${n}`)
+      lines.push(`${s.name}_sum${labelText(s.tags)} ${s.value}`)
+      lines.push(`${s.name}_count${labelText(s.tags)} ${s.count ?? 0}`)
+    } else {
+      lines.push(`${s.name}${labelText(s.tags)} ${s.value}`)
+    }
+  }
+  return `${lines.join("\n")}\n`
+}
