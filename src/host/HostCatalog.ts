@@ -12,6 +12,7 @@ import type { Grant, HostServiceDefinition } from "./HostProvider.js"
 import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
+import * as MatcherService from "./matcher/MatcherService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
 import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
 import * as StorageService from "./storage/StorageService.js"
@@ -32,6 +33,7 @@ export const definitions: ReadonlyArray<HostServiceDefinition> = [
   UsersService.definition,
   SubsonicService.definition,
   ScrobbleRetrieverService.definition,
+  MatcherService.definition,
   StorageService.definition,
   TaskQueueService.definition,
   HttpService.definition

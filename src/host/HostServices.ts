@@ -18,6 +18,7 @@ import { HostFunctions } from "./HostFunctions.js"
 import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
+import * as MatcherService from "./matcher/MatcherService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
 import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
 import * as StorageService from "./storage/StorageService.js"
@@ -40,7 +41,8 @@ export interface HostOptions {
 
 /**
  * What the embedding server supplies (or `Engine.layer` with its embedded defaults). A
- * `ScrobbleHistory` in the context is used when present (`Engine.layer` embeds one).
+ * `ScrobbleHistory` and a `TrackCatalog` in the context are used when present (`Engine.layer`
+ * embeds both).
  */
 export type ServerServices = UserDirectory | ArtworkSettings | LibraryCatalog | SubsonicRouter
 
@@ -59,7 +61,8 @@ export const servicesLayer = (options: Omit<HostOptions, "dataFolder">) =>
     SubsonicService.layer,
     StorageService.layer,
     TaskQueueService.layer(options.taskqueue),
-    ScrobbleRetrieverService.layerIfHistory
+    ScrobbleRetrieverService.layerIfHistory,
+    MatcherService.layerIfCatalog
   )
 
 /** The registry over every host service's provider, in a fixed order. */
@@ -81,9 +84,15 @@ const registry = (dataFolder: string) =>
         StorageService.StorageService,
         TaskQueueService.TaskQueueService
       ]),
-      // Installed only over a server's scrobble history (see `layerIfHistory`).
-      Effect.serviceOption(ScrobbleRetrieverService.ScrobbleRetrieverService),
-      (providers, history) => ({ dataFolder, providers: [...providers, ...Option.toArray(history)] })
+      // Installed only over what the server supplies (see `layerIfHistory`, `layerIfCatalog`).
+      Effect.all([
+        Effect.serviceOption(ScrobbleRetrieverService.ScrobbleRetrieverService),
+        Effect.serviceOption(MatcherService.MatcherService)
+      ]),
+      (providers, optional) => ({
+        dataFolder,
+        providers: [...providers, ...optional.flatMap(Option.toArray)]
+      })
     )
   )
 
