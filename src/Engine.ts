@@ -9,6 +9,10 @@ import * as Layer from "effect/Layer"
 import { resolve } from "node:path"
 import * as EmbeddedDatabase from "./server/embedded/EmbeddedDatabase.js"
 import * as EmbeddedLibrary from "./server/embedded/EmbeddedLibrary.js"
+import * as EmbeddedScrobbleHistory from "./server/embedded/EmbeddedScrobbleHistory.js"
+import * as EmbeddedTrackCatalog from "./server/embedded/EmbeddedTrackCatalog.js"
+import type { ScrobbleHistory } from "./server/ScrobbleHistory.js"
+import type { TrackCatalog } from "./server/TrackCatalog.js"
 import type * as CacheService from "./host/cache/CacheService.js"
 import type * as HostFunctions from "./host/HostFunctions.js"
 import * as HostServices from "./host/HostServices.js"
@@ -71,13 +75,19 @@ export const layerWithServer = (
 /** The engine with embedded defaults (its database in the data folder, demo users): runs out of the box. */
 export const layer = (
   options: EngineOptions = {}
-): Layer.Layer<EngineServices | HostServices.ServerServices, EngineError> => {
+): Layer.Layer<
+  EngineServices | HostServices.ServerServices | ScrobbleHistory | TrackCatalog,
+  EngineError
+> => {
   // One layer value used twice: built once, so the engine and the embedded defaults share one client.
   const storage = storageOf(options)
+  const database = EmbeddedDatabase.layer({ baseUrl: options.artworkBaseUrl })
   return engineOver(options, storage).pipe(
     Layer.provideMerge(
-      Layer.merge(
-        EmbeddedDatabase.layer({ baseUrl: options.artworkBaseUrl }),
+      Layer.mergeAll(
+        database,
+        EmbeddedScrobbleHistory.layer.pipe(Layer.provide(database)),
+        EmbeddedTrackCatalog.layer.pipe(Layer.provide(database)),
         // Writing the demo files fails only on an unwritable data folder, which the storage reported first.
         Layer.orDie(EmbeddedLibrary.layer({ dataFolder: dataFolderOf(options) }))
       )

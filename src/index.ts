@@ -2,7 +2,7 @@
  * ndp-engine: run Navidrome-compatible WebAssembly plugins from an Effect server.
  *
  * Provide `Engine.layer()`, load plugins with `PluginLoader`, and talk to them through the typed
- * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`).
+ * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`, `LyricsProvider.fromPlugin`).
  */
 export * as AdminApi from "./admin/AdminApi.js"
 export * as AdminAuth from "./admin/AdminAuth.js"
@@ -15,6 +15,9 @@ export * as HostFunctions from "./host/HostFunctions.js"
 export * as HostServices from "./host/HostServices.js"
 export * as LibraryCatalog from "./server/LibraryCatalog.js"
 export * as Lifecycle from "./capabilities/Lifecycle.js"
+export * as Lyrics from "./manager/Lyrics.js"
+export * as LyricsFormat from "./capabilities/LyricsFormat.js"
+export * as LyricsProvider from "./capabilities/LyricsProvider.js"
 export * as Manifest from "./manifest/Manifest.js"
 export * as ManagerConfig from "./manager/ManagerConfig.js"
 export * as MetadataAgent from "./capabilities/MetadataAgent.js"
@@ -34,7 +37,9 @@ export * as Storage from "./storage/Storage.js"
 export * as StorageDialect from "./storage/Dialect.js"
 export * as Scrobbler from "./capabilities/Scrobbler.js"
 export * as Scrobblers from "./manager/Scrobblers.js"
+export * as ScrobbleHistory from "./server/ScrobbleHistory.js"
 export * as SubsonicRouter from "./server/SubsonicRouter.js"
+export * as TrackCatalog from "./server/TrackCatalog.js"
 export * as UserDirectory from "./server/UserDirectory.js"
 export * as WasmRuntime from "./runtime/WasmRuntime.js"
 export * as WebSocketService from "./host/websocket/WebSocketService.js"

@@ -4,6 +4,7 @@
  */
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type { Manifest } from "../manifest/Manifest.js"
 import type { PluginCallError } from "../runtime/PluginError.js"
 import type { CallOptions } from "../runtime/WasmRuntime.js"
 
@@ -72,4 +73,8 @@ export interface CapabilityTarget {
   ) => Effect.Effect<Uint8Array | null, PluginCallError>
   /** Whether the administrator allowed this user for the plugin. */
   readonly allowsUser?: ((username: string) => boolean) | undefined
+  /** The plugin's manifest (its permissions decide which track fields it may see). */
+  readonly manifest?: Manifest | undefined
+  /** Whether the administrator allowed this library for the plugin. */
+  readonly allowsLibrary?: ((libraryId: number) => boolean) | undefined
 }

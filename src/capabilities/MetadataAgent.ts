@@ -44,7 +44,12 @@ export interface SongsByArtistRequest extends ArtistRequest {
 export const ArtistRef = Schema.Struct({
   id: nullable(Schema.String),
   name: Schema.String,
-  mbid: nullable(Schema.String)
+  mbid: nullable(Schema.String),
+  sortName: nullable(Schema.String),
+  /** The participation category (`artist`, `composer`, `performer`…). */
+  role: nullable(Schema.String),
+  /** A specialization within the role (the instrument of a performer…). */
+  subRole: nullable(Schema.String)
 })
 export type ArtistRef = typeof ArtistRef.Type
 
@@ -65,6 +70,34 @@ export const SongRef = Schema.Struct({
   artists: nullable(Schema.Array(ArtistRef))
 })
 export type SongRef = typeof SongRef.Type
+
+/**
+ * A song as the engine hands it on: `durationMs` always set (it wins over the legacy `duration` in
+ * seconds when non-zero; negative values become 0) and `artists` always a list (a lone legacy
+ * `artist`/`artistMbid` is folded into it).
+ */
+export type NormalizedSongRef = SongRef & {
+  readonly durationMs: number
+  readonly artists: ReadonlyArray<ArtistRef>
+}
+
+/** Normalizes a song from a plugin: see {@link NormalizedSongRef}. */
+export const normalizeSongRef = (song: SongRef): NormalizedSongRef => {
+  const ms = song.durationMs ?? 0
+  const seconds = song.duration ?? 0
+  const durationMs = ms > 0 ? Math.round(ms) : Math.max(0, Math.round(seconds * 1000))
+  const legacy =
+    song.artist !== undefined && song.artist !== null && song.artist !== ""
+      ? [{ name: song.artist, ...(song.artistMbid ? { mbid: song.artistMbid } : {}) }]
+      : []
+  return {
+    ...song,
+    ...(seconds < 0 ? { duration: 0 } : {}),
+    durationMs,
+    artists:
+      song.artists !== undefined && song.artists !== null && song.artists.length > 0 ? song.artists : legacy
+  }
+}
 
 export const AlbumInfo = Schema.Struct({
   name: nullable(Schema.String),
@@ -94,7 +127,7 @@ export interface MetadataAgent {
   ) => Effect.Effect<Option.Option<ReadonlyArray<Image>>, MetadataAgentError>
   readonly getArtistTopSongs: (
     request: TopSongsRequest
-  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+  ) => Effect.Effect<Option.Option<ReadonlyArray<NormalizedSongRef>>, MetadataAgentError>
   readonly getAlbumInfo: (
     request: AlbumRequest
   ) => Effect.Effect<Option.Option<AlbumInfo>, MetadataAgentError>
@@ -103,13 +136,13 @@ export interface MetadataAgent {
   ) => Effect.Effect<Option.Option<ReadonlyArray<Image>>, MetadataAgentError>
   readonly getSimilarSongsByTrack: (
     request: SongsByTrackRequest
-  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+  ) => Effect.Effect<Option.Option<ReadonlyArray<NormalizedSongRef>>, MetadataAgentError>
   readonly getSimilarSongsByAlbum: (
     request: SongsByAlbumRequest
-  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+  ) => Effect.Effect<Option.Option<ReadonlyArray<NormalizedSongRef>>, MetadataAgentError>
   readonly getSimilarSongsByArtist: (
     request: SongsByArtistRequest
-  ) => Effect.Effect<Option.Option<ReadonlyArray<SongRef>>, MetadataAgentError>
+  ) => Effect.Effect<Option.Option<ReadonlyArray<NormalizedSongRef>>, MetadataAgentError>
 }
 
 const nonEmptyText = (value: string | null | undefined): Option.Option<string> =>
@@ -139,7 +172,9 @@ export const fromPlugin = (plugin: Pick<CapabilityTarget, "id" | "exports" | "ca
 
   const songs = (name: keyof MetadataAgent, exportName: string) =>
     method(name, exportName, list("songs", SongRef), (o) =>
-      nonEmptyList(o.songs as ReadonlyArray<SongRef> | null | undefined)
+      Option.map(nonEmptyList(o.songs as ReadonlyArray<SongRef> | null | undefined), (songs) =>
+        songs.map(normalizeSongRef)
+      )
     )
 
   return {

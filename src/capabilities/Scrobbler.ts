@@ -25,6 +25,11 @@ export interface ArtistCredit {
   readonly id?: string
   readonly name: string
   readonly mbid?: string
+  readonly sortName?: string
+  /** The participation category (`artist`, `composer`, `performer`…). */
+  readonly role?: string
+  /** A specialization within the role (the instrument of a performer…). */
+  readonly subRole?: string
 }
 
 /** What the host sends about a track (contract §4). */
@@ -44,6 +49,27 @@ export interface TrackInfo {
   readonly mbzAlbumId?: string
   readonly mbzReleaseGroupId?: string
   readonly mbzReleaseTrackId?: string
+  /**
+   * The track's library and its file path relative to that library's root. The server fills them;
+   * a plugin receives them only when it has `library.filesystem` and the administrator allowed that
+   * library (see {@link trackFor}).
+   */
+  readonly libraryId?: number
+  readonly path?: string
+}
+
+/** What a client needs to know about a plugin to decide which track fields it may see. */
+export type TrackAudience = Pick<CapabilityTarget, "manifest" | "allowsLibrary">
+
+/** The track as `plugin` may see it: without `libraryId` and `path` unless it may read that library's files. */
+export const trackFor = (plugin: TrackAudience, track: TrackInfo): TrackInfo => {
+  if (track.libraryId === undefined && track.path === undefined) return track
+  const { libraryId, path, ...rest } = track
+  const allowed =
+    libraryId !== undefined &&
+    plugin.manifest?.permissions.library?.filesystem === true &&
+    (plugin.allowsLibrary?.(libraryId) ?? false)
+  return allowed ? { ...rest, libraryId, ...(path === undefined ? {} : { path }) } : rest
 }
 
 export interface NowPlayingRequest {
@@ -60,12 +86,35 @@ export interface ScrobbleRequest {
   readonly timestamp: number
 }
 
+/** Playback states a player reports (Navidrome's `PlaybackReportRequest.state`). */
+export const PlaybackState = Schema.Literal("starting", "playing", "paused", "stopped", "expired")
+export type PlaybackState = typeof PlaybackState.Type
+
+/** A player's playback state, as reported to `nd_scrobbler_playback_report`. */
+export interface PlaybackReport {
+  readonly username: string
+  readonly track: TrackInfo
+  readonly state: PlaybackState
+  readonly positionMs: number
+  /** 1 is normal speed. */
+  readonly playbackRate: number
+  readonly playerId: string
+  readonly playerName: string
+  /** Unix seconds when the report was made. */
+  readonly timestamp: number
+}
+
 export interface Scrobbler {
   readonly pluginId: string
   /** Whether the plugin will scrobble for this user (false without asking if the user is not allowed). */
   readonly isAuthorized: (username: string) => Effect.Effect<boolean, ScrobblerError>
   readonly nowPlaying: (request: NowPlayingRequest) => Effect.Effect<void, ScrobblerError>
   readonly scrobble: (request: ScrobbleRequest) => Effect.Effect<void, ScrobblerError>
+  /**
+   * Reports a playback state. A plugin without the export, or answering "not implemented" (-2),
+   * succeeds: playback reports are optional for scrobblers.
+   */
+  readonly playbackReport: (report: PlaybackReport) => Effect.Effect<void, ScrobblerError>
 }
 
 const KIND_IN_TEXT = /scrobbler\((not_authorized|retry_later|unrecoverable)\)/
@@ -88,7 +137,7 @@ export interface ScrobblerOptions {
 
 /** The scrobbler client of a loaded plugin. */
 export const fromPlugin = (
-  plugin: Pick<CapabilityTarget, "id" | "exports" | "call" | "allowsUser">,
+  plugin: Pick<CapabilityTarget, "id" | "exports" | "call" | "allowsUser"> & TrackAudience,
   options: ScrobblerOptions = {}
 ): Scrobbler => {
   const fail = (kind: ScrobblerErrorKind, message: string, callError?: string) =>
@@ -104,8 +153,8 @@ export const fromPlugin = (
   ) => fail(kindOf(KIND_IN_TEXT.exec(error.message)?.[1]), error.message, error._tag)
 
   // Draft plugins report failure as a successful call with `{error, error_type}` output.
-  const send = (name: keyof Scrobbler, exportName: string, request: object) =>
-    plugin.call(exportName, JSON.stringify(request)).pipe(
+  const send = (name: keyof Scrobbler, exportName: string, request: { readonly track: TrackInfo }) =>
+    plugin.call(exportName, JSON.stringify({ ...request, track: trackFor(plugin, request.track) })).pipe(
       Effect.flatMap((bytes) => parseOutput(plugin.id, exportName, bytes)),
       Effect.mapError(fromCallError),
       Effect.flatMap((json) => {
@@ -120,6 +169,9 @@ export const fromPlugin = (
     )
 
   const allows = options.allowsUser ?? plugin.allowsUser ?? (() => false)
+
+  const notAllowed = (username: string) =>
+    Effect.fail(fail("not_authorized", `user ${username} is not allowed for plugin ${plugin.id}`))
 
   return {
     pluginId: plugin.id,
@@ -146,14 +198,21 @@ export const fromPlugin = (
     nowPlaying: (request) =>
       allows(request.username)
         ? send("nowPlaying", "nd_scrobbler_now_playing", request)
-        : Effect.fail(
-            fail("not_authorized", `user ${request.username} is not allowed for plugin ${plugin.id}`)
-          ),
+        : notAllowed(request.username),
     scrobble: (request) =>
       allows(request.username)
         ? send("scrobble", "nd_scrobbler_scrobble", request)
-        : Effect.fail(
-            fail("not_authorized", `user ${request.username} is not allowed for plugin ${plugin.id}`)
-          )
+        : notAllowed(request.username),
+    playbackReport: (report) =>
+      !allows(report.username)
+        ? notAllowed(report.username)
+        : !plugin.exports.has("nd_scrobbler_playback_report")
+          ? Effect.void
+          : send("playbackReport", "nd_scrobbler_playback_report", report).pipe(
+              Effect.catchIf(
+                (error) => error.callError === "PluginNotImplementedError",
+                () => Effect.void
+              )
+            )
   }
 }

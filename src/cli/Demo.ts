@@ -1,12 +1,13 @@
 /**
  * `ndp demo` (what `npm start` runs): loads the bundled demo plugins and shows, with real calls,
- * what the engine does — metadata answers, scrobbling, lifecycle, and a hostile plugin contained.
+ * what the engine does — metadata answers, scrobbling, lyrics, lifecycle, and a hostile plugin contained.
  */
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import { join } from "node:path"
+import * as LyricsProvider from "../capabilities/LyricsProvider.js"
 import * as MetadataAgent from "../capabilities/MetadataAgent.js"
 import * as Scrobbler from "../capabilities/Scrobbler.js"
 import { type LoadOptions, PluginLoader } from "../loader/PluginLoader.js"
@@ -89,6 +90,16 @@ export const demo = (folder: string) =>
       Scrobbler.fromPlugin(draft).scrobble({ username: "alice", track, timestamp: 1_764_000_000 })
     )
     yield* Console.log(`  scrobbler-draft failed as:   ${failed.kind} (${failed.message})`)
+
+    yield* section("Lyrics (the plugin answers LRC; the engine parses it into timed lines)")
+    const lyrics = yield* LyricsProvider.fromPlugin(yield* load("lyrics")).getLyrics(track)
+    for (const found of lyrics) {
+      yield* Console.log(`  ${found.format} lyrics, language ${found.lang}, ${found.lines.length} lines:`)
+      for (const line of found.lines) {
+        const at = line.startMs === undefined ? "" : `[${(line.startMs / 1000).toFixed(2).padStart(6)} s] `
+        yield* Console.log(`    ${at}${line.text}`)
+      }
+    }
 
     yield* section("Scheduler, library and Subsonic API (host services called from Wasm)")
     const text = (bytes: Uint8Array | null) => (bytes === null ? "" : new TextDecoder().decode(bytes))

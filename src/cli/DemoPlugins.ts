@@ -12,6 +12,7 @@ export const demoPlugins: ReadonlyArray<string> = [
   "agent-partial",
   "scrobbler",
   "scrobbler-draft",
+  "lyrics",
   "lifecycle",
   "host-scheduler",
   "host-taskqueue",

@@ -12,7 +12,9 @@ import type { Grant, HostServiceDefinition } from "./HostProvider.js"
 import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
+import * as MatcherService from "./matcher/MatcherService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
+import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
 import * as StorageService from "./storage/StorageService.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
 import * as TaskQueueService from "./taskqueue/TaskQueueService.js"
@@ -30,6 +32,8 @@ export const definitions: ReadonlyArray<HostServiceDefinition> = [
   ArtworkService.definition,
   UsersService.definition,
   SubsonicService.definition,
+  ScrobbleRetrieverService.definition,
+  MatcherService.definition,
   StorageService.definition,
   TaskQueueService.definition,
   HttpService.definition

@@ -6,6 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type { ArtworkSettings } from "../server/ArtworkSettings.js"
 import type { LibraryCatalog } from "../server/LibraryCatalog.js"
 import type { SubsonicRouter } from "../server/SubsonicRouter.js"
@@ -17,7 +18,9 @@ import { HostFunctions } from "./HostFunctions.js"
 import * as HttpService from "./http/HttpService.js"
 import * as KvStoreService from "./kvstore/KvStoreService.js"
 import * as LibraryService from "./library/LibraryService.js"
+import * as MatcherService from "./matcher/MatcherService.js"
 import * as SchedulerService from "./scheduler/SchedulerService.js"
+import * as ScrobbleRetrieverService from "./scrobbleretriever/ScrobbleRetrieverService.js"
 import * as StorageService from "./storage/StorageService.js"
 import * as SubsonicService from "./subsonic/SubsonicService.js"
 import * as TaskQueueService from "./taskqueue/TaskQueueService.js"
@@ -36,7 +39,11 @@ export interface HostOptions {
   readonly websocket?: Partial<WebSocketService.WebSocketOptions> | undefined
 }
 
-/** What the embedding server supplies (or `Engine.layer` with its embedded defaults). */
+/**
+ * What the embedding server supplies (or `Engine.layer` with its embedded defaults). A
+ * `ScrobbleHistory` and a `TrackCatalog` in the context are used when present (`Engine.layer`
+ * embeds both).
+ */
 export type ServerServices = UserDirectory | ArtworkSettings | LibraryCatalog | SubsonicRouter
 
 /** Every host service, each from its own layer. */
@@ -53,14 +60,16 @@ export const servicesLayer = (options: Omit<HostOptions, "dataFolder">) =>
     LibraryService.layer,
     SubsonicService.layer,
     StorageService.layer,
-    TaskQueueService.layer(options.taskqueue)
+    TaskQueueService.layer(options.taskqueue),
+    ScrobbleRetrieverService.layerIfHistory,
+    MatcherService.layerIfCatalog
   )
 
 /** The registry over every host service's provider, in a fixed order. */
 const registry = (dataFolder: string) =>
   Layer.effect(
     HostFunctions,
-    Effect.map(
+    Effect.zipWith(
       Effect.all([
         ConfigService.ConfigService,
         CacheService.CacheService,
@@ -75,7 +84,15 @@ const registry = (dataFolder: string) =>
         StorageService.StorageService,
         TaskQueueService.TaskQueueService
       ]),
-      (providers) => ({ dataFolder, providers })
+      // Installed only over what the server supplies (see `layerIfHistory`, `layerIfCatalog`).
+      Effect.all([
+        Effect.serviceOption(ScrobbleRetrieverService.ScrobbleRetrieverService),
+        Effect.serviceOption(MatcherService.MatcherService)
+      ]),
+      (providers, optional) => ({
+        dataFolder,
+        providers: [...providers, ...optional.flatMap(Option.toArray)]
+      })
     )
   )
 

@@ -83,6 +83,8 @@ export interface LoadedPlugin {
   readonly warnings: ReadonlyArray<string>
   /** Whether the administrator allowed this user for the plugin. */
   readonly allowsUser: (username: string) => boolean
+  /** Whether the administrator allowed this library for the plugin. */
+  readonly allowsLibrary: (libraryId: number) => boolean
   /** Calls an export with raw input bytes (a string is sent as UTF-8). */
   readonly call: (
     exportName: string,
@@ -258,6 +260,7 @@ const make = Effect.gen(function* () {
         exports,
         warnings,
         allowsUser: (username) => isAllowed(users, username),
+        allowsLibrary: (libraryId) => isAllowed(context.libraries, libraryId),
         call: (exportName, input = new Uint8Array(0), callOptions) =>
           running.call(exportName, typeof input === "string" ? encoder.encode(input) : input, callOptions)
       }

@@ -16,6 +16,9 @@
  * user, rows are sent oldest first; a row is deleted right after the plugin accepts it, so a row is
  * sent once per process — a crash between acceptance and the delete sends it again after restart.
  * Rows of a plugin that is no longer registered (its file was removed) are discarded.
+ *
+ * With a `ScrobbleHistory` in the context, every scrobble given to `scrobble` is also recorded there
+ * (what the ScrobbleRetriever host service reads), whatever the plugins answer.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -27,6 +30,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scrobbler from "../capabilities/Scrobbler.js"
 import type { LoadedPlugin } from "../loader/PluginLoader.js"
+import { ScrobbleHistory } from "../server/ScrobbleHistory.js"
 import type { Storage } from "../storage/Storage.js"
 import { PluginManager } from "./PluginManager.js"
 import * as ScrobbleQueue from "./ScrobbleQueue.js"
@@ -76,6 +80,13 @@ export class Scrobblers extends Context.Tag("ndp-engine/Scrobblers")<
       username: string,
       track: Scrobbler.TrackInfo,
       timestamp: number
+    ) => Effect.Effect<ReadonlyArray<Delivery>, ScrobblersError>
+    /**
+     * Sends a playback state report to every scrobbler that allows and authorizes the user. Never
+     * queued or retried: a report is stale by then. A plugin without the export succeeds.
+     */
+    readonly playbackReport: (
+      report: Scrobbler.PlaybackReport
     ) => Effect.Effect<ReadonlyArray<Delivery>, ScrobblersError>
     /** Processes the queue now (what the background fiber does every tick). */
     readonly flush: Effect.Effect<void, ScrobblersError>
@@ -130,6 +141,8 @@ const make = (options: ScrobblersOptions = {}) =>
   Effect.gen(function* () {
     const manager = yield* PluginManager
     const rawStore = yield* ScrobbleQueue.make
+    // When a history is in the context (Engine.layer embeds one), every scrobble is recorded there.
+    const history = yield* Effect.serviceOption(ScrobbleHistory)
     const tick = options.tick ?? "10 seconds"
     const retryInitialMs = Duration.toMillis(options.retryInitial ?? "30 seconds")
     const retryMaxMs = Duration.toMillis(options.retryMax ?? "1 hour")
@@ -245,12 +258,34 @@ const make = (options: ScrobblersOptions = {}) =>
       ).pipe(Effect.annotateLogs("user", username))
     })
 
+    const playbackReport = Effect.fn("Scrobblers.playbackReport")(function* (
+      report: Scrobbler.PlaybackReport
+    ) {
+      return yield* eachScrobbler((plugin) =>
+        Effect.flatMap(
+          deliver(plugin, report.username, (c) => c.playbackReport(report)),
+          (result): Effect.Effect<Outcome> =>
+            result._tag === "Sent"
+              ? Effect.succeed("sent")
+              : result._tag === "Skipped"
+                ? Effect.succeed(result.outcome)
+                : Effect.as(
+                    Effect.logWarning(
+                      `scrobbler ${plugin.id} failed a playback report for ${report.username} (${result.error.kind}; not retried): ${result.error.message}`
+                    ),
+                    "dropped"
+                  )
+        )
+      ).pipe(Effect.annotateLogs("user", report.username))
+    })
+
     const scrobble = Effect.fn("Scrobblers.scrobble")(function* (
       username: string,
       track: Scrobbler.TrackInfo,
       timestamp: number
     ) {
       const request: Scrobbler.ScrobbleRequest = { username, track, timestamp }
+      if (Option.isSome(history)) yield* history.value.record(username, track.id, timestamp)
       const json = JSON.stringify(request)
       const enqueue = (pluginId: string, attempts: number, lastError: string | null) =>
         Effect.gen(function* () {
@@ -418,6 +453,7 @@ const make = (options: ScrobblersOptions = {}) =>
     return Scrobblers.of({
       nowPlaying,
       scrobble,
+      playbackReport,
       flush: pass.pipe(Effect.withSpan("Scrobblers.flush")),
       pending: storage("read the queue", rawStore.all),
       unauthorized: storage("read authorization marks", rawStore.marks)

@@ -289,6 +289,7 @@ export interface Permissions {
   readonly taskqueue?: TaskqueuePermission
   readonly storage?: StoragePermission
   readonly matcher?: BasicPermission
+  /** `scrobbleRetriever`: read the scrobble history of allowed users (requires `users`). */
   readonly scrobbleRetriever?: BasicPermission
 }
 

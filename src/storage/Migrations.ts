@@ -12,6 +12,7 @@ import * as Registry from "../manager/Registry.js"
 import * as ScrobbleQueue from "../manager/ScrobbleQueue.js"
 import * as CatalogSchema from "../server/embedded/CatalogSchema.js"
 import * as EmbeddedDatabase from "../server/embedded/EmbeddedDatabase.js"
+import * as EmbeddedScrobbleHistory from "../server/embedded/EmbeddedScrobbleHistory.js"
 import type { Dialect } from "./Dialect.js"
 import { StorageError } from "./StorageError.js"
 
@@ -27,7 +28,8 @@ export const all: ReadonlyArray<readonly [key: string, migration: Migration]> = 
   ["0005_settings", EmbeddedDatabase.migrations.settings],
   ["0006_catalogue", CatalogSchema.migrations.catalogue],
   ["0007_demo_library", CatalogSchema.migrations.demoLibrary],
-  ["0008_allow_write", Registry.migrations.allowWrite]
+  ["0008_allow_write", Registry.migrations.allowWrite],
+  ["0009_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory]
 ]
 
 /** The record `Migrator.fromRecord` takes, bound to one client. */

@@ -33,7 +33,21 @@ layer(testEngine({ runtime: { poolSize: 2, defaultTimeoutMs: 5_000 } }))("Metada
 
       const top = Option.getOrThrow(yield* agent.getArtistTopSongs({ ...artist, count: 4 }))
       expect(top).toHaveLength(4)
-      expect(top[0]).toMatchObject({ name: "Björk 東京 Song 1", artist: "Björk 東京" })
+      expect(top[0]).toMatchObject({
+        name: "Björk 東京 Song 1",
+        artist: "Björk 東京",
+        duration: 0,
+        durationMs: 0,
+        artists: [{ name: "Björk 東京", mbid: "mb-1" }]
+      })
+      expect(top[1]).toEqual({
+        name: "Björk 東京 Song 2",
+        isrc: "ISXX00000002",
+        duration: 9,
+        durationMs: 2500,
+        artists: [{ name: "Björk 東京", sortName: "Bjork", role: "performer", subRole: "vocals" }]
+      })
+      expect(top[2]).toMatchObject({ durationMs: 0, artists: [{ name: "Björk 東京" }] })
 
       const album = { name: "Homogenic", artist: "Björk" }
       expect(yield* agent.getAlbumInfo(album)).toEqual(

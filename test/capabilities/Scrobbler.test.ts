@@ -99,4 +99,56 @@ layer(testEngine({ runtime: { poolSize: 2 } }), { excludeTestServices: true })("
       expect(error).toMatchObject({ kind: "retry_later", message: "busy" })
     })
   )
+
+  const report = (state: Scrobbler.PlaybackState): Scrobbler.PlaybackReport => ({
+    username: "alice",
+    track,
+    state,
+    positionMs: 61_000,
+    playbackRate: 1.5,
+    playerId: "p-1",
+    playerName: "Web",
+    timestamp: 1_764_000_000
+  })
+
+  it.scoped("playback reports reach the plugin with state, position, rate and player", () =>
+    Effect.gen(function* () {
+      const logs = captureLogs()
+      yield* logs.provide(
+        Effect.gen(function* () {
+          const scrobbler = Scrobbler.fromPlugin(yield* load("scrobbler"))
+          for (const state of Scrobbler.PlaybackState.literals) yield* scrobbler.playbackReport(report(state))
+        })
+      )
+      const lines = logs.lines.filter((l) => l.message.startsWith("playback ")).map((l) => l.message)
+      expect(lines).toEqual(
+        Scrobbler.PlaybackState.literals.map((state) => `playback alice ${state} 61000 1.5 Web Jóga`)
+      )
+    })
+  )
+
+  it.scoped("a playback report to a plugin without the export, or answering not implemented, succeeds", () =>
+    Effect.gen(function* () {
+      const draft = yield* load("scrobbler-draft")
+      expect(draft.exports.has("nd_scrobbler_playback_report")).toBe(false)
+      yield* Scrobbler.fromPlugin(draft).playbackReport(report("playing"))
+      yield* Scrobbler.fromPlugin(yield* load("scrobbler", { playback: "not-implemented" })).playbackReport(
+        report("playing")
+      )
+    })
+  )
+
+  it.scoped(
+    "a failed playback report is classified like a scrobble; a user not allowed is refused unasked",
+    () =>
+      Effect.gen(function* () {
+        const busy = Scrobbler.fromPlugin(
+          yield* load("scrobbler", { error: "busy", error_type: "retry_later" })
+        )
+        const error = yield* Effect.flip(busy.playbackReport(report("paused")))
+        expect(error).toMatchObject({ kind: "retry_later", callError: "PluginFailedError" })
+        const onlyBob = Scrobbler.fromPlugin(yield* load("scrobbler"), { allowsUser: (u) => u === "bob" })
+        expect((yield* Effect.flip(onlyBob.playbackReport(report("paused")))).kind).toBe("not_authorized")
+      })
+  )
 })

@@ -49,6 +49,13 @@ const contract: Record<string, ReadonlyArray<string>> = {
   artwork: ["artwork_getartisturl", "artwork_getalbumurl", "artwork_gettrackurl", "artwork_getplaylisturl"],
   users: ["users_getusers", "users_getadmins"],
   subsonicapi: ["subsonicapi_call", "subsonicapi_callraw"],
+  matcher: ["matcher_matchsongs"],
+  scrobbleRetriever: [
+    "scrobbleretriever_getfirsttimestamp",
+    "scrobbleretriever_getlasttimestamp",
+    "scrobbleretriever_getscrobbles",
+    "scrobbleretriever_getscrobblecount"
+  ],
   http: ["http_send"],
   // Navidrome after v0.60 (docs/compatibility.md).
   storage: ["storage_getstoragepath"],

@@ -7,6 +7,7 @@ import { join } from "node:path"
 import type { AccessList } from "../../src/host/HostFunctions.js"
 import { type ManagerOptions, PluginManager } from "../../src/manager/PluginManager.js"
 import * as Scrobblers from "../../src/manager/Scrobblers.js"
+import { ScrobbleHistory } from "../../src/server/ScrobbleHistory.js"
 import { sampleTrack } from "../support/tracks.js"
 import { type CapturedLog, captureLogs } from "../support/logs.js"
 import { makeFolders, managerLayer, type TestFolders } from "../support/manager.js"
@@ -16,7 +17,7 @@ const track = sampleTrack
 
 const withScrobblers = <A, E>(
   folders: TestFolders,
-  body: Effect.Effect<A, E, Scrobblers.Scrobblers | PluginManager>,
+  body: Effect.Effect<A, E, Scrobblers.Scrobblers | PluginManager | ScrobbleHistory>,
   options: Partial<Scrobblers.ScrobblersOptions> = {},
   managerOptions: Partial<ManagerOptions> = {}
 ) =>
@@ -303,6 +304,75 @@ describe("Scrobblers", () => {
       expect(logs.lines.map((l) => l.message)).toContain(
         "plugin scrobbler was removed; discarded its 1 queued scrobbles"
       )
+    })
+  )
+
+  it.scopedLive(
+    "playback reports: sent where authorized, never queued when they fail, skipped unauthorized",
+    () =>
+      Effect.gen(function* () {
+        const folders = yield* makeFolders(["scrobbler", { id: "scrobbler", as: "busy" }, "scrobbler-draft"])
+        const logs = captureLogs()
+        const report = {
+          username: "alice",
+          track,
+          state: "playing" as const,
+          positionMs: 1_000,
+          playbackRate: 1,
+          playerId: "p-1",
+          playerName: "Web",
+          timestamp: 1_764_000_000
+        }
+        const [deliveries, denied, pending] = yield* logs.provide(
+          withScrobblers(
+            folders,
+            Effect.gen(function* () {
+              yield* setUp("scrobbler", { deny_user: "carol" })
+              yield* setUp("busy", retryLater)
+              yield* setUp("scrobbler-draft")
+              const scrobblers = yield* service
+              const deliveries = yield* scrobblers.playbackReport(report)
+              const denied = yield* scrobblers.playbackReport({ ...report, username: "carol" })
+              return [deliveries, denied, yield* scrobblers.pending] as const
+            })
+          )
+        )
+        const byPlugin = (list: ReadonlyArray<Scrobblers.Delivery>) =>
+          Object.fromEntries(list.map((d) => [d.pluginId, d.outcome]))
+        expect(byPlugin(deliveries)).toEqual({
+          scrobbler: "sent",
+          busy: "dropped",
+          "scrobbler-draft": "sent"
+        })
+        expect(byPlugin(denied).scrobbler).toBe("not_authorized")
+        expect(pending).toEqual([])
+        const played = logs.lines.filter((l) => l.message.startsWith("playback ")).map((l) => l.message)
+        expect(played).toEqual(["playback alice playing 1000 1 Web Jóga"])
+        expect(
+          logs.lines.some((l) => l.message.includes("failed a playback report for alice (retry_later"))
+        ).toBe(true)
+      })
+  )
+
+  it.scopedLive("every scrobble is recorded in the engine's scrobble history", () =>
+    Effect.gen(function* () {
+      const folders = yield* makeFolders(["scrobbler"])
+      const recorded = yield* withScrobblers(
+        folders,
+        Effect.gen(function* () {
+          yield* setUp("scrobbler", { authorized: "false" })
+          const scrobblers = yield* service
+          yield* scrobblers.scrobble("alice", track, 1_764_000_000)
+          yield* scrobblers.scrobble("alice", { ...track, id: "mf-2" }, 1_764_000_300)
+          const history = yield* ScrobbleHistory
+          return yield* history.slice("alice", { descending: false, limit: 10, offset: 0 })
+        })
+      )
+      // Recorded although the only scrobbler refused the user: the history is the server's, not the plugin's.
+      expect(recorded.map((s) => [s.mediaFileId, s.submissionTime])).toEqual([
+        ["mf-1", 1_764_000_000],
+        ["mf-2", 1_764_000_300]
+      ])
     })
   )
 })

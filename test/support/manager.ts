@@ -26,10 +26,14 @@ export const makeFolders = (plugins: ReadonlyArray<string | { id: string; as: st
     return { folder, dataFolder: join(root, "data") }
   })
 
-/** The engine, the registry and the manager on `folders`. */
-export const managerLayer = (folders: TestFolders, options: Partial<PluginManager.ManagerOptions> = {}) =>
+/** The engine (two workers unless `poolSize` says otherwise), the registry and the manager on `folders`. */
+export const managerLayer = (
+  folders: TestFolders,
+  options: Partial<PluginManager.ManagerOptions> = {},
+  poolSize = 2
+) =>
   PluginManager.layer({ ...PluginManager.defaultManagerOptions(folders.folder), ...options }).pipe(
     Layer.provideMerge(Registry.layer),
-    Layer.provideMerge(Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize: 2 } })),
+    Layer.provideMerge(Engine.layer({ dataFolder: folders.dataFolder, runtime: { poolSize } })),
     Layer.orDie
   )
