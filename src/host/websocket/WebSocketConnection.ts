@@ -15,57 +15,11 @@ import type { LookupFunction } from "node:net"
 import WebSocket from "ws"
 import { toBase64 } from "../HostCodec.js"
 import * as NetworkPolicy from "../network/NetworkPolicy.js"
+import type { ConnectionOptions, InboundFigures, Target } from "./WebSocketTypes.js"
 import { WebSocketError } from "./WebSocketError.js"
 
-/** The socket-level settings (a part of `WebSocketOptions`). */
-export interface ConnectionOptions {
-  /** How long the opening handshake may take. */
-  readonly handshakeTimeoutMs: number
-  /** How long a send may wait for the socket to take the data. */
-  readonly sendTimeoutMs: number
-  /** How long closing a connection on unload may take, on_close callback included. */
-  readonly closeTimeoutMs: number
-  /**
-   * The largest message (all its frames together) accepted from a server; a larger one closes the
-   * connection with 1009. It reaches the plugin as its call input.
-   */
-  readonly maxPayloadBytes: number
-  /** Received bytes one connection may hold for the plugin before its socket stops reading. */
-  readonly maxBufferedBytesPerConnection: number
-  /** Received bytes all of a plugin's connections may hold before they all stop reading. */
-  readonly maxBufferedBytesPerPlugin: number
-  /** The largest handshake response head (status line and headers) accepted from a server. */
-  readonly maxHeaderBytes: number
-  /** DNS resolution; every address it returns is checked before the socket connects. */
-  readonly lookup: LookupFunction
-}
-
-/** One plugin's inbound WebSocket figures, kept up to date as data arrives and is delivered. */
-export interface InboundFigures {
-  /** Bytes received from servers and not yet delivered to the plugin, over all its connections. */
-  buffered: number
-  /** The most `buffered` has ever been. */
-  peak: number
-  /** The most one connection has ever held. */
-  connectionPeak: number
-  /** Connections whose socket is paused right now. */
-  paused: number
-  /** How many times a socket was paused. */
-  pauses: number
-}
-
-/** Where the service publishes each plugin's inbound figures, by plugin ID (the latest load wins). */
-export class InboundMeter {
-  readonly #plugins = new Map<string, InboundFigures>()
-  /** The figures of a plugin (all zero before it connects anywhere). */
-  of(pluginId: string): InboundFigures {
-    return this.#plugins.get(pluginId) ?? { buffered: 0, peak: 0, connectionPeak: 0, paused: 0, pauses: 0 }
-  }
-  /** Registers the live figures of a plugin's service. */
-  track(pluginId: string, figures: InboundFigures): void {
-    this.#plugins.set(pluginId, figures)
-  }
-}
+export type { ConnectionOptions, InboundFigures, Target } from "./WebSocketTypes.js"
+export { InboundMeter } from "./WebSocketTypes.js"
 
 /** What the socket delivered, in the order it arrived; messages are kept as the bytes received. */
 export type Inbound =
@@ -94,12 +48,6 @@ export interface Connection {
 }
 
 const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
-
-/** Where a connection goes: the checked URL and the host name its lookup is guarded for. */
-export interface Target {
-  readonly url: URL
-  readonly host: string
-}
 
 /** The plugin's message for a socket error: `ws`'s own text, or what to do about our limits. */
 const errorText = (error: Error, options: ConnectionOptions): string =>

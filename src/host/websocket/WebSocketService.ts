@@ -37,17 +37,11 @@ import type { HostCallContext } from "../../runtime/WasmRuntime.js"
 import { Bytes, type HostFunctionHandler, hostFunction } from "../HostCodec.js"
 import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import * as NetworkPolicy from "../network/NetworkPolicy.js"
-import type { InboundMeter } from "./WebSocketConnection.js"
-import {
-  type Connection,
-  type ConnectionOptions,
-  type InboundFigures,
-  makeConnections,
-  type Target
-} from "./WebSocketConnection.js"
+import { type Connection, makeConnections } from "./WebSocketConnection.js"
 import { WebSocketError } from "./WebSocketError.js"
+import type { ConnectionOptions, InboundFigures, InboundMeter, Target } from "./WebSocketTypes.js"
 
-export { type InboundFigures, InboundMeter } from "./WebSocketConnection.js"
+export { type InboundFigures, InboundMeter } from "./WebSocketTypes.js"
 
 /** Settings of the WebSocket service; `defaultWebSocketOptions` has them all. */
 export interface WebSocketOptions extends ConnectionOptions {
