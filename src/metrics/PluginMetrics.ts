@@ -78,6 +78,34 @@ export const serviceOf = (fn: string): string => {
   return at <= 0 ? fn : fn.slice(0, at)
 }
 
+// Tagged metrics are made once per plugin and export, not per call: tagging builds a new metric
+// key whose registry lookup on every call cost more than the call itself.
+const series = new Map<
+  string,
+  {
+    readonly calls: Metric.Metric.Counter<number>
+    readonly failures: Metric.Metric.Counter<number>
+    readonly timeouts: Metric.Metric.Counter<number>
+    readonly callDuration: typeof callDuration
+  }
+>()
+const seriesOf = (pluginId: string, exportName: string) => {
+  const key = `${pluginId}\u0000${exportName}`
+  let found = series.get(key)
+  if (found === undefined) {
+    const tags = <Type, In, Out>(m: Metric.Metric<Type, In, Out>) =>
+      Metric.tagged(Metric.tagged(m, "plugin", pluginId), "export", exportName)
+    found = {
+      calls: tags(calls),
+      failures: tags(failures),
+      timeouts: tags(timeouts),
+      callDuration: tags(callDuration)
+    }
+    series.set(key, found)
+  }
+  return found
+}
+
 /**
  * Counts one export call of `effect`, its failure by error tag, a timeout, and its duration.
  * Interruption (the caller gave up) is neither a failure nor a timeout.
@@ -86,23 +114,21 @@ export const trackCall =
   (pluginId: string, exportName: string) =>
   <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.suspend(() => {
-      const tags = <Type, In, Out>(m: Metric.Metric<Type, In, Out>) =>
-        Metric.tagged(Metric.tagged(m, "plugin", pluginId), "export", exportName)
+      const series = seriesOf(pluginId, exportName)
       return Effect.zipRight(
-        Metric.increment(tags(calls)),
+        Metric.increment(series.calls),
         Effect.flatMap(Clock.currentTimeMillis, (started) =>
           Effect.onExit(effect, (exit) =>
             Effect.flatMap(Clock.currentTimeMillis, (ended) => {
-              const seconds = tags(callDuration)
-              const recorded = Metric.update(seconds, (ended - started) / 1000)
+              const recorded = Metric.update(series.callDuration, (ended - started) / 1000)
               if (Exit.isSuccess(exit)) return recorded
               // Typed failures only: a defect or an interruption carries no error tag.
               const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
               if (failure === undefined) return recorded
               return Effect.all([
                 recorded,
-                Metric.increment(Metric.tagged(tags(failures), "error", failure._tag)),
-                failure._tag === "PluginTimeoutError" ? Metric.increment(tags(timeouts)) : Effect.void
+                Metric.increment(Metric.tagged(series.failures, "error", failure._tag)),
+                failure._tag === "PluginTimeoutError" ? Metric.increment(series.timeouts) : Effect.void
               ])
             })
           )
@@ -111,8 +137,18 @@ export const trackCall =
     })
 
 /** Counts one host call of a plugin under its service. */
-export const countHostCall = (pluginId: string, fn: string): Effect.Effect<void> =>
-  Metric.increment(Metric.tagged(Metric.tagged(hostCalls, "plugin", pluginId), "service", serviceOf(fn)))
+export const countHostCall = (pluginId: string, fn: string): Effect.Effect<void> => {
+  const key = `${pluginId}\u0000${fn}`
+  let counter = hostCallSeries.get(key)
+  if (counter === undefined) {
+    counter = Metric.tagged(Metric.tagged(hostCalls, "plugin", pluginId), "service", serviceOf(fn))
+    hostCallSeries.set(key, counter)
+  }
+  return Metric.increment(counter)
+}
+
+// As for calls: one tagged counter per plugin and function, made once.
+const hostCallSeries = new Map<string, Metric.Metric.Counter<number>>()
 
 /** Sets a per-plugin gauge (KV bytes, schedules, sockets). */
 export const setGauge = (
