@@ -15,12 +15,15 @@ import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { hostname } from "node:os"
@@ -79,7 +82,13 @@ interface Work {
 const makeOwnership = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const sharding = yield* Sharding.Sharding
-  const layerContext = yield* Effect.context<Sharding.Sharding>()
+  // Singletons live as long as this layer: registered in its scope, not in whatever scope the
+  // caller of `background` runs in.
+  const layerContext = Context.add(
+    yield* Effect.context<Sharding.Sharding>(),
+    Scope.Scope,
+    yield* Effect.scope
+  )
   yield* migrate("ndp_cluster_migrations", migrations).pipe(Effect.orDie)
   const works = new Map<string, SubscriptionRef.SubscriptionRef<Work | undefined>>()
 
@@ -145,12 +154,45 @@ const makeOwnership = Effect.gen(function* () {
  * ownership of plugins' background work.
  */
 export const layer = (options: ClusterOptions): Layer.Layer<PluginOwnership, never, SqlClient.SqlClient> =>
-  Layer.effect(PluginOwnership, makeOwnership).pipe(
+  Layer.scoped(PluginOwnership, makeOwnership).pipe(
     Layer.provide(Sharding.layer),
     Layer.provide(Runners.layerNoop),
     Layer.provide(Layer.orDie(SqlRunnerStorage.layerWith({ prefix: "ndp_cluster" }))),
     Layer.provide([MessageStorage.layerNoop, RunnerHealth.layerNoop]),
     Layer.provide(shardingConfig(options))
+  )
+
+/** Two-key advisory locks never collide with the one-key locks the cluster takes for shards. */
+const startupLock = [0x6e6470, 1] as const
+
+/**
+ * Builds `node` while holding a database-wide lock, so nodes starting together create tables one
+ * after another: PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent twin
+ * (the runners' tables of `@effect/cluster` and our migrators' tables alike).
+ */
+const oneNodeAtATime = <A, E>(
+  node: Layer.Layer<A, E, SqlClient.SqlClient>
+): Layer.Layer<A, E | SqlError, SqlClient.SqlClient> =>
+  Layer.scopedContext(
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const nodeScope = yield* Effect.scope
+      return yield* Effect.scoped(
+        Effect.gen(function* () {
+          const connection = yield* sql.reserve
+          yield* Effect.acquireRelease(
+            connection.executeRaw(`SELECT pg_advisory_lock(${startupLock[0]}, ${startupLock[1]})`, []),
+            () =>
+              connection
+                .executeRaw(`SELECT pg_advisory_unlock(${startupLock[0]}, ${startupLock[1]})`, [])
+                .pipe(Effect.ignore)
+          )
+          return yield* Layer.buildWithScope(node, nodeScope).pipe(
+            Effect.provideService(Scope.Scope, nodeScope)
+          )
+        })
+      )
+    })
   )
 
 /** The database setting cannot be used: not a PostgreSQL URL, or the server refused. */
@@ -181,14 +223,15 @@ export const layerPostgres = (
       KvStorePg.migrateSchema.pipe(Effect.provideService(SqlClient.SqlClient, sql))
     )
   )
-  return Layer.merge(
+  const node = Layer.merge(
     layer({
       nodeHost: options.nodeHost ?? hostname(),
       nodePort: options.nodePort ?? process.pid,
       ...options
     }),
     shared
-  ).pipe(
+  )
+  return oneNodeAtATime(node).pipe(
     Layer.provide(PgClient.layer({ url: Redacted.make(url), applicationName: "ndp-engine" })),
     Layer.mapError(
       (cause) =>
