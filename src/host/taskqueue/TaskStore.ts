@@ -8,6 +8,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -51,6 +52,17 @@ export interface InsertBounds {
 
 /** One plugin's tasks and queue definitions. Every operation runs in one transaction. */
 export interface TaskStore {
+  /**
+   * Shared by the nodes of a cluster (`TaskStorePg`): a queue defined on one node is known to all,
+   * and a taken task is leased to its node, which renews the lease every `leaseRenewal` while the
+   * task runs.
+   */
+  readonly shared: boolean
+  readonly leaseRenewal: Option.Option<Duration.Duration>
+  /** Keeps a running task with this node (a shared store's lease). */
+  readonly renew: (id: string, now: number) => Effect.Effect<void, TaskQueueError>
+  /** The settings a queue was last defined with, on any node (shared stores only). */
+  readonly queueSettings: (name: string) => Effect.Effect<Option.Option<QueueSettings>, TaskQueueError>
   /** Saves the queue's settings and puts its tasks left `running` (a crash) back to `pending`. */
   readonly defineQueue: (
     name: string,
@@ -152,6 +164,10 @@ export const sqlite = (filename: string): Effect.Effect<TaskStore, TaskQueueErro
       ).pipe(Effect.asVoid)
 
     return {
+      shared: false,
+      leaseRenewal: Option.none(),
+      renew: () => Effect.void,
+      queueSettings: () => Effect.succeed(Option.none()),
       defineQueue: (name, s, now) =>
         run(
           Effect.gen(function* () {
