@@ -130,6 +130,32 @@ const migrations = Migrator.fromRecord({
   })
 })
 
+/** Refuses a task that would pass the queue's or the plugin's pending bounds (every backend). */
+export const checkBounds = (
+  task: { readonly queue: string; readonly payload: Uint8Array },
+  bounds: InsertBounds,
+  pendingInQueue: number,
+  pendingBytes: number
+): Effect.Effect<void, TaskQueueError> => {
+  if (pendingInQueue >= bounds.maxPendingPerQueue) {
+    return new TaskQueueError({
+      reason: "LimitReached",
+      message:
+        `queue "${task.queue}" already holds ${bounds.maxPendingPerQueue} pending tasks, the most allowed: ` +
+        `wait for some to run (task_get) or clear the queue (task_clearqueue)`
+    })
+  }
+  if (pendingBytes + task.payload.byteLength > bounds.maxPendingBytes) {
+    return new TaskQueueError({
+      reason: "LimitReached",
+      message:
+        `the plugin's pending tasks already hold ${pendingBytes} payload bytes; adding ${task.payload.byteLength} ` +
+        `would pass the limit of ${bounds.maxPendingBytes}: keep large data in the KV store and enqueue its key`
+    })
+  }
+  return Effect.void
+}
+
 const storageError = (cause: unknown) =>
   new TaskQueueError({
     reason: "Storage",
@@ -186,27 +212,12 @@ export const sqlite = (filename: string): Effect.Effect<TaskStore, TaskQueueErro
           Effect.gen(function* () {
             const [queue] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM tasks
               WHERE queue_name = ${task.queue} AND status = 'pending'`
-            if ((queue?.n ?? 0) >= bounds.maxPendingPerQueue) {
-              return yield* new TaskQueueError({
-                reason: "LimitReached",
-                message:
-                  `queue "${task.queue}" already holds ${bounds.maxPendingPerQueue} pending tasks, the most allowed: ` +
-                  `wait for some to run (task_get) or clear the queue (task_clearqueue)`
-              })
-            }
+            const pendingInQueue = queue?.n ?? 0
             const [all] = yield* sql<{
               readonly bytes: number
             }>`SELECT coalesce(sum(length(payload)), 0) AS bytes
               FROM tasks WHERE status = 'pending'`
-            const bytes = all?.bytes ?? 0
-            if (bytes + task.payload.byteLength > bounds.maxPendingBytes) {
-              return yield* new TaskQueueError({
-                reason: "LimitReached",
-                message:
-                  `the plugin's pending tasks already hold ${bytes} payload bytes; adding ${task.payload.byteLength} ` +
-                  `would pass the limit of ${bounds.maxPendingBytes}: keep large data in the KV store and enqueue its key`
-              })
-            }
+            yield* checkBounds(task, bounds, pendingInQueue, all?.bytes ?? 0)
             yield* sql`INSERT INTO tasks (id, queue_name, payload, status, attempt, max_retries, next_run_at, created_at, updated_at)
               VALUES (${task.id}, ${task.queue}, ${task.payload}, 'pending', 0, ${task.maxRetries}, ${now}, ${now}, ${now})`
           })

@@ -16,7 +16,13 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { migrate } from "../../internal/migrate.js"
 import { TaskQueueError } from "./TaskQueueError.js"
-import type { QueueSettings, TaskInfo, TaskStatus, TaskStore } from "./TaskStore.js"
+import {
+  checkBounds,
+  type QueueSettings,
+  type TaskInfo,
+  type TaskStatus,
+  type TaskStore
+} from "./TaskStore.js"
 
 /** The PostgreSQL schema of the task queues. */
 export const migrations = Migrator.fromRecord({
@@ -142,27 +148,11 @@ export const make = (
           yield* lockPlugin
           const [queue] = yield* sql<{ readonly n: string }>`SELECT count(*) AS n FROM ndp_tasks
             WHERE plugin = ${pluginId} AND queue_name = ${task.queue} AND status = 'pending'`
-          if (toNumber(queue?.n) >= bounds.maxPendingPerQueue) {
-            return yield* new TaskQueueError({
-              reason: "LimitReached",
-              message:
-                `queue "${task.queue}" already holds ${bounds.maxPendingPerQueue} pending tasks, the most allowed: ` +
-                `wait for some to run (task_get) or clear the queue (task_clearqueue)`
-            })
-          }
           const [all] = yield* sql<{
             readonly bytes: string
           }>`SELECT coalesce(sum(length(payload)), 0) AS bytes
             FROM ndp_tasks WHERE plugin = ${pluginId} AND status = 'pending'`
-          const bytes = toNumber(all?.bytes)
-          if (bytes + task.payload.byteLength > bounds.maxPendingBytes) {
-            return yield* new TaskQueueError({
-              reason: "LimitReached",
-              message:
-                `the plugin's pending tasks already hold ${bytes} payload bytes; adding ${task.payload.byteLength} ` +
-                `would pass the limit of ${bounds.maxPendingBytes}: keep large data in the KV store and enqueue its key`
-            })
-          }
+          yield* checkBounds(task, bounds, toNumber(queue?.n), toNumber(all?.bytes))
           yield* sql`INSERT INTO ndp_tasks (plugin, id, queue_name, payload, status, attempt, max_retries, next_run_at, created_at, updated_at)
             VALUES (${pluginId}, ${task.id}, ${task.queue}, ${Buffer.from(task.payload)}, 'pending', 0, ${task.maxRetries}, ${now}, ${now}, ${now})`
         })
