@@ -19,15 +19,15 @@ export const migrations = {
       username TEXT NOT NULL,
       request TEXT NOT NULL,
       attempts INTEGER NOT NULL,
-      next_attempt_at INTEGER NOT NULL,
-      created_at INTEGER NOT NULL,
+      next_attempt_at ${dialect.epochMillis} NOT NULL,
+      created_at ${dialect.epochMillis} NOT NULL,
       last_error TEXT
     )`
       yield* sql`CREATE INDEX scrobble_queue_by_plugin ON scrobble_queue (plugin_id, id)`
       yield* sql`CREATE TABLE scrobble_unauthorized (
       plugin_id TEXT NOT NULL,
       username TEXT NOT NULL,
-      marked_at INTEGER NOT NULL,
+      marked_at ${dialect.epochMillis} NOT NULL,
       PRIMARY KEY (plugin_id, username)
     )`
     })
