@@ -105,8 +105,8 @@ const statusPrinter = Layer.scopedDiscard(
  */
 export const serverLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, true)
-  // With a Database, this process is one node of a cluster on it (docs/cluster.md), and the registry
-  // is the cluster's: every node reads the same rows and follows their changes.
+  // With a Database, this process is one node of a cluster on it (docs/cluster.md); the registry and
+  // the scrobble retry queue are the cluster's: every node reads the same rows.
   if (settings.database === undefined) {
     return statusPrinter.pipe(
       Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
@@ -127,7 +127,12 @@ export const serverLayer = (settings: ManagerSettings) => {
     )
   )
   return statusPrinter.pipe(
-    Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
+    Layer.provideMerge(
+      Layer.merge(
+        MetadataAgents.layer({ agents: settings.agents }),
+        Layer.provide(Scrobblers.layer(), sharedAsStorage)
+      )
+    ),
     Layer.provideMerge(PluginManager.layer(manager)),
     Layer.provideMerge(Layer.provide(Registry.layer, sharedAsStorage)),
     Layer.provideMerge(Engine.layer(engine)),

@@ -29,7 +29,8 @@ export const all: ReadonlyArray<readonly [key: string, migration: Migration]> = 
   ["0006_catalogue", CatalogSchema.migrations.catalogue],
   ["0007_demo_library", CatalogSchema.migrations.demoLibrary],
   ["0008_allow_write", Registry.migrations.allowWrite],
-  ["0009_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory]
+  ["0009_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory],
+  ["0010_scrobble_drains", ScrobbleQueue.migrations.drainLeases]
 ]
 
 /**
@@ -42,7 +43,8 @@ export const shared: ReadonlySet<string> = new Set([
   "0001_plugins",
   "0002_allowed_networks",
   "0003_scrobble_queue",
-  "0008_allow_write"
+  "0008_allow_write",
+  "0010_scrobble_drains"
 ])
 
 /** The record `Migrator.fromRecord` takes, bound to one client: every migration, or those `only` names. */
