@@ -41,7 +41,8 @@ const main = Effect.gen(function* () {
   }
   const shared = ["--folder", folder, "--data-dir", join(root, "cli"), "--database", url]
   for (const id of plugins) {
-    const enabled = yield* Effect.promise(() => ndp(["plugins", "enable", id, ...shared]))
+    // The scrobbler asks for the users permission: every user may use it.
+    const enabled = yield* Effect.promise(() => ndp(["plugins", "enable", id, "--all-users", ...shared]))
     if (enabled.code !== 0) console.log(`${id} not enabled: ${enabled.stderr.trim()}`)
   }
   const nodes = yield* Effect.promise(() =>
