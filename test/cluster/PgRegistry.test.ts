@@ -25,7 +25,13 @@ describe("the registry on PostgreSQL", () => {
       )
       const tables = yield* Context.get(storages[0]!, SharedStorage).dialect.tables
       expect([...tables].sort()).toEqual(
-        ["ndp_schema_migrations", "plugins", "scrobble_queue", "scrobble_unauthorized"].sort()
+        [
+          "ndp_schema_migrations",
+          "plugins",
+          "scrobble_drains",
+          "scrobble_queue",
+          "scrobble_unauthorized"
+        ].sort()
       )
 
       const registry = Context.get(
