@@ -100,10 +100,12 @@ describe("the registry of a cluster", { timeout: CLI_TEST_TIMEOUT_MS }, () => {
       config: { greeting: "hello from a" }
     })
     expect(saved.status, await saved.text()).toBe(200)
+    const savedAt = Date.now()
     await until(
       "node B to answer with the new greeting",
       async () => (await greetingOn(b!)) === "hello from a"
     )
+    console.log(`config saved on node A → answered by node B in ${Date.now() - savedAt} ms`)
 
     // Disabled through node A: node B unloads it.
     const disabledOnB = lines(nodes[1]!, /^cluster-greeter: disabled/)
