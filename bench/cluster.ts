@@ -70,18 +70,30 @@ const until = async (check: () => boolean, timeoutMs = 120_000) => {
 const failover = async (url: string): Promise<number> => {
   const dirs: Array<string> = []
   try {
-    const nodes = await Promise.all(
-      [0, 1, 2].map(async (index) => {
-        const dir = mkdtempSync(join(tmpdir(), `ndp-bench-node${index}-`))
-        dirs.push(dir)
-        const folder = join(dir, "plugins")
-        mkdirSync(folder)
-        copyFileSync(fixture("cluster-ticker"), join(folder, "cluster-ticker.ndp"))
-        const args = ["--folder", folder, "--data-dir", join(dir, "data")]
-        await ndp(["plugins", "enable", "cluster-ticker", ...args])
-        return startNdp(["serve", ...args, "--database", url], { NDP_PLUGINS_WORKERS: "1" })
+    // One plugins folder for every node; the plugin enabled in the cluster's registry.
+    const shared = mkdtempSync(join(tmpdir(), "ndp-bench-cluster-"))
+    dirs.push(shared)
+    const folder = join(shared, "plugins")
+    mkdirSync(folder)
+    copyFileSync(fixture("cluster-ticker"), join(folder, "cluster-ticker.ndp"))
+    await ndp([
+      "plugins",
+      "enable",
+      "cluster-ticker",
+      "--folder",
+      folder,
+      "--data-dir",
+      join(shared, "cli"),
+      "--database",
+      url
+    ])
+    const nodes = [0, 1, 2].map((index) => {
+      const dir = mkdtempSync(join(tmpdir(), `ndp-bench-node${index}-`))
+      dirs.push(dir)
+      return startNdp(["serve", "--folder", folder, "--data-dir", join(dir, "data"), "--database", url], {
+        NDP_PLUGINS_WORKERS: "1"
       })
-    )
+    })
     const fired = (node: (typeof nodes)[number]) => /ticker fired/.test(node.out.stderr)
     await until(() => nodes.some(fired))
     const owner = nodes.find(fired)!

@@ -1,7 +1,7 @@
 // A 3-node cluster on this machine (docs/cluster.md): three `ndp serve --database URL` processes,
-// each with its own data folder holding the demo plugins and `cluster-ticker` enabled, on the
-// PostgreSQL server at URL, or on a throwaway one started here (Debian's binaries, see
-// test/support/postgres.ts) when no URL is given. Their output is prefixed with the node's name;
+// each with its own data folder, serving one plugins folder with the demo plugins and
+// `cluster-ticker`, enabled in the cluster's registry on the PostgreSQL server at URL, or on a
+// throwaway one started here (Debian's binaries, see test/support/postgres.ts) when no URL is given. Their output is prefixed with the node's name;
 // Ctrl-C stops them all.
 //
 // Usage: npx tsx scripts/cluster-demo.ts [postgres://…]
@@ -32,19 +32,23 @@ const main = Effect.gen(function* () {
   console.log(`cluster on ${url}`)
   const root = mkdtempSync(join(tmpdir(), "ndp-cluster-demo-"))
   yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(root, { recursive: true, force: true })))
+  // Every node serves the same packages from the same path; the registry is the database's.
+  const folder = join(root, "plugins")
+  mkdirSync(folder, { recursive: true })
+  for (const id of plugins) {
+    const source = join(repositoryRoot, "build", "fixtures", `${id}.ndp`)
+    if (existsSync(source)) copyFileSync(source, join(folder, `${id}.ndp`))
+  }
+  const shared = ["--folder", folder, "--data-dir", join(root, "cli"), "--database", url]
+  for (const id of plugins) {
+    // The scrobbler asks for the users permission: every user may use it.
+    const enabled = yield* Effect.promise(() => ndp(["plugins", "enable", id, "--all-users", ...shared]))
+    if (enabled.code !== 0) console.log(`${id} not enabled: ${enabled.stderr.trim()}`)
+  }
   const nodes = yield* Effect.promise(() =>
     Promise.all(
       ["node1", "node2", "node3"].map(async (name) => {
-        const folder = join(root, name, "plugins")
         const dataDir = join(root, name, "data")
-        mkdirSync(folder, { recursive: true })
-        for (const id of plugins) {
-          const source = join(repositoryRoot, "build", "fixtures", `${id}.ndp`)
-          if (existsSync(source)) copyFileSync(source, join(folder, `${id}.ndp`))
-        }
-        await Promise.all(
-          plugins.map((id) => ndp(["plugins", "enable", id, "--folder", folder, "--data-dir", dataDir]))
-        )
         const node = startNdp(["serve", "--folder", folder, "--data-dir", dataDir, "--database", url])
         node.child.stdout?.on("data", (chunk: string | Buffer) =>
           process.stdout.write(prefixed(name, String(chunk)))

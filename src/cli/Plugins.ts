@@ -2,6 +2,7 @@
  * `ndp plugins list|enable|disable|config|rescan`: edit the registry of a plugins folder. They load
  * no plugin (the manager runs with `live: false`), so they work whether or not an `ndp serve` runs
  * on the same folders; a running server picks the change up from the registry within about 1 s.
+ * With `--database` they edit a cluster's registry, and every node of it follows.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -18,6 +19,8 @@ import { type ManagerSettings, toOptions } from "../manager/ManagerConfig.js"
 import * as PluginManager from "../manager/PluginManager.js"
 import * as Registry from "../manager/Registry.js"
 import { decodeManifest } from "../manifest/Manifest.js"
+import * as PgStorage from "../storage/PgStorage.js"
+import { sharedAsStorage } from "../storage/Storage.js"
 import { type ConfigObject, validateConfig } from "../manifest/PluginConfig.js"
 import { described } from "./Help.js"
 import {
@@ -52,8 +55,16 @@ type Services = PluginManager.PluginManager | Registry.Registry | PluginLoader
 // One worker is plenty: these commands only inspect packages, they never run plugin code.
 const registryLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, false)
+  // With a Database, the registry edited is the cluster's, which every node follows.
+  const registry =
+    settings.database === undefined
+      ? Registry.layer
+      : Registry.layer.pipe(
+          Layer.provide(sharedAsStorage),
+          Layer.provide(PgStorage.layerUrl(settings.database))
+        )
   return PluginManager.layer(manager).pipe(
-    Layer.provideMerge(Registry.layer),
+    Layer.provideMerge(registry),
     Layer.provideMerge(Engine.layer({ ...engine, runtime: { ...engine.runtime, poolSize: 1 } }))
   )
 }

@@ -27,6 +27,7 @@ import * as PluginManager from "../manager/PluginManager.js"
 import * as MetadataAgents from "../manager/MetadataAgents.js"
 import * as Registry from "../manager/Registry.js"
 import * as Scrobblers from "../manager/Scrobblers.js"
+import { sharedAsStorage } from "../storage/Storage.js"
 import { described } from "./Help.js"
 import {
   CommandFailure,
@@ -105,30 +106,38 @@ const statusPrinter = Layer.scopedDiscard(
  */
 export const serverLayer = (settings: ManagerSettings) => {
   const { engine, manager } = toOptions(settings, true)
-  // With a Database, this process is one node of a cluster on it (docs/cluster.md).
-  const engineLayer =
-    settings.database === undefined
-      ? Engine.layer(engine)
-      : Engine.layer(engine).pipe(
-          Layer.provide(
-            Cluster.layerPostgres(settings.database).pipe(
-              Layer.mapError(
-                (error) =>
-                  new CommandFailure({
-                    code: ManagerExitCode.usage,
-                    tag: error._tag,
-                    reason: "Database",
-                    message: error.message
-                  })
-              )
-            )
-          )
-        )
+  // With a Database, this process is one node of a cluster on it (docs/cluster.md); the registry and
+  // the scrobble retry queue are the cluster's: every node reads the same rows.
+  if (settings.database === undefined) {
+    return statusPrinter.pipe(
+      Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
+      Layer.provideMerge(PluginManager.layer(manager)),
+      Layer.provideMerge(Registry.layer),
+      Layer.provideMerge(Engine.layer(engine))
+    )
+  }
+  const cluster = Cluster.layerPostgres(settings.database).pipe(
+    Layer.mapError(
+      (error) =>
+        new CommandFailure({
+          code: ManagerExitCode.usage,
+          tag: error._tag,
+          reason: "Database",
+          message: error.message
+        })
+    )
+  )
   return statusPrinter.pipe(
-    Layer.provideMerge(Layer.merge(MetadataAgents.layer({ agents: settings.agents }), Scrobblers.layer())),
+    Layer.provideMerge(
+      Layer.merge(
+        MetadataAgents.layer({ agents: settings.agents }),
+        Layer.provide(Scrobblers.layer(), sharedAsStorage)
+      )
+    ),
     Layer.provideMerge(PluginManager.layer(manager)),
-    Layer.provideMerge(Registry.layer),
-    Layer.provideMerge(engineLayer)
+    Layer.provideMerge(Layer.provide(Registry.layer, sharedAsStorage)),
+    Layer.provideMerge(Engine.layer(engine)),
+    Layer.provide(cluster)
   )
 }
 
@@ -189,13 +198,6 @@ export const serve = described(
           `serve the admin API, web page and /metrics there (host 127.0.0.1 when only a port is given); token from ${adminTokenVariable}, else generated once`
         )
       ),
-      database: Options.text("database").pipe(
-        Options.withPseudoName("URL"),
-        Options.optional,
-        Options.withDescription(
-          "a postgres:// URL: run as one node of a cluster sharing it (docs/cluster.md)"
-        )
-      ),
       otlpEndpoint: Options.text("otlp-endpoint").pipe(
         Options.withPseudoName("URL"),
         Options.optional,
@@ -206,10 +208,7 @@ export const serve = described(
     },
     (args) =>
       Effect.gen(function* () {
-        const settings = yield* loadSettings(args, {
-          ...(args.autoReload ? { AutoReload: "true" } : {}),
-          ...Option.match(args.database, { onNone: () => ({}), onSome: (Database) => ({ Database }) })
-        })
+        const settings = yield* loadSettings(args, args.autoReload ? { AutoReload: "true" } : {})
         if (!settings.enabled) {
           yield* Console.error(
             "plugins are disabled in the settings (Plugins.Enabled = false): nothing to serve"

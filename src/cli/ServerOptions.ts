@@ -40,6 +40,13 @@ export const locationOptions = {
     Options.withPseudoName("FILE"),
     Options.optional,
     Options.withDescription("settings file (.toml or .json) with a [Plugins] block")
+  ),
+  database: Options.text("database").pipe(
+    Options.withPseudoName("URL"),
+    Options.optional,
+    Options.withDescription(
+      "a postgres:// URL: the database of a cluster, whose registry this edits; serve joins as a node (docs/cluster.md)"
+    )
   )
 }
 
@@ -160,6 +167,7 @@ export const loadSettings = (
     readonly folder: Option.Option<string>
     readonly dataDir: Option.Option<string>
     readonly configFile: Option.Option<string>
+    readonly database?: Option.Option<string>
   },
   extra: Partial<Record<ManagerConfig.SettingKey, string>> = {}
 ): Effect.Effect<ManagerConfig.ManagerSettings, ManagerConfig.ManagerConfigError, FileSystem.FileSystem> =>
@@ -168,6 +176,10 @@ export const loadSettings = (
     overrides: {
       ...extra,
       ...Option.match(args.folder, { onNone: () => ({}), onSome: (Folder) => ({ Folder }) }),
-      ...Option.match(args.dataDir, { onNone: () => ({}), onSome: (DataFolder) => ({ DataFolder }) })
+      ...Option.match(args.dataDir, { onNone: () => ({}), onSome: (DataFolder) => ({ DataFolder }) }),
+      ...Option.match(args.database ?? Option.none(), {
+        onNone: () => ({}),
+        onSome: (Database) => ({ Database })
+      })
     }
   })

@@ -31,6 +31,9 @@ import * as KvStorePg from "../host/kvstore/KvStorePg.js"
 import * as KvStoreService from "../host/kvstore/KvStoreService.js"
 import * as TaskStorePg from "../host/taskqueue/TaskStorePg.js"
 import { migrate } from "../internal/migrate.js"
+import { advisoryLock } from "../storage/Dialect.js"
+import * as PgStorage from "../storage/PgStorage.js"
+import type { SharedStorage } from "../storage/Storage.js"
 import { PluginOwnership, type PluginOwnershipShape } from "./PluginOwnership.js"
 
 /** How a node takes part in the cluster. */
@@ -164,7 +167,7 @@ export const layer = (options: ClusterOptions): Layer.Layer<PluginOwnership, nev
   )
 
 /** Two-key advisory locks never collide with the one-key locks the cluster takes for shards. */
-const startupLock = [0x6e6470, 1] as const
+const startupLock: readonly [number, number] = [0x6e6470, 1]
 
 /**
  * Builds `node` while holding a database-wide lock, so nodes starting together create tables one
@@ -179,19 +182,10 @@ const oneNodeAtATime = <A, E>(
       const sql = yield* SqlClient.SqlClient
       const nodeScope = yield* Effect.scope
       return yield* Effect.scoped(
-        Effect.gen(function* () {
-          const connection = yield* sql.reserve
-          yield* Effect.acquireRelease(
-            connection.executeRaw(`SELECT pg_advisory_lock(${startupLock[0]}, ${startupLock[1]})`, []),
-            () =>
-              connection
-                .executeRaw(`SELECT pg_advisory_unlock(${startupLock[0]}, ${startupLock[1]})`, [])
-                .pipe(Effect.ignore)
-          )
-          return yield* Layer.buildWithScope(node, nodeScope).pipe(
-            Effect.provideService(Scope.Scope, nodeScope)
-          )
-        })
+        Effect.zipRight(
+          advisoryLock(sql, startupLock),
+          Layer.buildWithScope(node, nodeScope).pipe(Effect.provideService(Scope.Scope, nodeScope))
+        )
       )
     })
   )
@@ -204,14 +198,15 @@ export class ClusterError extends Schema.TaggedError<ClusterError>()("ClusterErr
 
 /**
  * The engine's shared state on the PostgreSQL database at `url`, this process as one of its nodes:
- * the KV stores of every plugin in one schema, and the ownership of plugins' background work. The
- * node is named after the host and process ID unless told.
+ * the KV stores of every plugin in one schema, the shared tables (plugin registry, scrobble queue)
+ * and the ownership of plugins' background work. The node is named after the host and process ID
+ * unless told.
  */
 export const layerPostgres = (
   url: string,
   options: Partial<ClusterOptions> = {}
-): Layer.Layer<PluginOwnership | KvStoreService.SharedDatabase, ClusterError> => {
-  if (!/^postgres(ql)?:\/\//.test(url)) {
+): Layer.Layer<PluginOwnership | KvStoreService.SharedDatabase | SharedStorage, ClusterError> => {
+  if (!PgStorage.isPostgresUrl(url)) {
     return Layer.fail(
       new ClusterError({
         message: `the Database setting must be a postgres:// URL (or be left unset for SQLite), not "${url.split("@").pop()}"`
@@ -226,7 +221,8 @@ export const layerPostgres = (
       )
     )
   )
-  const node = Layer.merge(
+  const node = Layer.mergeAll(
+    PgStorage.layer,
     layer({
       nodeHost: options.nodeHost ?? hostname(),
       nodePort: options.nodePort ?? process.pid,

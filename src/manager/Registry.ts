@@ -58,8 +58,9 @@ interface Row {
   readonly enabled: number
   readonly last_error: string | null
   readonly sha256: string
-  readonly created_at: number
-  readonly updated_at: number
+  // Strings from PostgreSQL (BIGINT).
+  readonly created_at: number | string
+  readonly updated_at: number | string
 }
 
 const parseJson = <A>(text: string, fallback: A): A => {
@@ -82,13 +83,13 @@ const fromRow = (row: Row): PluginRecord => ({
   enabled: row.enabled === 1,
   lastError: row.last_error,
   sha256: row.sha256,
-  createdAt: row.created_at,
-  updatedAt: row.updated_at
+  createdAt: Number(row.created_at),
+  updatedAt: Number(row.updated_at)
 })
 
 /** The registry's migrations (numbered in `storage/Migrations.ts`). */
 export const migrations = {
-  plugins: (sql: SqlClient.SqlClient, _dialect: Dialect) =>
+  plugins: (sql: SqlClient.SqlClient, dialect: Dialect) =>
     sql`CREATE TABLE plugins (
       id TEXT PRIMARY KEY,
       path TEXT NOT NULL,
@@ -101,8 +102,8 @@ export const migrations = {
       enabled INTEGER NOT NULL DEFAULT 0,
       last_error TEXT,
       sha256 TEXT NOT NULL,
-      created_at INTEGER NOT NULL,
-      updated_at INTEGER NOT NULL
+      created_at ${dialect.epochMillis} NOT NULL,
+      updated_at ${dialect.epochMillis} NOT NULL
     )`.pipe(Effect.asVoid),
   allowedNetworks: (sql: SqlClient.SqlClient, _dialect: Dialect) =>
     sql`ALTER TABLE plugins ADD COLUMN allowed_networks TEXT NOT NULL DEFAULT '[]'`.pipe(Effect.asVoid),

@@ -19,18 +19,25 @@ export const migrations = {
       username TEXT NOT NULL,
       request TEXT NOT NULL,
       attempts INTEGER NOT NULL,
-      next_attempt_at INTEGER NOT NULL,
-      created_at INTEGER NOT NULL,
+      next_attempt_at ${dialect.epochMillis} NOT NULL,
+      created_at ${dialect.epochMillis} NOT NULL,
       last_error TEXT
     )`
       yield* sql`CREATE INDEX scrobble_queue_by_plugin ON scrobble_queue (plugin_id, id)`
       yield* sql`CREATE TABLE scrobble_unauthorized (
       plugin_id TEXT NOT NULL,
       username TEXT NOT NULL,
-      marked_at INTEGER NOT NULL,
+      marked_at ${dialect.epochMillis} NOT NULL,
       PRIMARY KEY (plugin_id, username)
     )`
-    })
+    }),
+  // Which process drains a plugin's queue, until when: on a cluster all nodes share the queue.
+  drainLeases: (sql: SqlClient.SqlClient, dialect: Dialect) =>
+    sql`CREATE TABLE scrobble_drains (
+      plugin_id TEXT PRIMARY KEY,
+      holder TEXT NOT NULL,
+      lease_until ${dialect.epochMillis} NOT NULL
+    )`.pipe(Effect.asVoid)
 }
 
 /** A scrobble waiting to be sent again. */
@@ -54,25 +61,26 @@ export interface UnauthorizedUser {
   readonly markedAt: number
 }
 
+// PostgreSQL answers BIGINT columns and counts as strings.
 interface QueueRow {
-  readonly id: number
+  readonly id: number | string
   readonly plugin_id: string
   readonly username: string
   readonly request: string
   readonly attempts: number
-  readonly next_attempt_at: number
-  readonly created_at: number
+  readonly next_attempt_at: number | string
+  readonly created_at: number | string
   readonly last_error: string | null
 }
 
 const fromRow = (row: QueueRow): QueuedScrobble => ({
-  id: row.id,
+  id: Number(row.id),
   pluginId: row.plugin_id,
   username: row.username,
   request: row.request,
   attempts: row.attempts,
-  nextAttemptAt: row.next_attempt_at,
-  createdAt: row.created_at,
+  nextAttemptAt: Number(row.next_attempt_at),
+  createdAt: Number(row.created_at),
   lastError: row.last_error
 })
 
@@ -106,14 +114,26 @@ export interface ScrobbleStore {
   readonly marks: Effect.Effect<ReadonlyArray<UnauthorizedUser>, SqlError>
   /** Plugins that have rows or marks. */
   readonly plugins: Effect.Effect<ReadonlyArray<string>, SqlError>
+  /**
+   * Takes or extends the right to drain a plugin's queue until `until`: granted when no one holds
+   * it, `holder` already does, or the holder's lease ended before `now`.
+   */
+  readonly claimDrain: (
+    pluginId: string,
+    holder: string,
+    now: number,
+    until: number
+  ) => Effect.Effect<boolean, SqlError>
+  /** Gives the right up, if `holder` still has it. */
+  readonly releaseDrain: (pluginId: string, holder: string) => Effect.Effect<void, SqlError>
 }
 
 /** The store in the engine's storage. */
 export const make: Effect.Effect<ScrobbleStore, never, Storage> = Effect.gen(function* () {
   const { sql } = yield* Storage
 
-  const counted = (rows: ReadonlyArray<{ plugin_id: string; n: number }>) =>
-    rows.map((r) => ({ pluginId: r.plugin_id, count: r.n }))
+  const counted = (rows: ReadonlyArray<{ plugin_id: string; n: number | string }>) =>
+    rows.map((r) => ({ pluginId: r.plugin_id, count: Number(r.n) }))
 
   return {
     enqueue: (row) =>
@@ -122,9 +142,9 @@ export const make: Effect.Effect<ScrobbleStore, never, Storage> = Effect.gen(fun
         Effect.asVoid
       ),
     hasBacklog: (pluginId, username) =>
-      sql<{ n: number }>`SELECT COUNT(*) AS n FROM scrobble_queue
+      sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM scrobble_queue
         WHERE plugin_id = ${pluginId} AND username = ${username}`.pipe(
-        Effect.map((rows) => (rows[0]?.n ?? 0) > 0)
+        Effect.map((rows) => Number(rows[0]?.n ?? 0) > 0)
       ),
     rowsOf: (pluginId, limit) =>
       sql<QueueRow>`SELECT * FROM scrobble_queue WHERE plugin_id = ${pluginId} ORDER BY id LIMIT ${limit}`.pipe(
@@ -165,9 +185,9 @@ export const make: Effect.Effect<ScrobbleStore, never, Storage> = Effect.gen(fun
         )
         .pipe(Effect.asVoid),
     isMarked: (pluginId, username) =>
-      sql<{ n: number }>`SELECT COUNT(*) AS n FROM scrobble_unauthorized
+      sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM scrobble_unauthorized
         WHERE plugin_id = ${pluginId} AND username = ${username}`.pipe(
-        Effect.map((rows) => (rows[0]?.n ?? 0) > 0)
+        Effect.map((rows) => Number(rows[0]?.n ?? 0) > 0)
       ),
     mark: (pluginId, username, at) =>
       sql`INSERT INTO scrobble_unauthorized (plugin_id, username, marked_at) VALUES (${pluginId}, ${username}, ${at})
@@ -179,15 +199,25 @@ export const make: Effect.Effect<ScrobbleStore, never, Storage> = Effect.gen(fun
     marks: sql<{
       plugin_id: string
       username: string
-      marked_at: number
+      marked_at: number | string
     }>`SELECT * FROM scrobble_unauthorized ORDER BY plugin_id, username`.pipe(
       Effect.map((rows) =>
-        rows.map((r) => ({ pluginId: r.plugin_id, username: r.username, markedAt: r.marked_at }))
+        rows.map((r) => ({ pluginId: r.plugin_id, username: r.username, markedAt: Number(r.marked_at) }))
       )
     ),
     plugins: sql<{ plugin_id: string }>`SELECT plugin_id FROM scrobble_queue
         UNION SELECT plugin_id FROM scrobble_unauthorized ORDER BY plugin_id`.pipe(
       Effect.map((rows) => rows.map((r) => r.plugin_id))
-    )
+    ),
+    // One conditional upsert: of two processes claiming at once, one gets the row.
+    claimDrain: (pluginId, holder, now, until) =>
+      sql`INSERT INTO scrobble_drains (plugin_id, holder, lease_until) VALUES (${pluginId}, ${holder}, ${until})
+        ON CONFLICT (plugin_id) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until
+        WHERE scrobble_drains.holder = excluded.holder OR scrobble_drains.lease_until < ${now}
+        RETURNING plugin_id`.pipe(Effect.map((rows) => rows.length > 0)),
+    releaseDrain: (pluginId, holder) =>
+      sql`UPDATE scrobble_drains SET lease_until = 0 WHERE plugin_id = ${pluginId} AND holder = ${holder}`.pipe(
+        Effect.asVoid
+      )
   }
 })

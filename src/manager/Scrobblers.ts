@@ -14,7 +14,8 @@
  *
  * A fiber in the service's scope processes the queue: on start, then every `tick`. Per plugin and
  * user, rows are sent oldest first; a row is deleted right after the plugin accepts it, so a row is
- * sent once per process — a crash between acceptance and the delete sends it again after restart.
+ * sent once — a crash between acceptance and the delete sends it again after restart. Processes
+ * sharing the queue (a cluster's nodes, on `SharedStorage`) take turns per plugin with a lease.
  * Rows of a plugin that is no longer registered (its file was removed) are discarded.
  *
  * With a `ScrobbleHistory` in the context, every scrobble given to `scrobble` is also recorded there
@@ -28,6 +29,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
 import * as Scrobbler from "../capabilities/Scrobbler.js"
 import type { LoadedPlugin } from "../loader/PluginLoader.js"
 import { ScrobbleHistory } from "../server/ScrobbleHistory.js"
@@ -53,6 +55,11 @@ export interface ScrobblersOptions {
   readonly maxAge?: Duration.DurationInput
   /** Rows read per plugin and pass (default 500). */
   readonly batchSize?: number
+  /**
+   * How long a process's claim to drain a plugin's queue lasts without renewal (default 60 s): it
+   * is renewed before each row, and bounds how long the rows of a process that died wait.
+   */
+  readonly drainLease?: Duration.DurationInput
 }
 
 /** What happened to a send for one plugin. */
@@ -148,6 +155,9 @@ const make = (options: ScrobblersOptions = {}) =>
     const retryMaxMs = Duration.toMillis(options.retryMax ?? "1 hour")
     const maxAgeMs = Duration.toMillis(options.maxAge ?? "24 hours")
     const batchSize = options.batchSize ?? 500
+    const drainLeaseMs = Duration.toMillis(options.drainLease ?? "60 seconds")
+    // Names this process among those sharing the queue (the nodes of a cluster).
+    const holder = randomUUID()
 
     const storage = <A, E>(what: string, effect: Effect.Effect<A, E>) =>
       Effect.mapError(
@@ -326,13 +336,33 @@ const make = (options: ScrobblersOptions = {}) =>
       ).pipe(Effect.annotateLogs("user", username))
     })
 
-    /** Sends a plugin's due rows, oldest first per user; stops for a user at their first row not sent. */
+    /** Takes or renews this process's right to drain the plugin's queue. */
+    const claim = (pluginId: string) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        storage("claim the queue", rawStore.claimDrain(pluginId, holder, now, now + drainLeaseMs))
+      )
+
+    /**
+     * Sends a plugin's due rows, oldest first per user; stops for a user at their first row not sent.
+     * Only the process holding the plugin's drain lease sends: on a cluster, a row is never sent by
+     * two nodes at once, and a dead node's rows are sent by another once its lease has run out.
+     */
     const drain = (pluginId: string) =>
+      Effect.gen(function* () {
+        if (!(yield* claim(pluginId))) return
+        yield* drainClaimed(pluginId).pipe(
+          Effect.ensuring(Effect.ignore(rawStore.releaseDrain(pluginId, holder)))
+        )
+      })
+
+    const drainClaimed = (pluginId: string) =>
       Effect.gen(function* () {
         const rows = yield* storage("read the queue", rawStore.rowsOf(pluginId, batchSize))
         const blocked = new Set<string>()
         for (const row of rows) {
           if (blocked.has(row.username)) continue
+          // Lost if this process stalled past its lease and another took the queue over.
+          if (!(yield* claim(pluginId))) return
           const now = yield* Clock.currentTimeMillis
           if (row.nextAttemptAt > now) {
             blocked.add(row.username)

@@ -12,7 +12,9 @@ import * as Scope from "effect/Scope"
 
 /** The SQL that differs between backends, bound to one client. */
 export interface Dialect {
-  readonly name: "sqlite"
+  readonly name: "sqlite" | "postgres"
+  /** Column type: epoch milliseconds (64-bit on PostgreSQL, whose INTEGER is 32-bit). */
+  readonly epochMillis: Fragment
   /** Column definition: an integer key the database assigns (and may reuse once freed). */
   readonly integerKey: Fragment
   /** Column definition: an integer key the database assigns and never reuses. */
@@ -54,6 +56,7 @@ export const sqlite = (sql: SqlClient.SqlClient): Dialect => {
   })
   return {
     name: "sqlite",
+    epochMillis: sql`INTEGER`,
     integerKey: sql`INTEGER PRIMARY KEY`,
     serialKey: sql`INTEGER PRIMARY KEY AUTOINCREMENT`,
     caseless: (expr) => `${expr} COLLATE NOCASE`,
@@ -67,6 +70,46 @@ export const sqlite = (sql: SqlClient.SqlClient): Dialect => {
     exclusive
   }
 }
+
+/**
+ * Holds a PostgreSQL advisory lock (two keys) for the current scope, on a connection of its own: a
+ * session lock, not a transaction, so the statements run meanwhile may fail and be retried (as
+ * @effect/sql's Migrator does when it probes its table). The lock goes with the connection should
+ * this process die.
+ */
+export const advisoryLock = (
+  sql: SqlClient.SqlClient,
+  [high, low]: readonly [number, number]
+): Effect.Effect<void, SqlError, Scope.Scope> =>
+  Effect.flatMap(sql.reserve, (connection) =>
+    Effect.acquireRelease(connection.executeRaw(`SELECT pg_advisory_lock(${high}, ${low})`, []), () =>
+      connection.executeRaw(`SELECT pg_advisory_unlock(${high}, ${low})`, []).pipe(Effect.ignore)
+    )
+  ).pipe(Effect.asVoid)
+
+/** The advisory lock migrators of the engine's tables take on PostgreSQL (two keys: see Cluster.ts). */
+const migrationLock: readonly [number, number] = [0x6e6470, 2]
+
+/**
+ * PostgreSQL (the database shared by the nodes of a cluster). Integer keys are `BIGSERIAL` (never
+ * reused), numbers of milliseconds `BIGINT` (which `pg` answers as strings: readers convert).
+ */
+export const postgres = (sql: SqlClient.SqlClient): Dialect => ({
+  name: "postgres",
+  epochMillis: sql`BIGINT`,
+  integerKey: sql`BIGSERIAL PRIMARY KEY`,
+  serialKey: sql`BIGSERIAL PRIMARY KEY`,
+  caseless: (expr) => `LOWER(${expr})`,
+  contains: (column, text) => sql`${sql(column)} ILIKE ${escapeLike(text)} ESCAPE '\\'`,
+  greatest: (a, b) => sql`GREATEST(${a}, ${b})`,
+  // A NULL limit is no limit.
+  page: (limit, offset) => sql`LIMIT ${limit ?? null} OFFSET ${offset ?? 0}`,
+  tables: Effect.map(
+    sql<{ name: string }>`SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()`,
+    (rows) => rows.map((row) => row.name)
+  ),
+  exclusive: (effect) => Effect.scoped(Effect.zipRight(advisoryLock(sql, migrationLock), effect))
+})
 
 /** Connection settings for a SQLite file shared by several connections and processes. */
 export const sqlitePragmas = (

@@ -29,15 +29,35 @@ export const all: ReadonlyArray<readonly [key: string, migration: Migration]> = 
   ["0006_catalogue", CatalogSchema.migrations.catalogue],
   ["0007_demo_library", CatalogSchema.migrations.demoLibrary],
   ["0008_allow_write", Registry.migrations.allowWrite],
-  ["0009_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory]
+  ["0009_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory],
+  ["0010_scrobble_drains", ScrobbleQueue.migrations.drainLeases]
 ]
 
-/** The record `Migrator.fromRecord` takes, bound to one client. */
+/**
+ * The migrations of the tables the nodes of a cluster share (plugin registry, scrobble queue), the
+ * only ones run on its PostgreSQL database; the embedded defaults stay in each node's SQLite file.
+ * A migration joins this list when it is written, never later: the Migrator runs only numbers above
+ * the highest it has recorded.
+ */
+export const shared: ReadonlySet<string> = new Set([
+  "0001_plugins",
+  "0002_allowed_networks",
+  "0003_scrobble_queue",
+  "0008_allow_write",
+  "0010_scrobble_drains"
+])
+
+/** The record `Migrator.fromRecord` takes, bound to one client: every migration, or those `only` names. */
 export const record = (
   sql: SqlClient.SqlClient,
-  dialect: Dialect
+  dialect: Dialect,
+  only?: ReadonlySet<string>
 ): Record<string, Effect.Effect<void, SqlError>> =>
-  Object.fromEntries(all.map(([key, migration]) => [key, migration(sql, dialect)]))
+  Object.fromEntries(
+    all
+      .filter(([key]) => only === undefined || only.has(key))
+      .map(([key, migration]) => [key, migration(sql, dialect)])
+  )
 
 /** The number of a migration key (`"0004_users"` → 4). */
 export const idOf = (key: string): number => Number(key.slice(0, key.indexOf("_")))
@@ -48,15 +68,17 @@ export const MIGRATIONS_TABLE = "ndp_schema_migrations"
 /**
  * Brings the database up to date under the dialect's write lock: connections and processes that
  * open the same database at once take turns, and each finds the work done by the one before.
- * `before` runs first under the same lock (a backend adopting an older layout of its own).
+ * `before` runs first under the same lock (a backend adopting an older layout of its own); `only`
+ * limits the run to some migrations (`shared`, on a cluster's database).
  */
 export const migrate = Effect.fn("Migrations.migrate")(function* (
   sql: SqlClient.SqlClient,
   dialect: Dialect,
-  before: Effect.Effect<void, SqlError | Migrator.MigrationError> = Effect.void
+  before: Effect.Effect<void, SqlError | Migrator.MigrationError> = Effect.void,
+  only?: ReadonlySet<string>
 ) {
   const run = Migrator.make({})({
-    loader: Migrator.fromRecord(record(sql, dialect)),
+    loader: Migrator.fromRecord(record(sql, dialect, only)),
     table: MIGRATIONS_TABLE
   })
   const failed = (cause: unknown, detail: string) =>

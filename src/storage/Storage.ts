@@ -10,6 +10,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
 import type { Dialect } from "./Dialect.js"
 
 /** The engine's database client and the dialect its SQL is written in. */
@@ -21,3 +22,19 @@ export class Storage extends Context.Tag("ndp-engine/Storage")<
     readonly dialect: Dialect
   }
 >() {}
+
+/**
+ * The database the nodes of a cluster share (PostgreSQL), present only on a cluster: the tables of
+ * `Migrations.shared` live there. A module whose rows all nodes must see (the plugin registry) is
+ * built over it with `Layer.provide(sharedAsStorage)`.
+ */
+export class SharedStorage extends Context.Tag("ndp-engine/SharedStorage")<
+  SharedStorage,
+  Storage["Type"]
+>() {}
+
+/** `Storage` as the cluster's shared database. */
+export const sharedAsStorage: Layer.Layer<Storage, never, SharedStorage> = Layer.effect(
+  Storage,
+  SharedStorage
+)

@@ -340,7 +340,7 @@ describe("usage, help and logs", { timeout: CLI_TEST_TIMEOUT_MS }, () => {
     ])
     expect(list.code).toBe(0)
     expect(list.stdout).toContain(
-      "Usage:\n  ndp plugins list [--folder DIR] [--data-dir DIR] [--config-file FILE] [--json]"
+      "Usage:\n  ndp plugins list [--folder DIR] [--data-dir DIR] [--config-file FILE] [--database URL] [--json]"
     )
     expect(list.stdout).not.toContain("$ list")
     expect(call.stdout).toContain("[--config key=value]…")

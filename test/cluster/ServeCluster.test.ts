@@ -14,6 +14,7 @@ import { join } from "node:path"
 import { CLI_TEST_TIMEOUT_MS, killAll, ndp, startNdp } from "../support/cli.js"
 import { fixture } from "../support/fixtures.js"
 import { postgresServer } from "../support/postgres.js"
+import { until } from "../support/wait.js"
 
 const temps: Array<string> = []
 let scope: Scope.CloseableScope
@@ -36,15 +37,6 @@ const fired = (node: Node) => node.out.stderr.match(/ticker fired tick/g)?.lengt
 const initialised = (node: Node) => node.out.stderr.match(/ticker initialised/g)?.length ?? 0
 const total = (nodes: ReadonlyArray<Node>) => nodes.reduce((sum, node) => sum + fired(node), 0)
 
-/** Polls until `check` holds; fails the test with `what` after a generous deadline. */
-const until = async (what: string, check: () => boolean, timeoutMs = 120_000) => {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
 /** Counts the callbacks of the whole cluster over at least `seconds` of real time. */
 const countOver = async (nodes: ReadonlyArray<Node>, seconds: number) => {
   const before = total(nodes)
@@ -55,11 +47,14 @@ const countOver = async (nodes: ReadonlyArray<Node>, seconds: number) => {
 
 let settling: { at: number; counts: ReadonlyArray<number> } | undefined
 
-const startNode = async (index: number) => {
-  const dir = mkdtempSync(join(tmpdir(), `ndp-node${index}-`))
-  temps.push(dir)
-  const folder = join(dir, "plugins")
-  const dataDir = join(dir, "data")
+/**
+ * Every node serves the same packages from the same path (docs/cluster.md); the plugin is enabled in
+ * the cluster's registry, in its database.
+ */
+const sharedFolder = async () => {
+  const shared = mkdtempSync(join(tmpdir(), "ndp-cluster-plugins-"))
+  temps.push(shared)
+  const folder = join(shared, "plugins")
   mkdirSync(folder)
   copyFileSync(fixture("cluster-ticker"), join(folder, "cluster-ticker.ndp"))
   const enabled = await ndp([
@@ -69,17 +64,25 @@ const startNode = async (index: number) => {
     "--folder",
     folder,
     "--data-dir",
-    dataDir
+    join(shared, "cli"),
+    "--database",
+    url
   ])
   expect(enabled.code, enabled.stderr).toBe(0)
-  return startNdp(["serve", "--folder", folder, "--data-dir", dataDir, "--database", url], {
+  return folder
+}
+
+const startNode = (folder: string) => (index: number) => {
+  const dir = mkdtempSync(join(tmpdir(), `ndp-node${index}-`))
+  temps.push(dir)
+  return startNdp(["serve", "--folder", folder, "--data-dir", join(dir, "data"), "--database", url], {
     NDP_PLUGINS_WORKERS: "1"
   })
 }
 
 describe("ndp serve as a cluster", { timeout: CLI_TEST_TIMEOUT_MS }, () => {
   it("a job every second fires once per tick on 3 nodes, and moves to another node when its owner is killed", async () => {
-    const nodes = await Promise.all([0, 1, 2].map(startNode))
+    const nodes = [0, 1, 2].map(startNode(await sharedFolder()))
     for (const node of nodes) await node.waitFor(/^cluster-ticker: loaded/m)
     await until("the first callback", () => total(nodes) > 0)
 

@@ -14,3 +14,15 @@ export const eventually = (what: string, check: () => boolean, timeoutMs = 5_000
       yield* realSleep(5)
     }
   })
+
+/**
+ * Polls `check` (which may be async) every 100 ms until it holds, for tests written with promises
+ * (processes, HTTP); rejects with `what` after a generous deadline.
+ */
+export const until = async (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 120_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
