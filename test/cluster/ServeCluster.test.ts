@@ -4,34 +4,14 @@
  * one node only, fire once per tick across the cluster, and move to another node when its owner is
  * killed with SIGKILL.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Scope from "effect/Scope"
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { CLI_TEST_TIMEOUT_MS, killAll, ndp, startNdp } from "../support/cli.js"
-import { fixture } from "../support/fixtures.js"
-import { postgresServer } from "../support/postgres.js"
+import { describe, expect, it } from "@effect/vitest"
+import { CLI_TEST_TIMEOUT_MS } from "../support/cli.js"
+import { type ClusterNode, clusterHarness } from "../support/cluster.js"
 import { until } from "../support/wait.js"
 
-const temps: Array<string> = []
-let scope: Scope.CloseableScope
-let url = ""
+const { sharedFolder, startNode } = clusterHarness()
 
-beforeAll(async () => {
-  scope = await Effect.runPromise(Scope.make())
-  url = (await Effect.runPromise(Scope.extend(postgresServer, scope))).url
-}, 120_000)
-
-afterAll(async () => {
-  killAll()
-  await Effect.runPromise(Scope.close(scope, Exit.void))
-  for (const dir of temps) rmSync(dir, { recursive: true, force: true })
-}, 120_000)
-
-type Node = ReturnType<typeof startNdp>
+type Node = ClusterNode
 
 const fired = (node: Node) => node.out.stderr.match(/ticker fired tick/g)?.length ?? 0
 const initialised = (node: Node) => node.out.stderr.match(/ticker initialised/g)?.length ?? 0
@@ -47,42 +27,9 @@ const countOver = async (nodes: ReadonlyArray<Node>, seconds: number) => {
 
 let settling: { at: number; counts: ReadonlyArray<number> } | undefined
 
-/**
- * Every node serves the same packages from the same path (docs/cluster.md); the plugin is enabled in
- * the cluster's registry, in its database.
- */
-const sharedFolder = async () => {
-  const shared = mkdtempSync(join(tmpdir(), "ndp-cluster-plugins-"))
-  temps.push(shared)
-  const folder = join(shared, "plugins")
-  mkdirSync(folder)
-  copyFileSync(fixture("cluster-ticker"), join(folder, "cluster-ticker.ndp"))
-  const enabled = await ndp([
-    "plugins",
-    "enable",
-    "cluster-ticker",
-    "--folder",
-    folder,
-    "--data-dir",
-    join(shared, "cli"),
-    "--database",
-    url
-  ])
-  expect(enabled.code, enabled.stderr).toBe(0)
-  return folder
-}
-
-const startNode = (folder: string) => (index: number) => {
-  const dir = mkdtempSync(join(tmpdir(), `ndp-node${index}-`))
-  temps.push(dir)
-  return startNdp(["serve", "--folder", folder, "--data-dir", join(dir, "data"), "--database", url], {
-    NDP_PLUGINS_WORKERS: "1"
-  })
-}
-
 describe("ndp serve as a cluster", { timeout: CLI_TEST_TIMEOUT_MS }, () => {
   it("a job every second fires once per tick on 3 nodes, and moves to another node when its owner is killed", async () => {
-    const nodes = [0, 1, 2].map(startNode(await sharedFolder()))
+    const nodes = [0, 1, 2].map(startNode(await sharedFolder("cluster-ticker")))
     for (const node of nodes) await node.waitFor(/^cluster-ticker: loaded/m)
     await until("the first callback", () => total(nodes) > 0)
 
