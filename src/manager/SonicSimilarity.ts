@@ -85,6 +85,8 @@ export const songRefOf = (track: CatalogTrack): SongRef => ({
   name: track.title,
   artist: track.artist,
   album: track.album,
+  // Both, as Navidrome sends them: older plugins read seconds.
+  duration: track.durationMs / 1000,
   durationMs: track.durationMs,
   artists: track.artist === "" ? [] : [{ name: track.artist, role: "artist" }],
   ...(track.mbid ? { mbid: track.mbid } : {}),

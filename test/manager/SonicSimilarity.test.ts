@@ -40,6 +40,28 @@ const summary = (answer: SonicSimilarity.Answer) => ({
 })
 
 describe("SonicSimilarity", () => {
+  it("a library track is sent as Navidrome describes one: seconds and milliseconds, artists with a role", () => {
+    const track = {
+      id: "t1",
+      libraryId: 1,
+      title: "T",
+      artist: "A",
+      album: "B",
+      durationMs: 247_333,
+      path: "x"
+    }
+    expect(SonicSimilarity.songRefOf({ ...track, isrc: "ISRC1" })).toEqual({
+      id: "t1",
+      name: "T",
+      artist: "A",
+      album: "B",
+      duration: 247.333,
+      durationMs: 247_333,
+      artists: [{ name: "A", role: "artist" }],
+      isrc: "ISRC1"
+    })
+  })
+
   it.scopedLive(
     "suggestions are resolved to library tracks: unknown songs dropped, similarity kept, in order",
     () =>
