@@ -20,6 +20,7 @@ import * as AdminHttp from "../admin/AdminHttp.js"
 import * as PluginLogs from "../admin/PluginLogs.js"
 import * as Cluster from "../cluster/Cluster.js"
 import * as Engine from "../Engine.js"
+import * as OtlpExport from "../metrics/OtlpExport.js"
 import { PluginLoader } from "../loader/PluginLoader.js"
 import { type ManagerSettings, toOptions } from "../manager/ManagerConfig.js"
 import * as PluginManager from "../manager/PluginManager.js"
@@ -194,6 +195,13 @@ export const serve = described(
         Options.withDescription(
           "a postgres:// URL: run as one node of a cluster sharing it (docs/cluster.md)"
         )
+      ),
+      otlpEndpoint: Options.text("otlp-endpoint").pipe(
+        Options.withPseudoName("URL"),
+        Options.optional,
+        Options.withDescription(
+          `send metrics and spans to this OpenTelemetry collector (OTLP/HTTP); default ${OtlpExport.endpointVariable}, else off`
+        )
       )
     },
     (args) =>
@@ -263,7 +271,25 @@ export const serve = described(
                 )
             }
           )
-        yield* Layer.launch(served).pipe(
+        const otlpEndpoint = Option.orElse(args.otlpEndpoint, () =>
+          Option.filter(Option.fromNullable(process.env[OtlpExport.endpointVariable]), (url) => url !== "")
+        )
+        const telemetry = Option.match(otlpEndpoint, {
+          onNone: () => Layer.empty,
+          onSome: (endpoint) =>
+            OtlpExport.layer({ endpoint }).pipe(
+              Layer.mapError(
+                (error) =>
+                  new CommandFailure({
+                    code: ManagerExitCode.usage,
+                    tag: error._tag,
+                    reason: "OtlpEndpoint",
+                    message: error.message
+                  })
+              )
+            )
+        })
+        yield* Layer.launch(Layer.provide(served, telemetry)).pipe(
           Effect.provide(Logger.add(logs.logger)),
           // Runs once the layer's scope has closed: calls drained, plugins unloaded, workers stopped.
           // The stop is serve's normal end: the entry exits 0 for it (`exitCodeOf`).

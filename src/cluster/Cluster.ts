@@ -29,6 +29,7 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import { hostname } from "node:os"
 import * as KvStorePg from "../host/kvstore/KvStorePg.js"
 import * as KvStoreService from "../host/kvstore/KvStoreService.js"
+import * as TaskStorePg from "../host/taskqueue/TaskStorePg.js"
 import { migrate } from "../internal/migrate.js"
 import { PluginOwnership, type PluginOwnershipShape } from "./PluginOwnership.js"
 
@@ -220,7 +221,9 @@ export const layerPostgres = (
   const shared = Layer.effect(
     KvStoreService.SharedDatabase,
     Effect.tap(SqlClient.SqlClient, (sql) =>
-      KvStorePg.migrateSchema.pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      Effect.zipRight(KvStorePg.migrateSchema, TaskStorePg.migrateSchema).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql)
+      )
     )
   )
   const node = Layer.merge(

@@ -23,6 +23,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
@@ -37,9 +38,11 @@ import {
   hostFunction,
   toBase64
 } from "../HostCodec.js"
+import * as KvStoreService from "../kvstore/KvStoreService.js"
 import { define, type HostServiceProvider, type PluginContext } from "../HostProvider.js"
 import { TaskQueueError } from "./TaskQueueError.js"
 import * as TaskStore from "./TaskStore.js"
+import * as TaskStorePg from "./TaskStorePg.js"
 
 /** Limits of the task queue, per plugin. */
 export interface TaskQueueOptions {
@@ -196,6 +199,16 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
           payload: toBase64(task.payload),
           attempt: task.attempt
         })
+        // On a shared store the task stays with this node while its lease is renewed.
+        const renewing = Option.match(store.leaseRenewal, {
+          onNone: () => Effect.never,
+          onSome: (every) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) => store.renew(task.id, now)).pipe(
+              Effect.catchAll((error) => Effect.logWarning(`task ${task.id}: lease not renewed`, error)),
+              Effect.delay(every),
+              Effect.forever
+            )
+        })
         const result = yield* context.callPlugin("nd_task_execute", input).pipe(
           Effect.flatMap((output) =>
             output === null || output.byteLength === 0
@@ -204,7 +217,8 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
                   Effect.mapError(() => ({ message: "nd_task_execute must return a JSON string" }))
                 )
           ),
-          Effect.either
+          Effect.either,
+          Effect.raceFirst(renewing)
         )
         const now = yield* Clock.currentTimeMillis
         if (result._tag === "Right") return yield* store.complete(task.id, cut(result.right), now)
@@ -318,16 +332,26 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
       Effect.forkScoped
     )
 
-    const queueOf = (name: string) => {
+    const notFound = (name: string) =>
+      new TaskQueueError({
+        reason: "QueueNotFound",
+        message: `queue "${name}" does not exist: create it with task_createqueue when the plugin loads`
+      })
+
+    /**
+     * A queue this load defined, or on a shared store one another node defined (its owner runs the
+     * plugin's `nd_on_init`): tasks can be enqueued from any node, the defining node's workers run them.
+     */
+    const queueOf = (name: string): Effect.Effect<Pick<Queue, "settings" | "wake">, TaskQueueError> => {
       const queue = queues.get(name)
-      return queue === undefined
-        ? Effect.fail(
-            new TaskQueueError({
-              reason: "QueueNotFound",
-              message: `queue "${name}" does not exist: create it with task_createqueue when the plugin loads`
-            })
-          )
-        : Effect.succeed(queue)
+      if (queue !== undefined) return Effect.succeed(queue)
+      if (!store.shared) return Effect.fail(notFound(name))
+      return Effect.flatMap(store.queueSettings(name), (settings) =>
+        Option.match(settings, {
+          onNone: () => Effect.fail(notFound(name)),
+          onSome: (settings) => Effect.map(Deferred.make<void>(), (wake) => ({ settings, wake }))
+        })
+      )
     }
 
     const createQueue = (name: string, config: typeof QueueConfig.Type) =>
@@ -482,14 +506,19 @@ export class TaskQueueService extends Context.Tag("ndp-engine/host/TaskQueueServ
 >() {}
 
 /** The TaskQueue service with these limits (missing ones take `defaultTaskQueueOptions`). */
-export const make = Effect.fn("TaskQueueService.make")((
-  options: Partial<TaskQueueOptions> = {}
-): Effect.Effect<HostServiceProvider> => {
+export const make = Effect.fn("TaskQueueService.make")(function* (options: Partial<TaskQueueOptions> = {}) {
   const limits = { ...defaultTaskQueueOptions, ...options }
-  return Effect.succeed({
+  // In a cluster every node shares the queues in PostgreSQL; alone, a SQLite file per plugin.
+  const shared = yield* Effect.serviceOption(KvStoreService.SharedDatabase)
+  const open = (context: PluginContext) =>
+    Option.match(shared, {
+      onNone: () => TaskStore.sqlite(storeFile(context.dataFolder, context.pluginId)),
+      onSome: (sql) => Effect.succeed(TaskStorePg.make(sql, context.pluginId))
+    })
+  return identity<HostServiceProvider>({
     ...definition,
     make: (context) =>
-      TaskStore.sqlite(storeFile(context.dataFolder, context.pluginId)).pipe(
+      open(context).pipe(
         Effect.flatMap((store) => makeService(context, store, limits)),
         Effect.map(functions),
         // A store that cannot open must not keep the plugin from loading: its calls fail in-band.

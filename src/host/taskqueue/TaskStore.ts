@@ -8,6 +8,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -51,6 +52,17 @@ export interface InsertBounds {
 
 /** One plugin's tasks and queue definitions. Every operation runs in one transaction. */
 export interface TaskStore {
+  /**
+   * Shared by the nodes of a cluster (`TaskStorePg`): a queue defined on one node is known to all,
+   * and a taken task is leased to its node, which renews the lease every `leaseRenewal` while the
+   * task runs.
+   */
+  readonly shared: boolean
+  readonly leaseRenewal: Option.Option<Duration.Duration>
+  /** Keeps a running task with this node (a shared store's lease). */
+  readonly renew: (id: string, now: number) => Effect.Effect<void, TaskQueueError>
+  /** The settings a queue was last defined with, on any node (shared stores only). */
+  readonly queueSettings: (name: string) => Effect.Effect<Option.Option<QueueSettings>, TaskQueueError>
   /** Saves the queue's settings and puts its tasks left `running` (a crash) back to `pending`. */
   readonly defineQueue: (
     name: string,
@@ -118,6 +130,32 @@ const migrations = Migrator.fromRecord({
   })
 })
 
+/** Refuses a task that would pass the queue's or the plugin's pending bounds (every backend). */
+export const checkBounds = (
+  task: { readonly queue: string; readonly payload: Uint8Array },
+  bounds: InsertBounds,
+  pendingInQueue: number,
+  pendingBytes: number
+): Effect.Effect<void, TaskQueueError> => {
+  if (pendingInQueue >= bounds.maxPendingPerQueue) {
+    return new TaskQueueError({
+      reason: "LimitReached",
+      message:
+        `queue "${task.queue}" already holds ${bounds.maxPendingPerQueue} pending tasks, the most allowed: ` +
+        `wait for some to run (task_get) or clear the queue (task_clearqueue)`
+    })
+  }
+  if (pendingBytes + task.payload.byteLength > bounds.maxPendingBytes) {
+    return new TaskQueueError({
+      reason: "LimitReached",
+      message:
+        `the plugin's pending tasks already hold ${pendingBytes} payload bytes; adding ${task.payload.byteLength} ` +
+        `would pass the limit of ${bounds.maxPendingBytes}: keep large data in the KV store and enqueue its key`
+    })
+  }
+  return Effect.void
+}
+
 const storageError = (cause: unknown) =>
   new TaskQueueError({
     reason: "Storage",
@@ -152,6 +190,10 @@ export const sqlite = (filename: string): Effect.Effect<TaskStore, TaskQueueErro
       ).pipe(Effect.asVoid)
 
     return {
+      shared: false,
+      leaseRenewal: Option.none(),
+      renew: () => Effect.void,
+      queueSettings: () => Effect.succeed(Option.none()),
       defineQueue: (name, s, now) =>
         run(
           Effect.gen(function* () {
@@ -170,27 +212,12 @@ export const sqlite = (filename: string): Effect.Effect<TaskStore, TaskQueueErro
           Effect.gen(function* () {
             const [queue] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM tasks
               WHERE queue_name = ${task.queue} AND status = 'pending'`
-            if ((queue?.n ?? 0) >= bounds.maxPendingPerQueue) {
-              return yield* new TaskQueueError({
-                reason: "LimitReached",
-                message:
-                  `queue "${task.queue}" already holds ${bounds.maxPendingPerQueue} pending tasks, the most allowed: ` +
-                  `wait for some to run (task_get) or clear the queue (task_clearqueue)`
-              })
-            }
+            const pendingInQueue = queue?.n ?? 0
             const [all] = yield* sql<{
               readonly bytes: number
             }>`SELECT coalesce(sum(length(payload)), 0) AS bytes
               FROM tasks WHERE status = 'pending'`
-            const bytes = all?.bytes ?? 0
-            if (bytes + task.payload.byteLength > bounds.maxPendingBytes) {
-              return yield* new TaskQueueError({
-                reason: "LimitReached",
-                message:
-                  `the plugin's pending tasks already hold ${bytes} payload bytes; adding ${task.payload.byteLength} ` +
-                  `would pass the limit of ${bounds.maxPendingBytes}: keep large data in the KV store and enqueue its key`
-              })
-            }
+            yield* checkBounds(task, bounds, pendingInQueue, all?.bytes ?? 0)
             yield* sql`INSERT INTO tasks (id, queue_name, payload, status, attempt, max_retries, next_run_at, created_at, updated_at)
               VALUES (${task.id}, ${task.queue}, ${task.payload}, 'pending', 0, ${task.maxRetries}, ${now}, ${now}, ${now})`
           })

@@ -3,13 +3,20 @@
  * enqueues and inspects tasks from inside Wasm, and the host runs them through its
  * nd_task_execute. Time is the TestClock: backoff and spacing move only when the test says so.
  */
-import { expect, layer } from "@effect/vitest"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { expect, layer, type Vitest } from "@effect/vitest"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Exit from "effect/Exit"
 import * as TestClock from "effect/TestClock"
 import { HostFunctions } from "../../../src/host/HostFunctions.js"
+import * as KvStoreService from "../../../src/host/kvstore/KvStoreService.js"
+import * as TaskStorePg from "../../../src/host/taskqueue/TaskStorePg.js"
 import { backoffFor, maxPayloadBytes, storeFile } from "../../../src/host/taskqueue/TaskQueueService.js"
 import { type LoadedPlugin, type LoadOptions, PluginLoader } from "../../../src/loader/PluginLoader.js"
 import { WasmRuntime } from "../../../src/runtime/WasmRuntime.js"
@@ -17,6 +24,7 @@ import { testEngine } from "../../support/engine.js"
 import { fixture } from "../../support/fixtures.js"
 import { alongsideHealthy, loadHealthy } from "../../support/neighbour.js"
 import { repackage } from "../../support/repackage.js"
+import { postgresServer } from "../../support/postgres.js"
 import { realSleep } from "../../support/wait.js"
 import { b64, withRawDb } from "../kvstore/support.js"
 
@@ -63,7 +71,13 @@ const driver = (plugin: LoadedPlugin) => {
 const load = (options: LoadOptions = {}) =>
   Effect.flatMap(PluginLoader, (loader) => loader.loadFile(fixture("host-taskqueue"), options))
 
-layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) => {
+type Backend = "sqlite" | "postgres"
+
+/** The rules every backend keeps; the SQLite store's own file is looked at only on SQLite. */
+const suite = (
+  it: Vitest.MethodsNonLive<Layer.Layer.Success<ReturnType<typeof testEngine>>>,
+  backend: Backend
+) => {
   it.scoped("runs enqueued tasks through nd_task_execute and keeps each one's message", () =>
     Effect.gen(function* () {
       const tq = driver(yield* load())
@@ -166,7 +180,7 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) =
       })
   )
 
-  it.scoped(
+  it.scoped.skipIf(backend === "postgres")(
     "tasks are durable across loads; a crash's running tasks run again when the queue is re-created",
     () =>
       Effect.gen(function* () {
@@ -229,6 +243,61 @@ layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) =
         '"taskqueue" permission requires the plugin to export nd_task_execute'
       )
     })
+  )
+}
+
+layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) => suite(it, "sqlite"))
+
+/** The engine as one node of a cluster: its queues in the shared PostgreSQL schema. */
+const onPostgres = Layer.unwrapScoped(
+  Effect.gen(function* () {
+    const server = yield* postgresServer
+    const sql = yield* PgClient.make({ url: Redacted.make(server.url) })
+    yield* TaskStorePg.migrateSchema.pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    return testEngine({ runtime: { poolSize: 2 } }).pipe(
+      Layer.provideMerge(Layer.succeed(KvStoreService.SharedDatabase, sql))
+    )
+  }).pipe(Effect.provide(Reactivity.layer), Effect.orDie)
+)
+
+layer(onPostgres, { timeout: 120_000 })("TaskQueue host service on PostgreSQL", (it) => {
+  suite(it, "postgres")
+
+  it.scoped(
+    "a task whose node stopped renewing its lease is taken again as its next attempt; queues are known to every node",
+    () =>
+      Effect.gen(function* () {
+        const sql = yield* KvStoreService.SharedDatabase
+        const tq = driver(yield* load())
+        expect(
+          yield* tq.host("createqueue", { name: "leased", config: { maxRetries: 2, delayMs: 3_600_000 } })
+        ).toEqual({})
+        const first = yield* tq.enqueue("leased", "a")
+        yield* tq.settled(first, "completed")
+        // The next start is an hour away, so this one waits: make it look taken by a node that died.
+        const orphan = yield* tq.enqueue("leased", "b")
+        yield* sql`UPDATE ndp_tasks SET status = 'running', attempt = 1, lease_until = -1
+          WHERE plugin = 'host-taskqueue' AND id = ${orphan}`
+        expect(yield* tq.settled(orphan, "completed", "10 minutes")).toEqual({
+          status: "completed",
+          message: `done leased ${b64("b")} 2`,
+          attempt: 2
+        })
+        // Another node, which never created the queue, enqueues into it; this node's worker runs it.
+        const otherNode = testEngine({ runtime: { poolSize: 1 } }).pipe(
+          Layer.provide(Layer.succeed(KvStoreService.SharedDatabase, sql))
+        )
+        const third = yield* Effect.gen(function* () {
+          const other = driver(yield* load())
+          const id = yield* other.enqueue("leased", "c")
+          expect((yield* other.get(id)).result).toMatchObject({ status: "pending" })
+          return id
+        }).pipe(Effect.provide(otherNode), Effect.scoped)
+        expect((yield* tq.settled(third, "completed", "10 minutes")).message).toBe(
+          `done leased ${b64("c")} 1`
+        )
+      }),
+    180_000
   )
 })
 
