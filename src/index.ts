@@ -2,7 +2,8 @@
  * ndp-engine: run Navidrome-compatible WebAssembly plugins from an Effect server.
  *
  * Provide `Engine.layer()`, load plugins with `PluginLoader`, and talk to them through the typed
- * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`, `LyricsProvider.fromPlugin`).
+ * capability clients (`MetadataAgent.fromPlugin`, `Scrobbler.fromPlugin`, `LyricsProvider.fromPlugin`,
+ * `SonicSimilarityProvider.fromPlugin`).
  */
 export * as AdminApi from "./admin/AdminApi.js"
 export * as AdminAuth from "./admin/AdminAuth.js"
@@ -37,6 +38,8 @@ export * as SqliteStorage from "./storage/SqliteStorage.js"
 export * as Storage from "./storage/Storage.js"
 export * as StorageDialect from "./storage/Dialect.js"
 export * as Scrobbler from "./capabilities/Scrobbler.js"
+export * as SonicSimilarity from "./manager/SonicSimilarity.js"
+export * as SonicSimilarityProvider from "./capabilities/SonicSimilarityProvider.js"
 export * as Scrobblers from "./manager/Scrobblers.js"
 export * as ScrobbleHistory from "./server/ScrobbleHistory.js"
 export * as SubsonicRouter from "./server/SubsonicRouter.js"

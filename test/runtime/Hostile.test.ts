@@ -255,16 +255,27 @@ layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 10_000 } }), { excl
           )
           yield* Effect.either(looping.call("nd_get_artist_biography", bio))
           yield* eventually("the replacement worker", () => Effect.runSync(runtime.poolStats).starting === 0)
-          // Without the penalty both calls would run on two workers and both time out.
+          // Long timeouts now, so the state can be seen: one call runs, the other waits although a
+          // worker is free. Without the penalty both would run on two workers.
           const calls = yield* Effect.forkAll(
-            [1, 2].map(() => Effect.either(looping.call("nd_get_artist_biography", bio))),
+            [1, 2].map(() =>
+              Effect.either(looping.call("nd_get_artist_biography", bio, { timeoutMs: 60_000 }))
+            ),
             { discard: false }
           )
-          yield* Effect.sleep("50 millis")
+          yield* eventually(
+            "one call running and one queued",
+            () => {
+              const stats = Effect.runSync(runtime.poolStats)
+              return stats.busy === 1 && stats.queued === 1
+            },
+            30_000
+          )
+          // Unloading ends both: the queued call and the running one (its worker is replaced).
           yield* Scope.close(scope, Exit.void)
           const results = yield* Fiber.join(calls)
-          const tags = results.map((r) => (r._tag === "Left" ? r.left._tag : "Right")).sort()
-          expect(tags).toEqual(["PluginTimeoutError", "PluginUnavailableError"])
+          const tags = results.map((r) => (r._tag === "Left" ? r.left._tag : "Right"))
+          expect(tags).toEqual(["PluginUnavailableError", "PluginUnavailableError"])
         })
     )
   }

@@ -178,7 +178,9 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
         yield* Deferred.succeed(stopping, undefined)
         // Idle workers and those waiting for a start slot hold no task: they are simply interrupted.
         if (running.size === 0) return
-        yield* Deferred.await(drained).pipe(
+        // Finalizers run uninterruptibly, and a timeout waits for an uninterruptible effect to end:
+        // without this the grace would last as long as the task itself.
+        yield* Effect.interruptible(Deferred.await(drained)).pipe(
           Effect.timeoutTo({
             duration: options.shutdownGrace,
             onTimeout: () =>

@@ -209,10 +209,22 @@ export class WorkerPool {
     this.registrations.set(key, registration)
   }
 
-  /** Forgets a plugin: its instances are dropped from every worker; its queued calls fail as closed. */
+  /**
+   * Forgets a plugin: its instances are dropped from every worker; its queued calls, and calls
+   * still running (their worker is replaced), fail as closed.
+   */
   unregister(key: string): void {
     this.registrations.delete(key)
     this.penalised.delete(key)
+    // Nobody waits for such a call (the unload interrupted its caller): left alone it would hold
+    // its worker until its own timeout.
+    for (const slot of this.live()) {
+      const job = slot.job
+      if (job?.spec.key !== key) continue
+      this.finish(slot, job)
+      this.settle(job, { _tag: "Closed" })
+      this.retire(slot)
+    }
     this.usage.delete(key)
     const queue = this.queues.get(key)
     if (queue !== undefined) {

@@ -9,6 +9,7 @@ import { ScrobbleHistory } from "../../../src/server/ScrobbleHistory.js"
 import type { CatalogTrack, TrackCatalog } from "../../../src/server/TrackCatalog.js"
 import { testEngine } from "../../support/engine.js"
 import { fixture } from "../../support/fixtures.js"
+import { alongsideHealthy, loadHealthy } from "../../support/neighbour.js"
 import { repackage } from "../../support/repackage.js"
 
 const decoder = new TextDecoder()
@@ -118,6 +119,60 @@ layer(testEngine({ runtime: { poolSize: 2 } }), { excludeTestServices: true })(
         expect(refused.error).toContain(`at most ${MatcherService.maxSongsPerCall}: split the list`)
         expect((yield* match(plugin, { songs: songs.slice(0, 1) })).result?.[0]).toMatchObject({ id: "mf-6" })
       })
+    )
+
+    it.scoped(
+      "a hostile plugin flooding the matcher hits the cap while healthy plugins keep answering",
+      () =>
+        Effect.gen(function* () {
+          const loader = yield* PluginLoader
+          const hostile = yield* loader.loadBytes(
+            "matcher-flood",
+            repackage("host-matcher", (m) => m),
+            {
+              libraries: [1]
+            }
+          )
+          const matcher = yield* load({ libraries: [1] })
+          const outcome = yield* alongsideHealthy(
+            yield* loadHealthy,
+            Effect.all(
+              {
+                // Songs made up inside Wasm, far past the cap, call after call.
+                floods: Effect.forEach([1, 2, 3, 4, 5], () =>
+                  Effect.map(
+                    hostile.call("flood_matcher", JSON.stringify({ count: 5000 })),
+                    (bytes) =>
+                      JSON.parse(decoder.decode(bytes ?? new Uint8Array())) as {
+                        result?: unknown
+                        error?: string
+                      }
+                  )
+                ),
+                // A healthy matcher plugin beside it still gets its matches.
+                healthy: Effect.forEach([1, 2, 3], () => match(matcher, { songs: songs.slice(0, 1) }))
+              },
+              { concurrency: 2 }
+            )
+          )
+          if (outcome._tag === "Left") return expect.fail(String(outcome.left))
+          for (const flood of outcome.right.floods) {
+            expect(flood.result).toBeUndefined()
+            expect(flood.error).toBe(
+              `5000 songs in one call; at most ${MatcherService.maxSongsPerCall}: split the list`
+            )
+          }
+          for (const answer of outcome.right.healthy) {
+            expect(answer.result?.[0]).toMatchObject({ id: "mf-6", matchedBy: "id" })
+          }
+          // The hostile plugin itself is answered normally once it asks within the cap.
+          const within = yield* Effect.map(
+            hostile.call("flood_matcher", JSON.stringify({ count: MatcherService.maxSongsPerCall })),
+            (bytes) => JSON.parse(decoder.decode(bytes ?? new Uint8Array())) as { result?: Array<unknown> }
+          )
+          expect(within.result).toHaveLength(MatcherService.maxSongsPerCall)
+        }),
+      120_000
     )
 
     it.scoped("matcher requires library", () =>

@@ -19,6 +19,7 @@ import * as KvStoreService from "../../../src/host/kvstore/KvStoreService.js"
 import * as TaskStorePg from "../../../src/host/taskqueue/TaskStorePg.js"
 import { backoffFor, maxPayloadBytes, storeFile } from "../../../src/host/taskqueue/TaskQueueService.js"
 import { type LoadedPlugin, type LoadOptions, PluginLoader } from "../../../src/loader/PluginLoader.js"
+import { WasmRuntime } from "../../../src/runtime/WasmRuntime.js"
 import { testEngine } from "../../support/engine.js"
 import { fixture } from "../../support/fixtures.js"
 import { alongsideHealthy, loadHealthy } from "../../support/neighbour.js"
@@ -337,6 +338,60 @@ layer(
           refusal = (yield* tq.host("enqueue", { queueName: "bulk", payload: mib })).error ?? ""
         }
         expect(refusal).toContain(`would pass the limit of ${3 * 1024 * 1024}`)
+      }),
+    180_000
+  )
+})
+
+// Real time here: the grace must pass while the task really runs.
+layer(testEngine({ runtime: { poolSize: 2 }, taskqueue: { shutdownGrace: "500 millis" } }), {
+  excludeTestServices: true
+})("TaskQueue unload with a task still running", (it) => {
+  it.scoped(
+    "after the grace the running task goes back to pending, its attempt uncounted, and runs on the next load",
+    () =>
+      Effect.gen(function* () {
+        const { dataFolder } = yield* HostFunctions
+        const file = storeFile(dataFolder, "host-taskqueue")
+        const loopQueue = { init_queue: "loop", init_config: "{}" }
+        const healthy = yield* loadHealthy
+        const scope = yield* Scope.make()
+        // A call timeout far past the test's own: the unload must not wait for it.
+        const first = driver(yield* Scope.extend(load({ config: loopQueue, timeoutMs: 600_000 }), scope))
+        const id = yield* first.enqueue("loop", "p")
+        const row = () =>
+          Effect.map(
+            withRawDb(
+              file,
+              (sql) =>
+                sql<{ status: string; attempt: number }>`SELECT status, attempt FROM tasks WHERE id = ${id}`
+            ),
+            (rows) => rows[0]
+          )
+        // Read from the store itself: the looping task holds the one worker this plugin may use.
+        const deadline = Date.now() + 60_000
+        while ((yield* row())?.status !== "running") {
+          if (Date.now() > deadline) return expect.fail("the task never started")
+          yield* realSleep(20)
+        }
+        expect((yield* row())?.attempt).toBe(1)
+        const outcome = yield* alongsideHealthy(healthy, Scope.close(scope, Exit.void))
+        expect(outcome._tag).toBe("Right")
+        expect(yield* row()).toEqual({ status: "pending", attempt: 0 })
+        // The looping call itself ends with its plugin, instead of holding a worker to its timeout.
+        const runtime = yield* WasmRuntime
+        const freed = Date.now() + 60_000
+        while ((yield* runtime.poolStats).busy > 0) {
+          if (Date.now() > freed) return expect.fail("the unloaded plugin's call still holds a worker")
+          yield* realSleep(20)
+        }
+
+        const second = driver(yield* load({ config: { ...loopQueue, no_loop: "true" } }))
+        expect(yield* second.settled(id, "completed")).toEqual({
+          status: "completed",
+          message: `done loop ${b64("p")} 1`,
+          attempt: 1
+        })
       }),
     180_000
   )
