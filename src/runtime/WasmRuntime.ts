@@ -37,6 +37,7 @@ import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinar
 import {
   defaultLogBudget,
   type LogBudget,
+  type LocalKvStore,
   LogLevels,
   makeLogBudget,
   type Mount,
@@ -79,7 +80,7 @@ export interface RuntimeOptions {
   readonly logBudget: Partial<LogBudget>
   /**
    * Whether the workers answer the host functions that need nothing from the main thread (the
-   * Config service) themselves. Default true; false sends every host call to the main thread, for
+   * Config service, reads of a SQLite KV store) themselves. Default true; false sends every host call to the main thread, for
    * comparison (docs/decisions/0035-host-calls-in-the-worker.md).
    */
   readonly hostCallsInWorker: boolean
@@ -140,6 +141,8 @@ export interface InstantiateOptions {
    * such as the stock Config service's); honoured unless `hostCallsInWorker` is off.
    */
   readonly workerFunctions?: ReadonlyArray<string> | undefined
+  /** The plugin's SQLite KV store, which the worker may read for the `kvstore_*` names in `workerFunctions`. */
+  readonly localKvStore?: LocalKvStore | undefined
   readonly envHttp: boolean
   readonly host: HostCallHandler
   readonly timeoutMs?: number | undefined
@@ -435,6 +438,7 @@ const make = (options: RuntimeOptions) =>
           config: instance.config,
           userFunctions: instance.userFunctions,
           workerFunctions: options.hostCallsInWorker ? (instance.workerFunctions ?? []) : [],
+          localKvStore: options.hostCallsInWorker ? instance.localKvStore : undefined,
           envHttp: instance.envHttp,
           logLevel: toExtismLevel(logLevel),
           freshInstance: instance.freshInstance ?? false,

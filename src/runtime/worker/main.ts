@@ -6,6 +6,7 @@
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads"
 import { GuestLog } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
+import { KvReader } from "./KvReader.js"
 import { localHandler } from "./LocalHost.js"
 import {
   type CallFailure,
@@ -40,6 +41,8 @@ const specs = new Map<string, PluginSpec>()
 /** One per loaded plugin (not per instance), so fresh instances share drop counts and summaries. */
 const logs = new Map<string, GuestLog>()
 const live = new Map<string, Live>()
+/** This worker's read-only connections to KV store files, per loaded plugin; closed with its spec or instance. */
+const kvReaders = new Map<string, KvReader>()
 let currentCall = 0
 /** Sleeps at least this long are reported to the pool; shorter ones are not worth a message. */
 const SLEEP_NOTICE_MS = 10
@@ -103,8 +106,9 @@ const instantiate = (spec: PluginSpec): Live => {
     env.http_headers = () => kernel.storeString(lastHeaders)
   }
   const user: Record<string, (handle: bigint) => bigint> = {}
+  const sources = { config: spec.config, kv: kvReaderOf(spec) }
   for (const fn of spec.userFunctions) {
-    const local = spec.workerFunctions.includes(fn) ? localHandler(fn, spec.config) : undefined
+    const local = spec.workerFunctions.includes(fn) ? localHandler(fn, sources) : undefined
     user[fn] =
       local === undefined
         ? (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
@@ -143,6 +147,23 @@ const instantiate = (spec: PluginSpec): Live => {
     kernel.end()
   }
   return { spec, kernel, instance, flushWasi: wasi.flush, usedAt: performance.now() }
+}
+
+/** The plugin's KV reader on this worker; its connection opens on the first read. */
+const kvReaderOf = (spec: PluginSpec): KvReader | undefined => {
+  if (spec.localKvStore === undefined) return undefined
+  let reader = kvReaders.get(spec.key)
+  if (reader === undefined) {
+    reader = new KvReader(spec.localKvStore.filename, spec.localKvStore.driver)
+    kvReaders.set(spec.key, reader)
+  }
+  return reader
+}
+
+/** Closes the plugin's KV connection here (its file descriptors with it); the next read reopens it. */
+const closeKvReader = (key: string): void => {
+  kvReaders.get(key)?.close()
+  kvReaders.delete(key)
 }
 
 const logOf = (spec: PluginSpec): GuestLog => {
@@ -272,7 +293,12 @@ const runCall = (message: Extract<MainToWorker, { t: "call" }>): WorkerToMain =>
  */
 const releaseIdle = (): void => {
   const now = performance.now()
-  for (const [key, entry] of live) if (now - entry.usedAt >= instanceIdleMs) live.delete(key)
+  for (const [key, entry] of live) {
+    if (now - entry.usedAt >= instanceIdleMs) {
+      live.delete(key)
+      closeKvReader(key)
+    }
+  }
 }
 if (Number.isFinite(instanceIdleMs) && instanceIdleMs > 0) {
   // The sweep must not keep the worker alive on its own.
@@ -283,6 +309,7 @@ port.on("message", (message: MainToWorker) => {
   if (message.t === "drop") {
     specs.delete(message.key)
     live.delete(message.key)
+    closeKvReader(message.key)
     logs.get(message.key)?.endCall()
     logs.delete(message.key)
     return
