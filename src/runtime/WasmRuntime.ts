@@ -137,8 +137,9 @@ export interface InstantiateOptions {
   /** Names in `extism:host/user` the plugin may import; checked before this call. */
   readonly userFunctions: ReadonlyArray<string>
   /**
-   * Of `userFunctions`, those the worker may answer itself from `config` (pure functions of it,
-   * such as the stock Config service's); honoured unless `hostCallsInWorker` is off.
+   * Of `userFunctions`, those the worker may answer itself: from `config` (pure functions of it,
+   * such as the stock Config service's) or by reading `localKvStore`; honoured unless
+   * `hostCallsInWorker` is off.
    */
   readonly workerFunctions?: ReadonlyArray<string> | undefined
   /** The plugin's SQLite KV store, which the worker may read for the `kvstore_*` names in `workerFunctions`. */

@@ -23,8 +23,8 @@ export interface PluginSpec {
   /** Names in `extism:host/user` this plugin may import (already permission-checked). */
   readonly userFunctions: ReadonlyArray<string>
   /**
-   * Of `userFunctions`, those the worker answers itself from `config` (see `LocalHost.ts`); the
-   * others cross to the main thread.
+   * Of `userFunctions`, those the worker answers itself from `config` or `localKvStore` (see
+   * `LocalHost.ts`); the others cross to the main thread.
    */
   readonly workerFunctions: ReadonlyArray<string>
   /** The plugin's SQLite KV store, which the worker reads over its own connection (see `KvReader.ts`). */
