@@ -9,6 +9,7 @@
  * thread as before, so its in-band error is the main thread's, word for word.
  */
 import { configGet, configGetInt, configKeys } from "../../host/config/ConfigLookup.js"
+import { keyProblem, maxKeyBytes } from "../../host/kvstore/KvKey.js"
 import type { KvReader } from "./KvReader.js"
 
 /** Answers a request, or returns undefined to send it to the main thread. */
@@ -33,19 +34,9 @@ const requestOf = (payload: Uint8Array): Record<string, unknown> | undefined => 
 
 const encode = (response: object): Uint8Array => encoder.encode(JSON.stringify(response))
 
-/** The longest key, in bytes of UTF-8 (`KvStore.maxKeyBytes`, kept free of Effect here). */
-const maxKeyBytes = 256
-
-// Node 20 has `String.prototype.isWellFormed`; the ES2023 lib of this project does not declare it.
-const isWellFormed = (text: string): boolean => (text as string & { isWellFormed(): boolean }).isWellFormed()
-
-/** A key the store accepts (`KvStore.checkKey`); any other goes to the main thread for its error. */
+/** A key the store accepts; any other goes to the main thread for the store's own error. */
 const validKey = (key: unknown): key is string =>
-  typeof key === "string" &&
-  key.length > 0 &&
-  key.length <= maxKeyBytes * 3 &&
-  isWellFormed(key) &&
-  Buffer.byteLength(key, "utf8") <= maxKeyBytes
+  typeof key === "string" && key.length <= maxKeyBytes && "bytes" in keyProblem(key)
 
 /**
  * The value of `key` when the worker can judge it alone: absent rows and rows without a TTL. A row
