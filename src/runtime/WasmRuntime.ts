@@ -34,6 +34,7 @@ import {
 
 export { WorkerScriptError }
 import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
+import { LocalCounts } from "./abi/LocalCounts.js"
 import {
   defaultLogBudget,
   type LogBudget,
@@ -432,14 +433,26 @@ const make = (options: RuntimeOptions) =>
         const key = `${pluginId}#${nextKey++}`
         const timeoutMs = instance.timeoutMs ?? options.defaultTimeoutMs
         const logLevel = instance.logLevel ?? LogLevel.Info
+        const workerFunctions = options.hostCallsInWorker ? (instance.workerFunctions ?? []) : []
+        const localCounts = workerFunctions.length > 0 ? new LocalCounts(workerFunctions) : undefined
+        // Host calls the worker answered count as host calls too, once their plugin call is over.
+        const countLocal = Effect.suspend(() => {
+          const drained = localCounts?.drain() ?? []
+          return drained.length === 0
+            ? Effect.void
+            : Effect.forEach(drained, ([fn, calls]) => PluginMetrics.countHostCall(pluginId, fn, calls), {
+                discard: true
+              })
+        })
         const spec: PluginSpec = {
           key,
           id: pluginId,
           module: instance.compiled.module,
           config: instance.config,
           userFunctions: instance.userFunctions,
-          workerFunctions: options.hostCallsInWorker ? (instance.workerFunctions ?? []) : [],
+          workerFunctions,
           localKvStore: options.hostCallsInWorker ? instance.localKvStore : undefined,
+          localCounts: localCounts?.buffer,
           envHttp: instance.envHttp,
           logLevel: toExtismLevel(logLevel),
           freshInstance: instance.freshInstance ?? false,
@@ -526,7 +539,7 @@ const make = (options: RuntimeOptions) =>
               )
               return Effect.sync(cancel)
             })
-          }).pipe(PluginMetrics.trackCall(pluginId, exportName))
+          }).pipe(Effect.ensuring(countLocal), PluginMetrics.trackCall(pluginId, exportName))
 
         // Run the module's start code once now, so a broken or looping start fails the load.
         const started = yield* Effect.async<CallOutcome>((resume) => {

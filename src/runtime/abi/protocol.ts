@@ -29,6 +29,8 @@ export interface PluginSpec {
   readonly workerFunctions: ReadonlyArray<string>
   /** The plugin's SQLite KV store, which the worker reads over its own connection (see `KvReader.ts`). */
   readonly localKvStore?: LocalKvStore | undefined
+  /** One Int32 slot per `workerFunctions` entry: calls answered in the worker (see `abi/LocalCounts.ts`). */
+  readonly localCounts?: SharedArrayBuffer | undefined
   /** Whether `http_request` & co. in `extism:host/env` reach the host's HTTP service. */
   readonly envHttp: boolean
   readonly logLevel: number

@@ -78,6 +78,8 @@ export class KvReader {
       // The main thread created and migrated the file before the plugin's first call.
       this.db = new Driver(this.filename, { readonly: true, fileMustExist: true })
       this.db.pragma("busy_timeout = 5000")
+      // One connection per worker per plugin: keep each one's page cache small (1 MiB, not 2).
+      this.db.pragma("cache_size = -1024")
       this.lookup = this.db.prepare("SELECT value, expires_at FROM kv WHERE key = ?")
       return this.lookup
     } catch {

@@ -7,6 +7,7 @@ import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "
 import { GuestLog } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
 import { KvReader } from "./KvReader.js"
+import { countLocal } from "../abi/LocalCounts.js"
 import { localHandler } from "./LocalHost.js"
 import {
   type CallFailure,
@@ -107,14 +108,19 @@ const instantiate = (spec: PluginSpec): Live => {
   }
   const user: Record<string, (handle: bigint) => bigint> = {}
   const sources = { config: spec.config, kv: kvReaderOf(spec) }
+  const counts = spec.localCounts === undefined ? undefined : new Int32Array(spec.localCounts)
   for (const fn of spec.userFunctions) {
-    const local = spec.workerFunctions.includes(fn) ? localHandler(fn, sources) : undefined
+    const slot = spec.workerFunctions.indexOf(fn)
+    const local = slot >= 0 ? localHandler(fn, sources) : undefined
     user[fn] =
       local === undefined
         ? (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
         : (handle: bigint) => {
             const payload = kernel.read(handle)
-            return kernel.store(local(payload) ?? hostCall(spec.key, fn, payload))
+            const answer = local(payload)
+            if (answer === undefined) return kernel.store(hostCall(spec.key, fn, payload))
+            if (counts !== undefined) countLocal(counts, slot)
+            return kernel.store(answer)
           }
   }
   const wasi = makeWasi({

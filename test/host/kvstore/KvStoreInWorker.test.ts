@@ -2,7 +2,7 @@
  * KV store reads answered in the worker over its own read-only connection
  * (docs/decisions/0035-host-calls-in-the-worker.md): the same bytes as the main thread's store for
  * every request, malformed ones included; reads of entries without a TTL never cross; writes, TTL
- * entries and refused keys still do; a write is seen by the next read on any worker; unloading
+ * entries and refused keys still do; the host-call metric counts them all; a write is seen by the next read on any worker; unloading
  * closes the worker's connections; no store, no reads.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -17,7 +17,9 @@ import { join } from "node:path"
 import { HostFunctions } from "../../../src/host/HostFunctions.js"
 import * as KvStoreService from "../../../src/host/kvstore/KvStoreService.js"
 import { PluginLoader } from "../../../src/loader/PluginLoader.js"
+import { decodeManifest } from "../../../src/manifest/Manifest.js"
 import * as PluginMetrics from "../../../src/metrics/PluginMetrics.js"
+import { WasmRuntime } from "../../../src/runtime/WasmRuntime.js"
 import { testEngine } from "../../support/engine.js"
 import { fixture } from "../../support/fixtures.js"
 import { b64, kv, kvPackage, openFilesUnder, put } from "./support.js"
@@ -27,7 +29,7 @@ let loaded = 0
 const load = (id = `in-worker-${++loaded}`) =>
   Effect.flatMap(PluginLoader, (loader) => loader.loadBytes(id, kvPackage("64KB")))
 
-/** Host calls of the plugin's KV store that reached the main thread so far. */
+/** Host calls of the plugin's KV store so far, as the host-call metric counts them. */
 const crossed = (pluginId: string) =>
   Effect.map(
     Metric.value(
@@ -35,6 +37,50 @@ const crossed = (pluginId: string) =>
     ),
     (state) => state.count
   )
+
+/**
+ * The fixture instantiated directly over the stock SQLite store, with a main-thread host handler
+ * that records every call reaching it.
+ */
+const counted = Effect.gen(function* () {
+  const runtime = yield* WasmRuntime
+  const { dataFolder } = yield* HostFunctions
+  const entries = unzipSync(readFileSync(fixture("host-kvstore")))
+  const manifest = yield* decodeManifest(new TextDecoder().decode(entries["manifest.json"]))
+  const compiled = yield* runtime.compile("kv-direct", "kv-direct-test", entries["plugin.wasm"]!)
+  const provider = yield* KvStoreService.make()
+  const handlers = yield* provider.make({
+    pluginId: "kv-direct",
+    manifest,
+    config: {},
+    dataFolder,
+    users: [],
+    libraries: [],
+    callPlugin: () => Effect.succeed(null)
+  })
+  const reads = KvStoreService.servedInWorker(handlers)
+  expect(reads.functions).toEqual(["kvstore_get", "kvstore_has"])
+  const crossedFns: Array<string> = []
+  const plugin = yield* runtime.instantiate({
+    pluginId: "kv-direct",
+    compiled,
+    config: {},
+    userFunctions: KvStoreService.definition.functions,
+    workerFunctions: reads.functions,
+    localKvStore: reads.store,
+    envHttp: false,
+    host: (fn, payload) => {
+      crossedFns.push(fn)
+      return handlers[fn]!(payload)
+    }
+  })
+  const call = (fn: string, request: unknown) =>
+    Effect.map(
+      Effect.orDie(plugin.call(`call_kvstore_${fn}`, new TextEncoder().encode(JSON.stringify(request)))),
+      (bytes) => JSON.parse(new TextDecoder().decode(bytes ?? new Uint8Array(0))) as Record<string, unknown>
+    )
+  return { call, crossed: crossedFns }
+})
 
 /** Requests as raw text: valid keys (live, empty value, missing, TTL), and ones the store or codec refuses. */
 const requests: ReadonlyArray<string> = [
@@ -97,20 +143,31 @@ describe("KV store reads in the worker", () => {
     "reads of entries without a TTL stay in the worker; TTL entries, refused keys and writes cross",
     () =>
       Effect.gen(function* () {
-        const plugin = yield* load()
-        yield* put(plugin, "a", "hello")
-        yield* kv(plugin, "setwithttl", { key: "ttl", value: b64("soon"), ttlSeconds: 3600 })
-        const before = yield* crossed(plugin.id)
-        expect(yield* kv(plugin, "get", { key: "a" })).toEqual({ value: b64("hello"), exists: true })
-        expect(yield* kv(plugin, "get", { key: "missing" })).toEqual({})
-        expect(yield* kv(plugin, "has", { key: "a" })).toEqual({ exists: true })
-        expect(yield* crossed(plugin.id)).toBe(before)
+        const direct = yield* counted
+        yield* direct.call("set", { key: "a", value: b64("hello") })
+        yield* direct.call("setwithttl", { key: "ttl", value: b64("soon"), ttlSeconds: 3600 })
+        expect(direct.crossed).toEqual(["kvstore_set", "kvstore_setwithttl"])
+        expect(yield* direct.call("get", { key: "a" })).toEqual({ value: b64("hello"), exists: true })
+        expect(yield* direct.call("get", { key: "missing" })).toEqual({})
+        expect(yield* direct.call("has", { key: "a" })).toEqual({ exists: true })
+        expect(direct.crossed).toHaveLength(2)
         // The main thread's clock judges expiry; the store words the refusal.
-        expect(yield* kv(plugin, "get", { key: "ttl" })).toEqual({ value: b64("soon"), exists: true })
-        expect(String((yield* kv(plugin, "get", { key: "" }))["error"])).toContain("key must not be empty")
-        yield* put(plugin, "b", "2")
-        expect(yield* crossed(plugin.id)).toBe(before + 3)
+        expect(yield* direct.call("get", { key: "ttl" })).toEqual({ value: b64("soon"), exists: true })
+        expect(String((yield* direct.call("get", { key: "" }))["error"])).toContain("key must not be empty")
+        expect(direct.crossed.slice(2)).toEqual(["kvstore_get", "kvstore_get"])
       }).pipe(Effect.provide(testEngine({ runtime: { poolSize: 1 } })))
+  )
+
+  it.scoped("the host-call metric still counts every call, answered in the worker or not", () =>
+    Effect.gen(function* () {
+      const plugin = yield* load()
+      yield* put(plugin, "a", "hello")
+      const before = yield* crossed(plugin.id)
+      for (let i = 0; i < 3; i++) yield* kv(plugin, "get", { key: "a" })
+      yield* kv(plugin, "has", { key: "missing" })
+      yield* kv(plugin, "get", { key: "" })
+      expect(yield* crossed(plugin.id)).toBe(before + 5)
+    }).pipe(Effect.provide(testEngine({ runtime: { poolSize: 2 } })))
   )
 
   it.scoped("a write is seen by the next read, whichever worker runs it", () =>
