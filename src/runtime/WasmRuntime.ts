@@ -81,8 +81,8 @@ export interface RuntimeOptions {
   readonly logBudget: Partial<LogBudget>
   /**
    * Whether the workers answer the host functions that need nothing from the main thread (the
-   * Config service, reads of a SQLite KV store) themselves. Default true; false sends every host call to the main thread, for
-   * comparison (docs/decisions/0035-host-calls-in-the-worker.md).
+   * Config service, reads of a SQLite KV store) themselves. Default true; false sends every host
+   * call to the main thread, for comparison (docs/decisions/0035-host-calls-in-the-worker.md).
    */
   readonly hostCallsInWorker: boolean
 }
