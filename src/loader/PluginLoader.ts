@@ -23,6 +23,7 @@ import {
   type PluginContext
 } from "../host/HostFunctions.js"
 import * as ConfigService from "../host/config/ConfigService.js"
+import * as KvStoreService from "../host/kvstore/KvStoreService.js"
 import { encodeError, type HostFunctionHandler } from "../host/HostCodec.js"
 import { decodeGrants } from "../host/network/NetworkPolicy.js"
 import { checkCapabilityRules, decodeManifest, type Manifest } from "../manifest/Manifest.js"
@@ -221,13 +222,18 @@ const make = Effect.gen(function* () {
         new Set([...plan.userFunctions, ...(plan.envHttp ? ["http_request"] : [])])
       ).pipe(Scope.extend(servicesScope))
       const mounts = yield* collectMounts(registry.providers, context)
+      const kvReads = KvStoreService.servedInWorker(handlers)
       const running = yield* runtime
         .instantiate({
           pluginId: id,
           compiled,
           config: context.config,
           userFunctions: plan.userFunctions,
-          workerFunctions: ConfigService.servedInWorker(registry.providers, plan.userFunctions),
+          workerFunctions: [
+            ...ConfigService.servedInWorker(registry.providers, plan.userFunctions),
+            ...kvReads.functions.filter((name) => plan.userFunctions.includes(name))
+          ],
+          localKvStore: kvReads.store,
           envHttp: plan.envHttp,
           host: (fn, payload, call) => {
             const handler = handlers[fn]

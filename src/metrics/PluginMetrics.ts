@@ -136,15 +136,15 @@ export const trackCall =
       )
     })
 
-/** Counts one host call of a plugin under its service. */
-export const countHostCall = (pluginId: string, fn: string): Effect.Effect<void> => {
+/** Counts host calls of a plugin under its service (one unless told; the worker's own answers come in batches). */
+export const countHostCall = (pluginId: string, fn: string, calls = 1): Effect.Effect<void> => {
   const key = `${pluginId}\u0000${fn}`
   let counter = hostCallSeries.get(key)
   if (counter === undefined) {
     counter = Metric.tagged(Metric.tagged(hostCalls, "plugin", pluginId), "service", serviceOf(fn))
     hostCallSeries.set(key, counter)
   }
-  return Metric.increment(counter)
+  return calls === 1 ? Metric.increment(counter) : Metric.incrementBy(counter, calls)
 }
 
 // As for calls: one tagged counter per plugin and function, made once.

@@ -34,9 +34,11 @@ import {
 
 export { WorkerScriptError }
 import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
+import { LocalCounts } from "./abi/LocalCounts.js"
 import {
   defaultLogBudget,
   type LogBudget,
+  type LocalKvStore,
   LogLevels,
   makeLogBudget,
   type Mount,
@@ -79,8 +81,8 @@ export interface RuntimeOptions {
   readonly logBudget: Partial<LogBudget>
   /**
    * Whether the workers answer the host functions that need nothing from the main thread (the
-   * Config service) themselves. Default true; false sends every host call to the main thread, for
-   * comparison (docs/decisions/0035-host-calls-in-the-worker.md).
+   * Config service, reads of a SQLite KV store) themselves. Default true; false sends every host
+   * call to the main thread, for comparison (docs/decisions/0035-host-calls-in-the-worker.md).
    */
   readonly hostCallsInWorker: boolean
 }
@@ -136,10 +138,13 @@ export interface InstantiateOptions {
   /** Names in `extism:host/user` the plugin may import; checked before this call. */
   readonly userFunctions: ReadonlyArray<string>
   /**
-   * Of `userFunctions`, those the worker may answer itself from `config` (pure functions of it,
-   * such as the stock Config service's); honoured unless `hostCallsInWorker` is off.
+   * Of `userFunctions`, those the worker may answer itself: from `config` (pure functions of it,
+   * such as the stock Config service's) or by reading `localKvStore`; honoured unless
+   * `hostCallsInWorker` is off.
    */
   readonly workerFunctions?: ReadonlyArray<string> | undefined
+  /** The plugin's SQLite KV store, which the worker may read for the `kvstore_*` names in `workerFunctions`. */
+  readonly localKvStore?: LocalKvStore | undefined
   readonly envHttp: boolean
   readonly host: HostCallHandler
   readonly timeoutMs?: number | undefined
@@ -428,13 +433,26 @@ const make = (options: RuntimeOptions) =>
         const key = `${pluginId}#${nextKey++}`
         const timeoutMs = instance.timeoutMs ?? options.defaultTimeoutMs
         const logLevel = instance.logLevel ?? LogLevel.Info
+        const workerFunctions = options.hostCallsInWorker ? (instance.workerFunctions ?? []) : []
+        const localCounts = workerFunctions.length > 0 ? new LocalCounts(workerFunctions) : undefined
+        // Host calls the worker answered count as host calls too, once their plugin call is over.
+        const countLocal = Effect.suspend(() => {
+          const drained = localCounts?.drain() ?? []
+          return drained.length === 0
+            ? Effect.void
+            : Effect.forEach(drained, ([fn, calls]) => PluginMetrics.countHostCall(pluginId, fn, calls), {
+                discard: true
+              })
+        })
         const spec: PluginSpec = {
           key,
           id: pluginId,
           module: instance.compiled.module,
           config: instance.config,
           userFunctions: instance.userFunctions,
-          workerFunctions: options.hostCallsInWorker ? (instance.workerFunctions ?? []) : [],
+          workerFunctions,
+          localKvStore: options.hostCallsInWorker ? instance.localKvStore : undefined,
+          localCounts: localCounts?.buffer,
           envHttp: instance.envHttp,
           logLevel: toExtismLevel(logLevel),
           freshInstance: instance.freshInstance ?? false,
@@ -521,7 +539,7 @@ const make = (options: RuntimeOptions) =>
               )
               return Effect.sync(cancel)
             })
-          }).pipe(PluginMetrics.trackCall(pluginId, exportName))
+          }).pipe(Effect.ensuring(countLocal), PluginMetrics.trackCall(pluginId, exportName))
 
         // Run the module's start code once now, so a broken or looping start fails the load.
         const started = yield* Effect.async<CallOutcome>((resume) => {

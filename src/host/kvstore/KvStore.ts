@@ -24,10 +24,10 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
+import { isWellFormed, keyProblem } from "./KvKey.js"
 import { KvStoreError } from "./KvStoreError.js"
 
-/** The longest key, in bytes of UTF-8. */
-export const maxKeyBytes = 256
+export { maxKeyBytes } from "./KvKey.js"
 
 /** The most keys a store holds unless told otherwise. */
 export const defaultMaxKeys = 100_000
@@ -130,33 +130,12 @@ const migrations = Migrator.fromRecord({
   })
 })
 
-// Node 20 has `String.prototype.isWellFormed`; the ES2023 lib of this project does not declare it.
-const isWellFormed = (text: string): boolean => (text as string & { isWellFormed(): boolean }).isWellFormed()
-
 /** The key rules of the contract, as a typed error; the key's length in bytes of UTF-8 when it passes. */
 export const checkKey = (key: string): Effect.Effect<number, KvStoreError> => {
-  if (key.length === 0) {
-    return Effect.fail(new KvStoreError({ reason: "InvalidKey", message: "key must not be empty" }))
-  }
-  if (!isWellFormed(key)) {
-    return Effect.fail(
-      new KvStoreError({
-        reason: "InvalidKey",
-        message: "key is not valid UTF-8 (it holds a lone surrogate)"
-      })
-    )
-  }
-  // Exact: the byte count is also what the key costs against the store's size limit.
-  const bytes = Buffer.byteLength(key, "utf8")
-  if (bytes > maxKeyBytes) {
-    return Effect.fail(
-      new KvStoreError({
-        reason: "InvalidKey",
-        message: `key is ${bytes} bytes long; the limit is ${maxKeyBytes} bytes`
-      })
-    )
-  }
-  return Effect.succeed(bytes)
+  const checked = keyProblem(key)
+  return "bytes" in checked
+    ? Effect.succeed(checked.bytes)
+    : Effect.fail(new KvStoreError({ reason: "InvalidKey", message: checked.problem }))
 }
 
 const checkPrefix = (prefix: string): Effect.Effect<string, KvStoreError> =>

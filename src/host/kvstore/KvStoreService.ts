@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { createRequire } from "node:module"
 import { join } from "node:path"
 import { defaultKvstoreMaxSizeBytes } from "../../manifest/Manifest.js"
 import {
@@ -27,6 +28,7 @@ import * as PluginMetrics from "../../metrics/PluginMetrics.js"
 import * as KvStore from "./KvStore.js"
 import * as KvStorePg from "./KvStorePg.js"
 import type { KvStoreError } from "./KvStoreError.js"
+import type { LocalKvStore } from "../../runtime/abi/protocol.js"
 
 /** The host functions of this service, in contract order, and the permission they need. */
 export const definition = define({
@@ -139,6 +141,47 @@ const unavailable = (error: KvStoreError): Record<string, HostFunctionHandler> =
   return Object.fromEntries(definition.functions.map((name) => [name, () => Effect.succeed(response)]))
 }
 
+/** The reads a worker may answer over its own connection to the store's file (decision 0035). */
+export const workerReads = ["kvstore_get", "kvstore_has"] as const
+
+/**
+ * The handlers made over an open SQLite store, by the store's file: only those may be bypassed by
+ * a worker's read. A PostgreSQL store, a store that failed to open, or an embedder's own provider
+ * of these names is never in here, so its calls keep crossing.
+ */
+const sqliteHandlers = new WeakMap<HostFunctionHandler, string>()
+
+/**
+ * The better-sqlite3 module `@effect/sql-sqlite-node` uses (absolute path), for the workers to load
+ * the same native driver; undefined when it cannot be found, and then every KV call crosses.
+ */
+const sqliteDriver: string | undefined = (() => {
+  try {
+    const client = createRequire(import.meta.url).resolve("@effect/sql-sqlite-node")
+    return createRequire(client).resolve("better-sqlite3")
+  } catch {
+    return undefined
+  }
+})()
+
+/**
+ * Of the plugin's `handlers`, the KV reads its worker may answer itself, and the store file they
+ * read: both empty unless the stock SQLite store opened and owns these names.
+ */
+export const servedInWorker = (
+  handlers: Readonly<Record<string, HostFunctionHandler>>
+): { readonly functions: ReadonlyArray<string>; readonly store: LocalKvStore | undefined } => {
+  const served = workerReads.flatMap((name) => {
+    const handler = handlers[name]
+    const filename = handler === undefined ? undefined : sqliteHandlers.get(handler)
+    return filename === undefined ? [] : [{ name, filename }]
+  })
+  const filename = served[0]?.filename
+  if (filename === undefined || sqliteDriver === undefined) return { functions: [], store: undefined }
+  const functions = served.filter((read) => read.filename === filename).map((read) => read.name)
+  return { functions, store: { filename, driver: sqliteDriver } }
+}
+
 /** Where a plugin's store lives. */
 export const storePath = (context: Pick<PluginContext, "dataFolder" | "pluginId">): string =>
   join(context.dataFolder, "plugins", context.pluginId, "kvstore.db")
@@ -200,7 +243,11 @@ export const make = Effect.fn("KvStoreService.make")(function* (
         maxKeys
       }).pipe(
         Effect.tap((store) => reportUsage(store, context.pluginId)),
-        Effect.map((store): Record<string, HostFunctionHandler> => functions(store, context.pluginId)),
+        Effect.map((store): Record<string, HostFunctionHandler> => {
+          const handlers = functions(store, context.pluginId)
+          for (const name of workerReads) sqliteHandlers.set(handlers[name], storePath(context))
+          return handlers
+        }),
         // A store that cannot open must not keep the plugin from loading: its calls fail in-band.
         Effect.catchAll((error) =>
           Effect.logError(`kvstore of plugin ${context.pluginId} cannot be opened`, error).pipe(

@@ -8,6 +8,12 @@ import type { WasmModule } from "../internal/WasmModule.js"
 export const LogLevels = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, off: 5 } as const
 export type LogLevelName = Exclude<keyof typeof LogLevels, "off">
 
+/** A KV store file the worker may read, and the better-sqlite3 module (absolute path) to read it with. */
+export interface LocalKvStore {
+  readonly filename: string
+  readonly driver: string
+}
+
 /** Everything a worker needs to instantiate one loaded plugin. */
 export interface PluginSpec {
   readonly key: string
@@ -17,10 +23,14 @@ export interface PluginSpec {
   /** Names in `extism:host/user` this plugin may import (already permission-checked). */
   readonly userFunctions: ReadonlyArray<string>
   /**
-   * Of `userFunctions`, those the worker answers itself from `config` (see `LocalHost.ts`); the
-   * others cross to the main thread.
+   * Of `userFunctions`, those the worker answers itself from `config` or `localKvStore` (see
+   * `LocalHost.ts`); the others cross to the main thread.
    */
   readonly workerFunctions: ReadonlyArray<string>
+  /** The plugin's SQLite KV store, which the worker reads over its own connection (see `KvReader.ts`). */
+  readonly localKvStore?: LocalKvStore | undefined
+  /** One Int32 slot per `workerFunctions` entry: calls answered in the worker (see `abi/LocalCounts.ts`). */
+  readonly localCounts?: SharedArrayBuffer | undefined
   /** Whether `http_request` & co. in `extism:host/env` reach the host's HTTP service. */
   readonly envHttp: boolean
   readonly logLevel: number

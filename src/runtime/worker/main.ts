@@ -6,6 +6,8 @@
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads"
 import { GuestLog } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
+import { KvReader } from "./KvReader.js"
+import { countLocal } from "../abi/LocalCounts.js"
 import { localHandler } from "./LocalHost.js"
 import {
   type CallFailure,
@@ -40,6 +42,8 @@ const specs = new Map<string, PluginSpec>()
 /** One per loaded plugin (not per instance), so fresh instances share drop counts and summaries. */
 const logs = new Map<string, GuestLog>()
 const live = new Map<string, Live>()
+/** This worker's read-only connections to KV store files, per loaded plugin; closed with its spec or instance. */
+const kvReaders = new Map<string, KvReader>()
 let currentCall = 0
 /** Sleeps at least this long are reported to the pool; shorter ones are not worth a message. */
 const SLEEP_NOTICE_MS = 10
@@ -103,14 +107,20 @@ const instantiate = (spec: PluginSpec): Live => {
     env.http_headers = () => kernel.storeString(lastHeaders)
   }
   const user: Record<string, (handle: bigint) => bigint> = {}
+  const sources = { config: spec.config, kv: kvReaderOf(spec) }
+  const counts = spec.localCounts === undefined ? undefined : new Int32Array(spec.localCounts)
   for (const fn of spec.userFunctions) {
-    const local = spec.workerFunctions.includes(fn) ? localHandler(fn, spec.config) : undefined
+    const slot = spec.workerFunctions.indexOf(fn)
+    const local = slot >= 0 ? localHandler(fn, sources) : undefined
     user[fn] =
       local === undefined
         ? (handle: bigint) => kernel.store(hostCall(spec.key, fn, kernel.read(handle)))
         : (handle: bigint) => {
             const payload = kernel.read(handle)
-            return kernel.store(local(payload) ?? hostCall(spec.key, fn, payload))
+            const answer = local(payload)
+            if (answer === undefined) return kernel.store(hostCall(spec.key, fn, payload))
+            if (counts !== undefined) countLocal(counts, slot)
+            return kernel.store(answer)
           }
   }
   const wasi = makeWasi({
@@ -143,6 +153,23 @@ const instantiate = (spec: PluginSpec): Live => {
     kernel.end()
   }
   return { spec, kernel, instance, flushWasi: wasi.flush, usedAt: performance.now() }
+}
+
+/** The plugin's KV reader on this worker; its connection opens on the first read. */
+const kvReaderOf = (spec: PluginSpec): KvReader | undefined => {
+  if (spec.localKvStore === undefined) return undefined
+  let reader = kvReaders.get(spec.key)
+  if (reader === undefined) {
+    reader = new KvReader(spec.localKvStore.filename, spec.localKvStore.driver)
+    kvReaders.set(spec.key, reader)
+  }
+  return reader
+}
+
+/** Closes the plugin's KV connection here (its file descriptors with it); the next read reopens it. */
+const closeKvReader = (key: string): void => {
+  kvReaders.get(key)?.close()
+  kvReaders.delete(key)
 }
 
 const logOf = (spec: PluginSpec): GuestLog => {
@@ -272,7 +299,12 @@ const runCall = (message: Extract<MainToWorker, { t: "call" }>): WorkerToMain =>
  */
 const releaseIdle = (): void => {
   const now = performance.now()
-  for (const [key, entry] of live) if (now - entry.usedAt >= instanceIdleMs) live.delete(key)
+  for (const [key, entry] of live) {
+    if (now - entry.usedAt >= instanceIdleMs) {
+      live.delete(key)
+      closeKvReader(key)
+    }
+  }
 }
 if (Number.isFinite(instanceIdleMs) && instanceIdleMs > 0) {
   // The sweep must not keep the worker alive on its own.
@@ -283,6 +315,7 @@ port.on("message", (message: MainToWorker) => {
   if (message.t === "drop") {
     specs.delete(message.key)
     live.delete(message.key)
+    closeKvReader(message.key)
     logs.get(message.key)?.endCall()
     logs.delete(message.key)
     return
