@@ -183,7 +183,8 @@ export type WorkerToMain =
  * `startedAtByte` when it started (ms since epoch), so the pool times each call without a message.
  * Results of the batch are appended to the results area (entries: index, kind, length, bytes
  * padded to 4); `resultCount` is stored last, so the pool reads only whole entries, even from a
- * worker that died.
+ * worker that died. A result whose call logged is announced at once, and the pool reads it only
+ * on a message (after the log lines), so lines still go before their call's result.
  */
 export const Control = {
   state: 0,
@@ -203,6 +204,8 @@ export const Control = {
   doneEmpty: 0,
   doneOutput: 1,
   failed: 2,
+  /** Flag on a result kind: the call sent log lines, which must reach the main thread first. */
+  logged: 4,
   /** Results older than this are announced before the next call of the batch starts. */
   noticeMs: 1
 } as const

@@ -406,7 +406,8 @@ export class WorkerPool {
         const job = this.runningJob(slot, message.callId)
         if (job === undefined) return
         slot.sleepsUntil = Date.now() + message.ms
-        // The calls behind a sleeping one should not wait for it.
+        // Neither the results nor the calls behind a sleeping call should wait for it.
+        this.harvest(slot)
         this.takeBack(slot)
         // A waiting plugin may now get an extra worker.
         if (this.queued > 0) this.pump()
@@ -422,6 +423,7 @@ export class WorkerPool {
           this.writeReply(slot, response)
         }
         slot.inHostCall = true
+        this.harvest(slot)
         this.takeBack(slot)
         if (registration === undefined) {
           reply(new TextEncoder().encode('{"error":"plugin is unloaded"}'))
@@ -465,13 +467,19 @@ export class WorkerPool {
     return job === undefined || job.settled ? undefined : job
   }
 
-  /** Settles the calls whose results the worker wrote to the results area since the last read. */
-  private harvest(slot: Slot): void {
+  /**
+   * Settles the calls whose results the worker wrote to the results area since the last read. On
+   * a tick (`beforeLogged`) it stops at a call that logged: its lines may still be on their way,
+   * and the message announcing its result comes after them.
+   */
+  private harvest(slot: Slot, beforeLogged = false): void {
     const count = Atomics.load(slot.header, Control.resultCount)
     while (slot.readCount < count) {
       const at = slot.readOffset
       const index = slot.resultWords.getInt32(at, true)
-      const kind = slot.resultWords.getInt32(at + 4, true)
+      const flagged = slot.resultWords.getInt32(at + 4, true)
+      if (beforeLogged && (flagged & Control.logged) !== 0) return
+      const kind = flagged & ~Control.logged
       const length = slot.resultWords.getInt32(at + 8, true)
       const body = slot.results.slice(at + 12, at + 12 + length)
       slot.readOffset += 12 + ((length + 3) & ~3)
@@ -591,7 +599,7 @@ export class WorkerPool {
     slot.timer = undefined
     const batch = slot.batch
     if (!this.isCurrent(slot) || batch === undefined) return
-    this.harvest(slot)
+    this.harvest(slot, true)
     let index: number
     let startedAt: number
     // Read both for the same call: indexes only grow within a batch.
@@ -610,10 +618,15 @@ export class WorkerPool {
     this.armFor(slot)
   }
 
-  /** Every `BATCH_TICK_MS` while calls of the batch may still be taken back, else never. */
+  /**
+   * Every `BATCH_TICK_MS` while calls of the batch may still be taken back or results wait to be
+   * read, else never.
+   */
   private tickOf(slot: Slot): number {
     const batch = slot.batch
-    return batch !== undefined && Atomics.load(slot.header, Control.claim) < batch.length
+    if (batch === undefined) return Infinity
+    return Atomics.load(slot.header, Control.claim) < batch.length ||
+      Atomics.load(slot.header, Control.resultCount) > slot.readCount
       ? BATCH_TICK_MS
       : Infinity
   }
@@ -639,6 +652,8 @@ export class WorkerPool {
     // A plugin that just ran into its timeout is held to one worker for a while: a looping
     // plugin then burns at most one core, whatever its callers do.
     this.penalised.set(job.spec.key, Date.now() + PENALTY_MS)
+    // Calls of the batch that finished keep their results, those that logged included.
+    this.harvest(slot)
     this.settle(job, { _tag: "TimedOut", timeoutMs: job.timeoutMs })
     this.endBatch(
       slot,

@@ -46,6 +46,8 @@ const specs = new Map<string, PluginSpec>()
 const logs = new Map<string, GuestLog>()
 const live = new Map<string, Live>()
 let currentCall = 0
+/** Log lines were posted during the current call. */
+let logged = false
 /** Sleeps at least this long are reported to the pool; shorter ones are not worth a message. */
 const SLEEP_NOTICE_MS = 10
 
@@ -153,9 +155,10 @@ const instantiate = (spec: PluginSpec): Live => {
 const logOf = (spec: PluginSpec): GuestLog => {
   let log = logs.get(spec.key)
   if (log === undefined) {
-    log = new GuestLog(spec.id, spec.logLevel, spec.logBudget, (lines) =>
+    log = new GuestLog(spec.id, spec.logLevel, spec.logBudget, (lines) => {
+      logged = true
       post({ t: "log", key: spec.key, lines })
-    )
+    })
     logs.set(spec.key, log)
   }
   return log
@@ -291,7 +294,11 @@ let resultBytes = 0
  * Appends a result to the shared results area; false when it does not fit (it then goes as a
  * message). Entries survive the worker, so a later call that loops or crashes loses none of them.
  */
-const writeResult = (index: number, reply: Extract<WorkerToMain, { t: "done" | "failed" }>): boolean => {
+const writeResult = (
+  index: number,
+  reply: Extract<WorkerToMain, { t: "done" | "failed" }>,
+  flags: number
+): boolean => {
   const body =
     reply.t === "failed" ? encoder.encode(JSON.stringify(reply.failure)) : (reply.output ?? new Uint8Array(0))
   const size = 12 + ((body.byteLength + 3) & ~3)
@@ -299,7 +306,7 @@ const writeResult = (index: number, reply: Extract<WorkerToMain, { t: "done" | "
   const kind =
     reply.t === "failed" ? Control.failed : reply.output === null ? Control.doneEmpty : Control.doneOutput
   resultWords.setInt32(resultBytes, index, true)
-  resultWords.setInt32(resultBytes + 4, kind, true)
+  resultWords.setInt32(resultBytes + 4, kind | flags, true)
   resultWords.setInt32(resultBytes + 8, body.byteLength, true)
   results.set(body, resultBytes + 12)
   resultBytes += size
@@ -324,11 +331,15 @@ const runBatch = (calls: ReadonlyArray<CallRequest>): void => {
     currentCall = call.callId
     startedAt[0] = Date.now()
     Atomics.store(header, Control.current, index)
+    logged = false
     const reply = runCall(call)
     // Every line of the call (and the drop summary, when due) goes before its result.
     logs.get(call.key)?.endCall()
-    if (writeResult(index, reply)) {
-      if (pendingSince === 0) pendingSince = performance.now()
+    if (writeResult(index, reply, logged ? Control.logged : 0)) {
+      if (logged) {
+        post({ t: "results" })
+        pendingSince = 0
+      } else if (pendingSince === 0) pendingSince = performance.now()
     } else if (reply.t === "done" && reply.output !== null) {
       post(reply, [reply.output.buffer as ArrayBuffer])
     } else {
