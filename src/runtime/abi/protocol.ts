@@ -124,7 +124,20 @@ export type MainToWorker =
    * wins its claim in the control block, so the pool can take back the ones not started yet
    * (docs/decisions/0043-dispatch-in-batches.md).
    */
-  | { readonly t: "batch"; readonly calls: ReadonlyArray<CallRequest> }
+  | {
+      readonly t: "batch"
+      readonly key: string
+      /** Only the first time this worker sees the plugin. */
+      readonly spec?: PluginSpec
+      readonly callIds: ReadonlyArray<number>
+      readonly fns: ReadonlyArray<string | null>
+      /**
+       * Every call's input, back to back, call _i_'s ending at `ends[i]`: one buffer instead of
+       * one object and one typed array per call keeps the structured clone of a batch cheap.
+       */
+      readonly inputs: Uint8Array
+      readonly ends: ReadonlyArray<number>
+    }
   | { readonly t: "drop"; readonly key: string }
 
 export type FailureKind =

@@ -181,7 +181,7 @@ export class WorkerPool {
   /** Back-off and pump timers, cleared on close. */
   private readonly timers = new Set<ReturnType<typeof setTimeout>>()
   private pumpTimer: ReturnType<typeof setTimeout> | undefined
-  /** A pump is due at the end of this tick, so calls submitted together leave in one batch. */
+  /** A pump is due once the current event is handled (calls taken back wait for it). */
   private pumpQueued = false
   private queued = 0
   /** Workers that died before they were ready, in a row; reset by any worker becoming ready. */
@@ -287,10 +287,13 @@ export class WorkerPool {
     else queue.push(job)
     this.queued++
     this.pump()
+    // Only calls that may wait get a deadline timer: the first call of a batch starts for sure.
     // Checked first at the call's own timeout: if workers cannot start at all, waiting longer
     // helps nobody; otherwise the job waits on to its queue deadline. It keeps running while the
     // call waits in a batch, and is cleared when the call settles.
-    job.deadline = setTimeout(() => this.expire(job), Math.min(timeoutMs, queueTimeoutMs))
+    if (job.slot === undefined || job.index > 0) {
+      job.deadline = setTimeout(() => this.expire(job), Math.min(timeoutMs, queueTimeoutMs))
+    }
     // Cancelling only removes a call not started yet (queued, or waiting in a batch): a running
     // call cannot be stopped without ending its worker.
     return () => {
@@ -975,16 +978,26 @@ export class WorkerPool {
     const known = slot.known.has(key)
     if (!known) slot.known.add(key)
     this.armFor(slot)
-    this.send(slot, {
+    let size = 0
+    for (const job of jobs) size += job.input.byteLength
+    const inputs = new Uint8Array(size)
+    const ends: Array<number> = []
+    size = 0
+    for (const job of jobs) {
+      inputs.set(job.input, size)
+      size += job.input.byteLength
+      ends.push(size)
+    }
+    const message: MainToWorker = {
       t: "batch",
-      calls: jobs.map((job, index) => ({
-        callId: job.callId,
-        key,
-        fn: job.fn,
-        input: job.input,
-        ...(known || index > 0 ? {} : { spec: job.spec })
-      }))
-    })
+      key,
+      callIds: jobs.map((job) => job.callId),
+      fns: jobs.map((job) => job.fn),
+      inputs,
+      ends,
+      ...(known ? {} : { spec: head.spec })
+    }
+    slot.worker.postMessage(message, [inputs.buffer])
     if (slot.burst) this.keepSpare(now)
   }
 

@@ -314,20 +314,27 @@ const writeResult = (
   return true
 }
 
-const runBatch = (calls: ReadonlyArray<CallRequest>): void => {
+const runBatch = (batch: Extract<MainToWorker, { t: "batch" }>): void => {
+  const count = batch.callIds.length
   // The pool reset the claim, the count and `current` before posting the batch.
   resultBytes = 0
   /** When the oldest result not yet announced was written (0: none). */
   let pendingSince = 0
   let ran = 0
-  for (let index = 0; index < calls.length; index++) {
+  for (let index = 0; index < count; index++) {
     // Later calls start only if the pool has not taken them back meanwhile.
     if (index > 0 && Atomics.compareExchange(header, Control.claim, index, index + 1) !== index) break
     if (pendingSince !== 0 && performance.now() - pendingSince >= Control.noticeMs) {
       post({ t: "results" })
       pendingSince = 0
     }
-    const call = calls[index]!
+    const call: CallRequest = {
+      callId: batch.callIds[index]!,
+      key: batch.key,
+      fn: batch.fns[index]!,
+      input: batch.inputs.subarray(index === 0 ? 0 : batch.ends[index - 1], batch.ends[index]),
+      ...(index === 0 && batch.spec !== undefined ? { spec: batch.spec } : {})
+    }
     currentCall = call.callId
     startedAt[0] = Date.now()
     Atomics.store(header, Control.current, index)
@@ -359,7 +366,7 @@ port.on("message", (message: MainToWorker) => {
     logs.delete(message.key)
     return
   }
-  runBatch(message.calls)
+  runBatch(message)
 })
 
 post({ t: "ready" })
