@@ -119,14 +119,34 @@ export interface KernelLimits {
   readonly maxLinearMemoryBytes: number
 }
 
+/** One export call; `spec` travels only the first time a worker sees the plugin. */
+export interface CallRequest {
+  readonly callId: number
+  readonly spec?: PluginSpec
+  readonly key: string
+  readonly fn: string | null
+  readonly input: Uint8Array
+}
+
 export type MainToWorker =
+  /**
+   * Calls of one plugin, run in order. The first always runs; each later one only if the worker
+   * wins its claim in the control block, so the pool can take back the ones not started yet
+   * (docs/decisions/0043-dispatch-in-batches.md).
+   */
   | {
-      readonly t: "call"
-      readonly callId: number
-      readonly spec?: PluginSpec
+      readonly t: "batch"
       readonly key: string
-      readonly fn: string | null
-      readonly input: Uint8Array
+      /** Only the first time this worker sees the plugin. */
+      readonly spec?: PluginSpec
+      readonly callIds: ReadonlyArray<number>
+      readonly fns: ReadonlyArray<string | null>
+      /**
+       * Every call's input, back to back, call _i_'s ending at `ends[i]`: one buffer instead of
+       * one object and one typed array per call keeps the structured clone of a batch cheap.
+       */
+      readonly inputs: Uint8Array
+      readonly ends: ReadonlyArray<number>
     }
   | { readonly t: "drop"; readonly key: string }
 
@@ -163,24 +183,54 @@ export type WorkerToMain =
     }
   /** A batch of guest log lines, already filtered, truncated and budgeted in the worker. */
   | { readonly t: "log"; readonly key: string; readonly lines: ReadonlyArray<LogLine> }
+  /** A result too large for the results area of the control block. */
   | { readonly t: "done"; readonly callId: number; readonly output: Uint8Array | null }
   | { readonly t: "failed"; readonly callId: number; readonly failure: CallFailure }
   /** The call is about to sleep `ms` in WASI `poll_oneoff` (not burning CPU; see the pool's burst). */
   | { readonly t: "sleep"; readonly callId: number; readonly ms: number }
+  /** New results wait in the results area (sent at most every `Control.noticeMs` within a batch). */
+  | { readonly t: "results" }
+  /** The batch is over: `ran` calls ran, the rest were taken back by the pool. */
+  | { readonly t: "batchEnd"; readonly ran: number }
 
 /**
- * Layout of the per-worker shared control block used to answer host calls while the worker
- * blocks in `Atomics.wait`. Small replies travel inline; larger ones go through a MessagePort
- * that the worker drains synchronously with `receiveMessageOnPort`.
+ * Layout of the per-worker shared control block.
+ *
+ * Host calls: the worker blocks in `Atomics.wait` on `state` until the main thread answers. Small
+ * replies travel inline; larger ones go through a MessagePort that the worker drains synchronously
+ * with `receiveMessageOnPort`.
+ *
+ * Batches: `claim` is the index of the next call of the batch not started yet; the worker starts
+ * it only by advancing `claim` with `compareExchange`, the pool takes the rest back by swapping in
+ * `revoked`. `current` is the index of the running call (-1 between calls) and the Float64 at
+ * `startedAtByte` when it started (ms since epoch), so the pool times each call without a message.
+ * Results of the batch are appended to the results area (entries: index, kind, length, bytes
+ * padded to 4); `resultCount` is stored last, so the pool reads only whole entries, even from a
+ * worker that died. A result whose call logged is announced at once, and the pool reads it only
+ * on a message (after the log lines), so lines still go before their call's result.
  */
 export const Control = {
   state: 0,
   length: 1,
-  headerBytes: 16,
+  claim: 2,
+  current: 3,
+  resultCount: 4,
+  startedAtByte: 24,
+  headerBytes: 32,
   inlineBytes: 64 * 1024,
+  resultsBytes: 64 * 1024,
   idle: 0,
   inlineReply: 1,
-  portReply: 2
+  portReply: 2,
+  revoked: 0x7fffffff,
+  /** Result kinds in the results area. */
+  doneEmpty: 0,
+  doneOutput: 1,
+  failed: 2,
+  /** Flag on a result kind: the call sent log lines, which must reach the main thread first. */
+  logged: 4,
+  /** Results older than this are announced before the next call of the batch starts. */
+  noticeMs: 1
 } as const
 
-export const CONTROL_BUFFER_BYTES = Control.headerBytes + Control.inlineBytes
+export const CONTROL_BUFFER_BYTES = Control.headerBytes + Control.inlineBytes + Control.resultsBytes

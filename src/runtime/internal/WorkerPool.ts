@@ -3,8 +3,10 @@
  * worker messages; `WasmRuntime` wraps it in Effect (scope, typed errors, logging).
  *
  * Rules it keeps (why: docs/decisions/0013-fair-worker-pool.md):
- * - one call per worker at a time; a call that outlives its timeout ends its worker, and only
- *   that worker, which is replaced;
+ * - one batch of calls of one plugin per worker at a time, run in order; the pool takes back the
+ *   calls not started yet when the running one blocks, another worker is idle, or a caller gives
+ *   up (docs/decisions/0043-dispatch-in-batches.md);
+ * - a call that outlives its timeout ends its worker, and only that worker, which is replaced;
  * - a plugin never occupies every worker, so one looping plugin cannot starve the others;
  * - fair queueing: each plugin has its own queue, and a free worker goes to the waiting plugin that
  *   used the least worker time lately, not to the oldest call;
@@ -106,11 +108,13 @@ interface Job {
   readonly resolve: (outcome: CallOutcome) => void
   readonly queuedAt: number
   settled: boolean
-  startedAt: number | undefined
   /** Fails the call if it is still queued at its deadline. */
   deadline: ReturnType<typeof setTimeout> | undefined
   /** Created on first use by a host call, resolved when the job settles. */
   finished?: { readonly promise: Promise<void>; readonly resolve: () => void }
+  /** The worker whose batch holds it (started or not), and its place in that batch. */
+  slot: Slot | undefined
+  index: number
 }
 
 interface Slot {
@@ -120,9 +124,17 @@ interface Slot {
   readonly worker: Worker
   readonly header: Int32Array
   readonly inline: Uint8Array
+  readonly startedAt: Float64Array
+  readonly results: Uint8Array
+  readonly resultWords: DataView
   readonly replyPort: MessagePort
   readonly known: Set<string>
-  job: Job | undefined
+  /** The calls handed to it, all of one plugin; those past the claim are taken back on revoke. */
+  batch: Array<Job> | undefined
+  batchStartedAt: number
+  /** Results of the batch read so far from the results area, and where the next one begins. */
+  readCount: number
+  readOffset: number
   timer: ReturnType<typeof setTimeout> | undefined
   idleTimer: ReturnType<typeof setTimeout> | undefined
   ready: boolean
@@ -147,6 +159,14 @@ const USAGE_HALF_LIFE_MS = 10_000
 /** Back-off after a worker dies while starting: doubles from the first value up to the second. */
 export const START_RETRY_MS = { first: 100, max: 10_000 } as const
 const DEFAULT_BURST_IDLE_MS = 10_000
+/** Most calls handed to a worker in one message. */
+export const MAX_BATCH = 16
+/**
+ * A call that has run this long gives up the calls queued behind it in its batch, and the results
+ * of the batch are collected at least this often (ms).
+ */
+const BATCH_TICK_MS = 5
+const decoder = new TextDecoder()
 
 export class WorkerPool {
   /** Indexes below `size` are the pool proper; above, extras lent in bursts (holes when reclaimed). */
@@ -161,6 +181,8 @@ export class WorkerPool {
   /** Back-off and pump timers, cleared on close. */
   private readonly timers = new Set<ReturnType<typeof setTimeout>>()
   private pumpTimer: ReturnType<typeof setTimeout> | undefined
+  /** A pump is due once the current event is handled (calls taken back wait for it). */
+  private pumpQueued = false
   private queued = 0
   /** Workers that died before they were ready, in a row; reset by any worker becoming ready. */
   private startFailures = 0
@@ -194,7 +216,7 @@ export class WorkerPool {
   stats(): PoolStats {
     const now = Date.now()
     const live = this.live()
-    const busy = live.filter((slot) => slot.job !== undefined)
+    const busy = live.filter((slot) => slot.batch !== undefined)
     return {
       workers: live.length,
       burstWorkers: live.filter((slot) => slot.burst).length,
@@ -233,6 +255,9 @@ export class WorkerPool {
       for (const job of queue) this.settle(job, { _tag: "Closed" })
     }
     for (const slot of this.live()) {
+      if (slot.batch?.[0]?.spec.key === key) {
+        for (const job of this.revoke(slot)) this.settle(job, { _tag: "Closed" })
+      }
       if (slot.known.delete(key)) this.send(slot, { t: "drop", key })
     }
   }
@@ -261,8 +286,9 @@ export class WorkerPool {
       resolve,
       queuedAt: Date.now(),
       settled: false,
-      startedAt: undefined,
-      deadline: undefined
+      deadline: undefined,
+      slot: undefined,
+      index: 0
     }
     if (this.closed || !this.registrations.has(spec.key)) {
       resolve({ _tag: "Closed" })
@@ -273,14 +299,18 @@ export class WorkerPool {
     else queue.push(job)
     this.queued++
     this.pump()
-    // Only calls that actually wait get a deadline timer: most start right away.
-    if (job.startedAt === undefined && !job.settled) {
-      // Checked first at the call's own timeout: if workers cannot start at all, waiting longer
-      // helps nobody; otherwise the job waits on to its queue deadline.
+    // Only calls that may wait get a deadline timer: the first call of a batch starts for sure.
+    // Checked first at the call's own timeout: if workers cannot start at all, waiting longer
+    // helps nobody; otherwise the job waits on to its queue deadline. It keeps running while the
+    // call waits in a batch, and is cleared when the call settles.
+    if (job.slot === undefined || job.index > 0) {
       job.deadline = setTimeout(() => this.expire(job), Math.min(timeoutMs, queueTimeoutMs))
     }
-    // Cancelling only removes a queued job: a running call cannot be stopped without ending its worker.
+    // Cancelling only removes a call not started yet (queued, or waiting in a batch): a running
+    // call cannot be stopped without ending its worker.
     return () => {
+      if (job.settled) return
+      if (job.slot !== undefined) this.takeBack(job.slot)
       if (this.dequeue(job)) {
         clearTimeout(job.deadline)
         job.settled = true
@@ -303,7 +333,7 @@ export class WorkerPool {
         if (slot === undefined) return undefined
         clearTimeout(slot.timer)
         clearTimeout(slot.idleTimer)
-        if (slot.job !== undefined) this.settle(slot.job, { _tag: "Closed" })
+        for (const job of slot.batch ?? []) this.settle(job, { _tag: "Closed" })
         slot.gone = true
         slot.replyPort.close()
         return slot.worker.terminate()
@@ -333,9 +363,15 @@ export class WorkerPool {
       worker,
       header: new Int32Array(control, 0, Control.headerBytes / 4),
       inline: new Uint8Array(control, Control.headerBytes, Control.inlineBytes),
+      startedAt: new Float64Array(control, Control.startedAtByte, 1),
+      results: new Uint8Array(control, Control.headerBytes + Control.inlineBytes, Control.resultsBytes),
+      resultWords: new DataView(control, Control.headerBytes + Control.inlineBytes, Control.resultsBytes),
       replyPort: port1,
       known: new Set(),
-      job: undefined,
+      batch: undefined,
+      batchStartedAt: 0,
+      readCount: 0,
+      readOffset: 0,
       timer: undefined,
       idleTimer: undefined,
       ready: false,
@@ -382,22 +418,28 @@ export class WorkerPool {
         return
       }
       case "sleep": {
-        if (slot.job === undefined || slot.job.callId !== message.callId) return
+        const job = this.runningJob(slot, message.callId)
+        if (job === undefined) return
         slot.sleepsUntil = Date.now() + message.ms
+        // Neither the results nor the calls behind a sleeping call should wait for it.
+        this.harvest(slot)
+        this.takeBack(slot)
         // A waiting plugin may now get an extra worker.
         if (this.queued > 0) this.pump()
         return
       }
       case "host": {
-        const job = slot.job
+        const job = this.runningJob(slot, message.callId)
         const registration = this.registrations.get(message.key)
-        if (job === undefined || job.callId !== message.callId) return
+        if (job === undefined) return
         const reply = (response: Uint8Array): void => {
           // Only the call that asked may receive the answer (generation check).
-          if (!this.isCurrent(slot) || slot.job !== job) return
+          if (!this.isCurrent(slot) || job.settled || job.slot !== slot) return
           this.writeReply(slot, response)
         }
         slot.inHostCall = true
+        this.harvest(slot)
+        this.takeBack(slot)
         if (registration === undefined) {
           reply(new TextEncoder().encode('{"error":"plugin is unloaded"}'))
         } else {
@@ -408,21 +450,113 @@ export class WorkerPool {
       }
       case "done":
       case "failed": {
-        const job = slot.job
-        if (job === undefined || job.callId !== message.callId) return
-        this.finish(slot, job)
+        const job = this.runningJob(slot, message.callId)
+        if (job === undefined) return
         this.settle(
           job,
           message.t === "done"
             ? { _tag: "Done", output: message.output }
             : { _tag: "Failed", failure: message.failure }
         )
+        return
+      }
+      case "results": {
+        this.harvest(slot)
+        return
+      }
+      case "batchEnd": {
+        if (slot.batch === undefined) return
+        this.harvest(slot)
+        this.endBatch(slot, "the worker ended the batch without the call's result")
         this.pump()
         return
       }
       case "ready":
         return
     }
+  }
+
+  /** A call of the slot's batch not settled yet, by id. */
+  private runningJob(slot: Slot, callId: number): Job | undefined {
+    const job = slot.batch?.find((candidate) => candidate.callId === callId)
+    return job === undefined || job.settled ? undefined : job
+  }
+
+  /**
+   * Settles the calls whose results the worker wrote to the results area since the last read. On
+   * a tick (`beforeLogged`) it stops at a call that logged: its lines may still be on their way,
+   * and the message announcing its result comes after them.
+   */
+  private harvest(slot: Slot, beforeLogged = false): void {
+    const count = Atomics.load(slot.header, Control.resultCount)
+    while (slot.readCount < count) {
+      const at = slot.readOffset
+      const index = slot.resultWords.getInt32(at, true)
+      const flagged = slot.resultWords.getInt32(at + 4, true)
+      if (beforeLogged && (flagged & Control.logged) !== 0) return
+      const kind = flagged & ~Control.logged
+      const length = slot.resultWords.getInt32(at + 8, true)
+      const body = slot.results.slice(at + 12, at + 12 + length)
+      slot.readOffset += 12 + ((length + 3) & ~3)
+      slot.readCount++
+      const job = slot.batch?.[index]
+      if (job === undefined || job.settled) continue
+      this.settle(
+        job,
+        kind === Control.failed
+          ? { _tag: "Failed", failure: JSON.parse(decoder.decode(body)) as CallFailure }
+          : { _tag: "Done", output: kind === Control.doneEmpty ? null : body }
+      )
+    }
+  }
+
+  /**
+   * Takes back the calls of the slot's batch the worker has not started, and returns them. After
+   * the swap the worker cannot start them any more: it starts a call only by advancing the claim.
+   */
+  private revoke(slot: Slot): Array<Job> {
+    const batch = slot.batch
+    if (batch === undefined) return []
+    for (;;) {
+      const next = Atomics.load(slot.header, Control.claim)
+      if (next >= batch.length) return []
+      if (Atomics.compareExchange(slot.header, Control.claim, next, Control.revoked) === next) {
+        slot.batch = batch.slice(0, next)
+        const back = batch.slice(next).filter((job) => !job.settled)
+        for (const job of back) job.slot = undefined
+        return back
+      }
+    }
+  }
+
+  /** Puts calls taken back from a batch at the head of their queue, in their order. */
+  private requeue(jobs: ReadonlyArray<Job>): void {
+    for (let at = jobs.length - 1; at >= 0; at--) {
+      const job = jobs[at]!
+      const queue = this.queues.get(job.spec.key)
+      if (queue === undefined) this.queues.set(job.spec.key, [job])
+      else queue.unshift(job)
+      this.queued++
+    }
+  }
+
+  /** Takes back the slot's calls not started yet and offers them to the other workers. */
+  private takeBack(slot: Slot): void {
+    const back = this.revoke(slot)
+    if (back.length === 0) return
+    this.requeue(back)
+    this.pumpSoon()
+  }
+
+  /**
+   * The slot's batch is over (its worker said so, or is being ended): calls it started and did not
+   * answer fail with `lost`, the ones it never started go back to their queues.
+   */
+  private endBatch(slot: Slot, lost: string): void {
+    const back = this.revoke(slot)
+    for (const job of slot.batch ?? []) this.settle(job, { _tag: "Crashed", message: lost })
+    this.finish(slot)
+    this.requeue(back)
   }
 
   private writeReply(slot: Slot, response: Uint8Array): void {
@@ -441,9 +575,9 @@ export class WorkerPool {
   private onExit(slot: Slot, message: string): void {
     if (!this.isCurrent(slot) || this.closed) return
     if (!slot.ready) return this.onStartFailure(slot, message)
-    const job = slot.job
-    this.finish(slot, job)
-    if (job !== undefined) this.settle(job, { _tag: "Crashed", message })
+    // Results the worker wrote before it died still count.
+    this.harvest(slot)
+    this.endBatch(slot, message)
     this.retire(slot)
   }
 
@@ -469,13 +603,77 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * The slot's timer: ends the worker if its running call is past its own timeout, otherwise
+   * looks again at that call's deadline. Calls start without telling the pool, so the worker
+   * publishes which call runs and since when in the control block. While a batch holds more than
+   * one call it also ticks every `BATCH_TICK_MS`: it collects results finished behind a long call
+   * and takes back the calls waiting behind it, so neither waits on a neighbour for long.
+   */
+  private onTimer(slot: Slot): void {
+    slot.timer = undefined
+    const batch = slot.batch
+    if (!this.isCurrent(slot) || batch === undefined) return
+    this.harvest(slot, true)
+    let index: number
+    let startedAt: number
+    // Read both for the same call: indexes only grow within a batch.
+    do {
+      index = Atomics.load(slot.header, Control.current)
+      startedAt = slot.startedAt[0]!
+    } while (Atomics.load(slot.header, Control.current) !== index)
+    const now = Date.now()
+    const job = index >= 0 ? batch[index] : undefined
+    if (job !== undefined && !job.settled) {
+      const deadline = startedAt + job.timeoutMs
+      if (now >= deadline) return this.onTimeout(slot, job)
+      if (now - startedAt >= BATCH_TICK_MS) this.takeBack(slot)
+      return this.arm(slot, Math.min(deadline - now, this.tickOf(slot)))
+    }
+    this.armFor(slot)
+  }
+
+  /**
+   * Every `BATCH_TICK_MS` while calls of the batch may still be taken back or results wait to be
+   * read, else never.
+   */
+  private tickOf(slot: Slot): number {
+    const batch = slot.batch
+    if (batch === undefined) return Infinity
+    return Atomics.load(slot.header, Control.claim) < batch.length ||
+      Atomics.load(slot.header, Control.resultCount) > slot.readCount
+      ? BATCH_TICK_MS
+      : Infinity
+  }
+
+  /**
+   * Arms the timer when no call's start time is known: a call that starts later cannot pass its
+   * deadline sooner than the shortest timeout of the batch.
+   */
+  private armFor(slot: Slot): void {
+    let shortest = this.tickOf(slot)
+    for (const job of slot.batch ?? []) {
+      if (!job.settled) shortest = Math.min(shortest, job.timeoutMs)
+    }
+    if (shortest < Infinity) this.arm(slot, shortest)
+  }
+
+  private arm(slot: Slot, ms: number): void {
+    clearTimeout(slot.timer)
+    slot.timer = setTimeout(() => this.onTimer(slot), ms)
+  }
+
   private onTimeout(slot: Slot, job: Job): void {
-    if (slot.job !== job) return
     // A plugin that just ran into its timeout is held to one worker for a while: a looping
     // plugin then burns at most one core, whatever its callers do.
     this.penalised.set(job.spec.key, Date.now() + PENALTY_MS)
-    this.finish(slot, job)
+    // Calls of the batch that finished keep their results, those that logged included.
+    this.harvest(slot)
     this.settle(job, { _tag: "TimedOut", timeoutMs: job.timeoutMs })
+    this.endBatch(
+      slot,
+      `the worker was ended because call ${job.fn ?? "(start)"} of the same batch timed out`
+    )
     this.retire(slot)
   }
 
@@ -495,10 +693,11 @@ export class WorkerPool {
     }
   }
 
-  private finish(slot: Slot, job: Job | undefined): void {
+  private finish(slot: Slot): void {
     clearTimeout(slot.timer)
     slot.timer = undefined
-    slot.job = undefined
+    const job = slot.batch?.[0]
+    slot.batch = undefined
     slot.inHostCall = false
     slot.sleepsUntil = 0
     if (job === undefined) return
@@ -508,7 +707,7 @@ export class WorkerPool {
     else this.running.set(key, count)
     if (this.registrations.has(key)) {
       const now = Date.now()
-      this.usage.set(key, { ms: this.usageOf(key, now) + (now - (job.startedAt ?? now)), at: now })
+      this.usage.set(key, { ms: this.usageOf(key, now) + (now - slot.batchStartedAt), at: now })
     }
     if (slot.burst) this.idleFor(slot)
   }
@@ -517,7 +716,7 @@ export class WorkerPool {
   private idleFor(slot: Slot): void {
     clearTimeout(slot.idleTimer)
     slot.idleTimer = setTimeout(() => {
-      if (this.isCurrent(slot) && slot.job === undefined) this.retire(slot)
+      if (this.isCurrent(slot) && slot.batch === undefined) this.retire(slot)
     }, this.options.burstIdleMs ?? DEFAULT_BURST_IDLE_MS)
     slot.idleTimer.unref()
   }
@@ -549,6 +748,8 @@ export class WorkerPool {
       job.deadline = setTimeout(() => this.expire(job), left)
       return
     }
+    // Still waiting in a batch: take it back (with the calls behind it) unless it has started.
+    if (job.slot !== undefined) this.takeBack(job.slot)
     if (!this.dequeue(job)) return
     if (this.lastStartError !== undefined) {
       this.settle(job, { _tag: "WorkerStart", message: this.lastStartError, attempts: this.startFailures })
@@ -585,15 +786,62 @@ export class WorkerPool {
    * that used the least worker time lately (running calls included) goes first; ties go to the
    * plugin whose queue is oldest. Extra workers run only calls of plugins that had nothing running.
    */
+  private pumpSoon(): void {
+    if (this.pumpQueued) return
+    this.pumpQueued = true
+    queueMicrotask(() => {
+      this.pumpQueued = false
+      this.pump()
+    })
+  }
+
   private pump(): void {
     if (this.closed) return
+    for (;;) {
+      this.pumpQueue()
+      // An idle worker takes the calls another one has not started yet.
+      if (this.queued > 0 || !this.steal()) return
+    }
+  }
+
+  /**
+   * Takes back the unstarted calls of one busy worker while a worker of the pool proper is idle
+   * and their plugin may use one more worker.
+   */
+  private steal(): boolean {
+    let idle = false
+    let victim: Slot | undefined
+    let most = 0
+    const now = Date.now()
+    for (const slot of this.slots) {
+      if (slot === undefined || slot.gone || !slot.ready) continue
+      const batch = slot.batch
+      if (batch === undefined) {
+        if (!slot.burst) idle = true
+        continue
+      }
+      const key = batch[0]!.spec.key
+      if ((this.running.get(key) ?? 0) >= this.capOf(key, now)) continue
+      const unstarted = batch.length - Atomics.load(slot.header, Control.claim)
+      if (unstarted > most) {
+        most = unstarted
+        victim = slot
+      }
+    }
+    if (!idle || victim === undefined) return false
+    const back = this.revoke(victim)
+    this.requeue(back)
+    return back.length > 0
+  }
+
+  private pumpQueue(): void {
     while (this.queued > 0) {
       const now = Date.now()
       const ongoing = new Map<string, number>()
       for (const slot of this.slots) {
-        const job = slot?.job
-        if (job === undefined) continue
-        ongoing.set(job.spec.key, (ongoing.get(job.spec.key) ?? 0) + now - (job.startedAt ?? now))
+        const key = slot?.batch?.[0]?.spec.key
+        if (key === undefined || slot === undefined) continue
+        ongoing.set(key, (ongoing.get(key) ?? 0) + now - slot.batchStartedAt)
       }
       const candidates: Array<{ readonly key: string; readonly used: number; readonly idle: boolean }> = []
       for (const key of this.queues.keys()) {
@@ -608,10 +856,12 @@ export class WorkerPool {
         const slot = this.pickSlot(key, idle)
         if (slot === undefined) continue
         const queue = this.queues.get(key)!
-        const job = queue.shift()!
+        // Share the queue among the workers free for it; the rest waits for the next free one.
+        const size = Math.min(MAX_BATCH, Math.ceil(queue.length / this.freeWorkers(idle)))
+        const jobs = queue.splice(0, size)
         if (queue.length === 0) this.queues.delete(key)
-        this.queued--
-        this.start(slot, job)
+        this.queued -= jobs.length
+        this.start(slot, jobs)
         started = true
         break
       }
@@ -645,7 +895,7 @@ export class WorkerPool {
     let computing = 0
     let available = 0
     for (const slot of this.live()) {
-      if (!slot.ready || slot.job === undefined) {
+      if (!slot.ready || slot.batch === undefined) {
         if (slot.burst) available++
       } else {
         busy++
@@ -687,12 +937,22 @@ export class WorkerPool {
     return this.options.maxWorkersPerPlugin
   }
 
+  /** Idle, ready workers a plugin may use now (at least 1). */
+  private freeWorkers(mayUseExtra: boolean): number {
+    let free = 0
+    for (const slot of this.slots) {
+      if (slot === undefined || slot.gone || !slot.ready || slot.batch !== undefined) continue
+      if (!slot.burst || mayUseExtra) free++
+    }
+    return Math.max(1, free)
+  }
+
   /** An idle worker, preferring one that already has the plugin, then one of the pool proper. */
   private pickSlot(key: string, mayUseExtra: boolean): Slot | undefined {
     let best: Slot | undefined
     let bestScore = Infinity
     for (const slot of this.slots) {
-      if (slot === undefined || slot.gone || !slot.ready || slot.job !== undefined) continue
+      if (slot === undefined || slot.gone || !slot.ready || slot.batch !== undefined) continue
       if (slot.burst && !mayUseExtra) continue
       const score = (slot.known.has(key) ? 0 : 2) + (slot.burst ? 1 : 0)
       if (score === 0) return slot
@@ -704,26 +964,53 @@ export class WorkerPool {
     return best
   }
 
-  private start(slot: Slot, job: Job): void {
-    clearTimeout(job.deadline)
+  /** Hands `jobs` (all of one plugin, at least one) to an idle worker; the first always runs. */
+  private start(slot: Slot, jobs: Array<Job>): void {
+    const head = jobs[0]!
+    const key = head.spec.key
+    const now = Date.now()
+    // The first call starts for sure, so it cannot expire in the queue any more.
+    clearTimeout(head.deadline)
     clearTimeout(slot.idleTimer)
-    job.startedAt = Date.now()
-    slot.job = job
+    jobs.forEach((job, index) => {
+      job.slot = slot
+      job.index = index
+    })
+    slot.batch = jobs
+    slot.batchStartedAt = now
     slot.inHostCall = false
     slot.sleepsUntil = 0
-    this.running.set(job.spec.key, (this.running.get(job.spec.key) ?? 0) + 1)
-    const known = slot.known.has(job.spec.key)
-    if (!known) slot.known.add(job.spec.key)
-    slot.timer = setTimeout(() => this.onTimeout(slot, job), job.timeoutMs)
-    this.send(slot, {
-      t: "call",
-      callId: job.callId,
-      key: job.spec.key,
-      fn: job.fn,
-      input: job.input,
-      ...(known ? {} : { spec: job.spec })
-    })
-    if (slot.burst) this.keepSpare(job.startedAt)
+    slot.readCount = 0
+    slot.readOffset = 0
+    // The worker is idle, so nothing races these stores; postMessage publishes them.
+    Atomics.store(slot.header, Control.claim, 1)
+    Atomics.store(slot.header, Control.current, -1)
+    Atomics.store(slot.header, Control.resultCount, 0)
+    this.running.set(key, (this.running.get(key) ?? 0) + 1)
+    const known = slot.known.has(key)
+    if (!known) slot.known.add(key)
+    this.armFor(slot)
+    let size = 0
+    for (const job of jobs) size += job.input.byteLength
+    const inputs = new Uint8Array(size)
+    const ends: Array<number> = []
+    size = 0
+    for (const job of jobs) {
+      inputs.set(job.input, size)
+      size += job.input.byteLength
+      ends.push(size)
+    }
+    const message: MainToWorker = {
+      t: "batch",
+      key,
+      callIds: jobs.map((job) => job.callId),
+      fns: jobs.map((job) => job.fn),
+      inputs,
+      ends,
+      ...(known ? {} : { spec: head.spec })
+    }
+    slot.worker.postMessage(message, [inputs.buffer])
+    if (slot.burst) this.keepSpare(now)
   }
 
   private send(slot: Slot, message: MainToWorker): void {

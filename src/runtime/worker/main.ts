@@ -11,6 +11,7 @@ import { countLocal } from "../abi/LocalCounts.js"
 import { localHandler } from "./LocalHost.js"
 import {
   type CallFailure,
+  type CallRequest,
   Control,
   type MainToWorker,
   type PluginSpec,
@@ -36,6 +37,10 @@ const { control, replyPort, instanceIdleMs } = workerData as {
 const port = parentPort!
 const header = new Int32Array(control, 0, Control.headerBytes / 4)
 const inline = new Uint8Array(control, Control.headerBytes, Control.inlineBytes)
+const startedAt = new Float64Array(control, Control.startedAtByte, 1)
+const resultsOffset = Control.headerBytes + Control.inlineBytes
+const results = new Uint8Array(control, resultsOffset, Control.resultsBytes)
+const resultWords = new DataView(control, resultsOffset, Control.resultsBytes)
 const encoder = new TextEncoder()
 
 const specs = new Map<string, PluginSpec>()
@@ -45,6 +50,8 @@ const live = new Map<string, Live>()
 /** This worker's read-only connections to KV store files, per loaded plugin; closed with its spec or instance. */
 const kvReaders = new Map<string, KvReader>()
 let currentCall = 0
+/** Log lines were posted during the current call. */
+let logged = false
 /** Sleeps at least this long are reported to the pool; shorter ones are not worth a message. */
 const SLEEP_NOTICE_MS = 10
 
@@ -175,9 +182,10 @@ const closeKvReader = (key: string): void => {
 const logOf = (spec: PluginSpec): GuestLog => {
   let log = logs.get(spec.key)
   if (log === undefined) {
-    log = new GuestLog(spec.id, spec.logLevel, spec.logBudget, (lines) =>
+    log = new GuestLog(spec.id, spec.logLevel, spec.logBudget, (lines) => {
+      logged = true
       post({ t: "log", key: spec.key, lines })
-    )
+    })
     logs.set(spec.key, log)
   }
   return log
@@ -217,7 +225,7 @@ const classify = (error: unknown, instance: Live | undefined): CallFailure => {
   return { kind: "trap", message: String(error) }
 }
 
-const runCall = (message: Extract<MainToWorker, { t: "call" }>): WorkerToMain => {
+const runCall = (message: CallRequest): Extract<WorkerToMain, { t: "done" | "failed" }> => {
   const callId = message.callId
   const spec = message.spec ?? specs.get(message.key)
   if (spec === undefined) {
@@ -311,6 +319,77 @@ if (Number.isFinite(instanceIdleMs) && instanceIdleMs > 0) {
   setInterval(releaseIdle, Math.max(50, Math.min(instanceIdleMs / 2, 30_000))).unref()
 }
 
+/** Bytes of the results area used by the current batch. */
+let resultBytes = 0
+
+/**
+ * Appends a result to the shared results area; false when it does not fit (it then goes as a
+ * message). Entries survive the worker, so a later call that loops or crashes loses none of them.
+ */
+const writeResult = (
+  index: number,
+  reply: Extract<WorkerToMain, { t: "done" | "failed" }>,
+  flags: number
+): boolean => {
+  const body =
+    reply.t === "failed" ? encoder.encode(JSON.stringify(reply.failure)) : (reply.output ?? new Uint8Array(0))
+  const size = 12 + ((body.byteLength + 3) & ~3)
+  if (resultBytes + size > Control.resultsBytes) return false
+  const kind =
+    reply.t === "failed" ? Control.failed : reply.output === null ? Control.doneEmpty : Control.doneOutput
+  resultWords.setInt32(resultBytes, index, true)
+  resultWords.setInt32(resultBytes + 4, kind | flags, true)
+  resultWords.setInt32(resultBytes + 8, body.byteLength, true)
+  results.set(body, resultBytes + 12)
+  resultBytes += size
+  Atomics.add(header, Control.resultCount, 1)
+  return true
+}
+
+const runBatch = (batch: Extract<MainToWorker, { t: "batch" }>): void => {
+  const count = batch.callIds.length
+  // The pool reset the claim, the count and `current` before posting the batch.
+  resultBytes = 0
+  /** When the oldest result not yet announced was written (0: none). */
+  let pendingSince = 0
+  let ran = 0
+  for (let index = 0; index < count; index++) {
+    // Later calls start only if the pool has not taken them back meanwhile.
+    if (index > 0 && Atomics.compareExchange(header, Control.claim, index, index + 1) !== index) break
+    if (pendingSince !== 0 && performance.now() - pendingSince >= Control.noticeMs) {
+      post({ t: "results" })
+      pendingSince = 0
+    }
+    const call: CallRequest = {
+      callId: batch.callIds[index]!,
+      key: batch.key,
+      fn: batch.fns[index]!,
+      input: batch.inputs.subarray(index === 0 ? 0 : batch.ends[index - 1], batch.ends[index]),
+      ...(index === 0 && batch.spec !== undefined ? { spec: batch.spec } : {})
+    }
+    currentCall = call.callId
+    startedAt[0] = Date.now()
+    Atomics.store(header, Control.current, index)
+    logged = false
+    const reply = runCall(call)
+    // Every line of the call (and the drop summary, when due) goes before its result.
+    logs.get(call.key)?.endCall()
+    if (writeResult(index, reply, logged ? Control.logged : 0)) {
+      if (logged) {
+        post({ t: "results" })
+        pendingSince = 0
+      } else if (pendingSince === 0) pendingSince = performance.now()
+    } else if (reply.t === "done" && reply.output !== null) {
+      post(reply, [reply.output.buffer as ArrayBuffer])
+    } else {
+      post(reply)
+    }
+    Atomics.store(header, Control.current, -1)
+    ran++
+  }
+  post({ t: "batchEnd", ran })
+}
+
 port.on("message", (message: MainToWorker) => {
   if (message.t === "drop") {
     specs.delete(message.key)
@@ -320,15 +399,7 @@ port.on("message", (message: MainToWorker) => {
     logs.delete(message.key)
     return
   }
-  currentCall = message.callId
-  const reply = runCall(message)
-  // Every line of the call (and the drop summary, when due) goes before its result.
-  logs.get(message.key)?.endCall()
-  if (reply.t === "done" && reply.output !== null) {
-    post(reply, [reply.output.buffer as ArrayBuffer])
-  } else {
-    post(reply)
-  }
+  runBatch(message)
 })
 
 post({ t: "ready" })
