@@ -241,10 +241,13 @@ export class WorkerPool {
     // Nobody waits for such a call (the unload interrupted its caller): left alone it would hold
     // its worker until its own timeout.
     for (const slot of this.live()) {
-      const job = slot.job
-      if (job?.spec.key !== key) continue
-      this.finish(slot, job)
-      this.settle(job, { _tag: "Closed" })
+      const batch = slot.batch
+      if (batch?.[0]?.spec.key !== key) continue
+      // Results already written still count; the rest of the batch, running or not, is closed.
+      this.harvest(slot)
+      this.revoke(slot)
+      for (const job of batch) if (!job.settled) this.settle(job, { _tag: "Closed" })
+      this.finish(slot)
       this.retire(slot)
     }
     this.usage.delete(key)
@@ -255,9 +258,6 @@ export class WorkerPool {
       for (const job of queue) this.settle(job, { _tag: "Closed" })
     }
     for (const slot of this.live()) {
-      if (slot.batch?.[0]?.spec.key === key) {
-        for (const job of this.revoke(slot)) this.settle(job, { _tag: "Closed" })
-      }
       if (slot.known.delete(key)) this.send(slot, { t: "drop", key })
     }
   }
