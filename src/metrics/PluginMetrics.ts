@@ -46,11 +46,12 @@ const callDurationKey = MetricKey.histogram(
 /** Seconds from submitting a call to its outcome (queue wait included). */
 export const callDuration = Metric.fromMetricKey(callDurationKey)
 
-/** Host calls made by plugins, by plugin and host service. */
-export const hostCalls = Metric.counter("ndp_plugin_host_calls_total", {
+const hostCallsKey = MetricKey.counter("ndp_plugin_host_calls_total", {
   description: "Host function calls made by plugins, by plugin and host service",
   incremental: true
 })
+/** Host calls made by plugins, by plugin and host service. */
+export const hostCalls = Metric.fromMetricKey(hostCallsKey)
 
 /** Bytes a plugin holds in its key-value store. */
 export const kvBytes = Metric.gauge("ndp_plugin_kvstore_bytes", {
@@ -148,7 +149,13 @@ export const countHostCall = (pluginId: string, fn: string, calls = 1): Effect.E
   const key = `${pluginId}\u0000${fn}`
   let counter = hostCallSeries.get(key)
   if (counter === undefined) {
-    counter = Metric.tagged(Metric.tagged(hostCalls, "plugin", pluginId), "service", serviceOf(fn))
+    // Labels in the key, as for calls: `Metric.tagged` pays a key and a lookup on every update.
+    counter = Metric.fromMetricKey(
+      MetricKey.taggedWithLabels(hostCallsKey, [
+        MetricLabel.make("plugin", pluginId),
+        MetricLabel.make("service", serviceOf(fn))
+      ])
+    )
     hostCallSeries.set(key, counter)
   }
   return calls === 1 ? Metric.increment(counter) : Metric.incrementBy(counter, calls)

@@ -243,10 +243,14 @@ export class WorkerPool {
     for (const slot of this.live()) {
       const batch = slot.batch
       if (batch?.[0]?.spec.key !== key) continue
-      // Results already written still count; the rest of the batch, running or not, is closed.
+      // Results already written still count; calls not started are closed where they wait.
       this.harvest(slot)
-      this.revoke(slot)
-      for (const job of batch) if (!job.settled) this.settle(job, { _tag: "Closed" })
+      for (const job of this.revoke(slot)) this.settle(job, { _tag: "Closed" })
+      // A batch whose calls are all answered is only waiting for its closing message: the worker
+      // stays. One still running a call is ended, or it would hold the worker until its timeout.
+      const running = (slot.batch ?? []).filter((job) => !job.settled)
+      if (running.length === 0) continue
+      for (const job of running) this.settle(job, { _tag: "Closed" })
       this.finish(slot)
       this.retire(slot)
     }
