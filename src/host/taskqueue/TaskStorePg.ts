@@ -1,5 +1,5 @@
 /**
- * The task queues of every plugin in the cluster's PostgreSQL database (decision 0051): one table
+ * The task queues of every plugin in the cluster's PostgreSQL database (decision 0046): one table
  * of queue definitions and one of tasks, keyed by plugin, shared by all nodes.
  *
  * A task taken for running carries a lease (`lease_until`) that the node running it renews while
