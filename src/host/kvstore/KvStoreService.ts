@@ -12,7 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { createRequire } from "node:module"
+// A namespace import: bundles that declare `createRequire` in a banner (README, "Bundling") keep working.
+import * as NodeModule from "node:module"
 import { join } from "node:path"
 import { defaultKvstoreMaxSizeBytes } from "../../manifest/Manifest.js"
 import {
@@ -157,8 +158,8 @@ const sqliteHandlers = new WeakMap<HostFunctionHandler, string>()
  */
 const sqliteDriver: string | undefined = (() => {
   try {
-    const client = createRequire(import.meta.url).resolve("@effect/sql-sqlite-node")
-    return createRequire(client).resolve("better-sqlite3")
+    const client = NodeModule.createRequire(import.meta.url).resolve("@effect/sql-sqlite-node")
+    return NodeModule.createRequire(client).resolve("better-sqlite3")
   } catch {
     return undefined
   }
