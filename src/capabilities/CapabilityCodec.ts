@@ -60,3 +60,25 @@ export const decodeOutput =
             )
       )
     )
+
+/**
+ * `decodeOutput`, refusing first an output over `maxBytes` as `TooLarge` (`what` names the answers
+ * in the message, e.g. "lyrics answers"): a client whose answers a plugin may make arbitrarily big.
+ */
+export const decodeBoundedOutput =
+  <A, I>(schema: Schema.Schema<A, I>, what: string, maxBytes: number) =>
+  (
+    pluginId: string,
+    exportName: string,
+    output: Uint8Array | null
+  ): Effect.Effect<A | undefined, PluginOutputError> =>
+    output !== null && output.byteLength > maxBytes
+      ? Effect.fail(
+          new PluginOutputError({
+            pluginId,
+            export: exportName,
+            reason: "TooLarge",
+            message: `plugin ${pluginId} answered ${exportName} with ${output.byteLength} bytes; ${what} are limited to ${maxBytes} bytes`
+          })
+        )
+      : decodeOutput(schema)(pluginId, exportName, output)

@@ -8,9 +8,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import type { CapabilityTarget } from "./Capabilities.js"
-import { PluginOutputError } from "../runtime/PluginError.js"
 import type { PluginCallError, PluginNotImplementedError } from "../runtime/PluginError.js"
-import { decodeOutput, nullable } from "./CapabilityCodec.js"
+import { decodeBoundedOutput, nullable } from "./CapabilityCodec.js"
 import * as LyricsFormat from "./LyricsFormat.js"
 import { type TrackAudience, type TrackInfo, trackFor } from "./Scrobbler.js"
 
@@ -44,23 +43,13 @@ export const fromPlugin = (
   options: LyricsProviderOptions = {}
 ): LyricsProvider => {
   const maxAnswerBytes = options.maxAnswerBytes ?? defaultMaxAnswerBytes
-  const decode = decodeOutput(LyricsResponse)
+  const decode = decodeBoundedOutput(LyricsResponse, "lyrics answers", maxAnswerBytes)
   return {
     pluginId: plugin.id,
     getLyrics: (track) =>
       !plugin.exports.has(exportName)
         ? Effect.succeed([])
         : plugin.call(exportName, JSON.stringify({ track: trackFor(plugin, track) })).pipe(
-            Effect.filterOrFail(
-              (bytes) => bytes === null || bytes.byteLength <= maxAnswerBytes,
-              (bytes) =>
-                new PluginOutputError({
-                  pluginId: plugin.id,
-                  export: exportName,
-                  reason: "TooLarge",
-                  message: `plugin ${plugin.id} answered ${exportName} with ${bytes?.byteLength} bytes; lyrics answers are limited to ${maxAnswerBytes} bytes`
-                })
-            ),
             Effect.flatMap((bytes) => decode(plugin.id, exportName, bytes)),
             Effect.flatMap((response) =>
               Effect.forEach(response?.lyrics ?? [], (entry, index) => {

@@ -9,9 +9,8 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { CapabilityTarget } from "./Capabilities.js"
-import { PluginOutputError } from "../runtime/PluginError.js"
 import type { PluginCallError, PluginNotImplementedError } from "../runtime/PluginError.js"
-import { decodeOutput, nullable } from "./CapabilityCodec.js"
+import { decodeBoundedOutput, nullable } from "./CapabilityCodec.js"
 import { normalizeSongRef, type NormalizedSongRef, SongRef } from "./MetadataAgent.js"
 
 /** Failures of a sonic-similarity call; "not implemented" is no matches, not an error. */
@@ -58,21 +57,11 @@ export const fromPlugin = (
   options: SonicSimilarityProviderOptions = {}
 ): SonicSimilarityProvider => {
   const maxAnswerBytes = options.maxAnswerBytes ?? defaultMaxAnswerBytes
-  const decode = decodeOutput(SonicResponse)
+  const decode = decodeBoundedOutput(SonicResponse, "sonic-similarity answers", maxAnswerBytes)
   const ask = (exportName: string, request: object, count: number) =>
     !plugin.exports.has(exportName)
       ? Effect.succeed([])
       : plugin.call(exportName, JSON.stringify(request)).pipe(
-          Effect.filterOrFail(
-            (bytes) => bytes === null || bytes.byteLength <= maxAnswerBytes,
-            (bytes) =>
-              new PluginOutputError({
-                pluginId: plugin.id,
-                export: exportName,
-                reason: "TooLarge",
-                message: `plugin ${plugin.id} answered ${exportName} with ${bytes?.byteLength} bytes; sonic-similarity answers are limited to ${maxAnswerBytes} bytes`
-              })
-          ),
           Effect.flatMap((bytes) => decode(plugin.id, exportName, bytes)),
           Effect.tap((response) =>
             (response?.matches?.length ?? 0) > count

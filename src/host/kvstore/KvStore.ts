@@ -138,7 +138,7 @@ export const checkKey = (key: string): Effect.Effect<number, KvStoreError> => {
     : Effect.fail(new KvStoreError({ reason: "InvalidKey", message: checked.problem }))
 }
 
-const checkPrefix = (prefix: string): Effect.Effect<string, KvStoreError> =>
+export const checkPrefix = (prefix: string): Effect.Effect<string, KvStoreError> =>
   isWellFormed(prefix)
     ? Effect.succeed(prefix)
     : Effect.fail(
@@ -147,6 +147,51 @@ const checkPrefix = (prefix: string): Effect.Effect<string, KvStoreError> =>
           message: "prefix is not valid UTF-8 (it holds a lone surrogate)"
         })
       )
+
+/** When an entry written now with `ttlSeconds` expires (ms); a TTL that is not a whole positive number, or too large, is refused. */
+export const expiryOf = (ttlSeconds: number, now: number): Effect.Effect<number, KvStoreError> => {
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) {
+    return Effect.fail(
+      new KvStoreError({
+        reason: "InvalidArgument",
+        message: `ttlSeconds must be a whole number greater than 0, not ${ttlSeconds}`
+      })
+    )
+  }
+  const expiresAt = now + ttlSeconds * 1000
+  return Number.isSafeInteger(expiresAt)
+    ? Effect.succeed(expiresAt)
+    : Effect.fail(
+        new KvStoreError({ reason: "InvalidArgument", message: `ttlSeconds ${ttlSeconds} is too large` })
+      )
+}
+
+/** The refusal of a new key when the store already holds `live` keys, the most allowed. */
+export const tooManyKeys = (live: number, key: string): KvStoreError =>
+  new KvStoreError({
+    reason: "TooManyKeys",
+    message:
+      `key limit reached: the store holds ${live} keys, the most allowed, so key ` +
+      `"${key}" cannot be added: delete keys you no longer need or reuse existing ones`
+  })
+
+/** The refusal of a write that would take the store's usage from `used` to `after` bytes. */
+export const storageLimitExceeded = (write: {
+  readonly key: string
+  readonly keyBytes: number
+  readonly valueBytes: number
+  readonly used: number
+  readonly after: number
+  readonly maxSizeBytes: number
+}): KvStoreError =>
+  new KvStoreError({
+    reason: "StorageLimitExceeded",
+    message:
+      `storage limit exceeded: ${write.used} of ${write.maxSizeBytes} bytes are used (keys and ` +
+      `values both count), and writing ${write.keyBytes + write.valueBytes} bytes (key ${write.keyBytes} + value ` +
+      `${write.valueBytes}) to key "${write.key}" would make it ${write.after}: delete entries ` +
+      `you no longer need, or ask for a larger kvstore maxSize in the manifest`
+  })
 
 /**
  * The least string greater than every string starting with `prefix`, or undefined when there is
@@ -266,19 +311,14 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
             onSome: (refusal) =>
               Effect.fail(
                 refusal._tag === "Keys"
-                  ? new KvStoreError({
-                      reason: "TooManyKeys",
-                      message:
-                        `key limit reached: the store holds ${refusal.live} keys, the most allowed, so key ` +
-                        `"${key}" cannot be added: delete keys you no longer need or reuse existing ones`
-                    })
-                  : new KvStoreError({
-                      reason: "StorageLimitExceeded",
-                      message:
-                        `storage limit exceeded: ${refusal.used} of ${maxSizeBytes} bytes are used (keys and ` +
-                        `values both count), and writing ${refusal.size} bytes (key ${keyBytes} + value ` +
-                        `${value.byteLength}) to key "${key}" would make it ${refusal.after}: delete entries ` +
-                        `you no longer need, or ask for a larger kvstore maxSize in the manifest`
+                  ? tooManyKeys(refusal.live, key)
+                  : storageLimitExceeded({
+                      key,
+                      keyBytes,
+                      valueBytes: value.byteLength,
+                      used: refusal.used,
+                      after: refusal.after,
+                      maxSizeBytes
                     })
               )
           })
@@ -296,20 +336,8 @@ const open = (options: KvStoreOptions): Effect.Effect<KvStore, KvStoreError, Sco
       ttlSeconds: number
     ) {
       const keyBytes = yield* checkKey(key)
-      if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) {
-        return yield* new KvStoreError({
-          reason: "InvalidArgument",
-          message: `ttlSeconds must be a whole number greater than 0, not ${ttlSeconds}`
-        })
-      }
       const now = yield* Clock.currentTimeMillis
-      const expiresAt = now + ttlSeconds * 1000
-      if (!Number.isSafeInteger(expiresAt)) {
-        return yield* new KvStoreError({
-          reason: "InvalidArgument",
-          message: `ttlSeconds ${ttlSeconds} is too large`
-        })
-      }
+      const expiresAt = yield* expiryOf(ttlSeconds, now)
       yield* write(key, keyBytes, value, expiresAt, now)
     })
 

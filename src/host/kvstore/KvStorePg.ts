@@ -18,7 +18,17 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { migrate } from "../../internal/migrate.js"
-import { checkKey, defaultMaxKeys, defaultSweepInterval, type KvStore, prefixSuccessor } from "./KvStore.js"
+import {
+  checkKey,
+  checkPrefix,
+  defaultMaxKeys,
+  expiryOf,
+  storageLimitExceeded,
+  tooManyKeys,
+  defaultSweepInterval,
+  type KvStore,
+  prefixSuccessor
+} from "./KvStore.js"
 import { KvStoreError } from "./KvStoreError.js"
 
 /** The PostgreSQL schema of the KV stores, one list of steps like every other store's. */
@@ -152,29 +162,14 @@ export const make = (
           current = row !== undefined && row.live ? toNumber(row.size) : null
         }
         const liveKeys = usage.entries - expired.entries
-        if (current === null && liveKeys >= maxKeys)
-          return Option.some(
-            new KvStoreError({
-              reason: "TooManyKeys",
-              message:
-                `key limit reached: the store holds ${liveKeys} keys, the most allowed, so key ` +
-                `"${key}" cannot be added: delete keys you no longer need or reuse existing ones`
-            })
-          )
+        if (current === null && liveKeys >= maxKeys) return Option.some(tooManyKeys(liveKeys, key))
         const used = usage.bytes - expired.bytes
         const old = current ?? 0
         const after = used - old + size
         // An overwrite that does not grow its entry always goes through, even over a lowered limit.
         if (after > maxSizeBytes && size > old)
           return Option.some(
-            new KvStoreError({
-              reason: "StorageLimitExceeded",
-              message:
-                `storage limit exceeded: ${used} of ${maxSizeBytes} bytes are used (keys and values both ` +
-                `count), and writing ${size} bytes (key ${keyBytes} + value ${value.byteLength}) to key ` +
-                `"${key}" would make it ${after}: delete entries you no longer need, or ask for a larger ` +
-                `kvstore maxSize in the manifest`
-            })
+            storageLimitExceeded({ key, keyBytes, valueBytes: value.byteLength, used, after, maxSizeBytes })
           )
         // The row under this key, live or expired, is replaced: its old figures leave the usage.
         const previous = row === undefined ? 0 : toNumber(row.size)
@@ -200,20 +195,8 @@ export const make = (
       ttlSeconds: number
     ) {
       const keyBytes = yield* checkKey(key)
-      if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) {
-        return yield* new KvStoreError({
-          reason: "InvalidArgument",
-          message: `ttlSeconds must be a whole number greater than 0, not ${ttlSeconds}`
-        })
-      }
       const now = yield* Clock.currentTimeMillis
-      const expiresAt = now + ttlSeconds * 1000
-      if (!Number.isSafeInteger(expiresAt)) {
-        return yield* new KvStoreError({
-          reason: "InvalidArgument",
-          message: `ttlSeconds ${ttlSeconds} is too large`
-        })
-      }
+      const expiresAt = yield* expiryOf(ttlSeconds, now)
       yield* write(key, keyBytes, value, expiresAt, now)
     })
 
@@ -240,16 +223,6 @@ export const make = (
         yield* deleteWhere(sql`key = ${utf8(key)}`)
       }).pipe(sql.withTransaction, Effect.mapError(storageError))
     })
-
-    const checkPrefix = (prefix: string) =>
-      (prefix as string & { isWellFormed(): boolean }).isWellFormed()
-        ? Effect.void
-        : Effect.fail(
-            new KvStoreError({
-              reason: "InvalidArgument",
-              message: "prefix is not valid UTF-8 (it holds a lone surrogate)"
-            })
-          )
 
     const inRange = (prefix: string) => {
       const upper = prefixSuccessor(prefix)
