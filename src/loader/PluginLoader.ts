@@ -23,6 +23,8 @@ import {
   type PluginContext
 } from "../host/HostFunctions.js"
 import * as ConfigService from "../host/config/ConfigService.js"
+import * as CacheService from "../host/cache/CacheService.js"
+import { lookupFunction } from "../host/cache/CacheAnswers.js"
 import * as KvStoreService from "../host/kvstore/KvStoreService.js"
 import { encodeError, type HostFunctionHandler } from "../host/HostCodec.js"
 import { decodeGrants } from "../host/network/NetworkPolicy.js"
@@ -223,6 +225,10 @@ const make = Effect.gen(function* () {
       ).pipe(Scope.extend(servicesScope))
       const mounts = yield* collectMounts(registry.providers, context)
       const kvReads = KvStoreService.servedInWorker(handlers)
+      const cacheReads = CacheService.servedInWorker(handlers)
+      // The worker's lookups for its cache copies: not importable, so only the worker asks.
+      const internal: Record<string, HostFunctionHandler> =
+        cacheReads.lookup === undefined ? {} : { [lookupFunction]: cacheReads.lookup }
       const running = yield* runtime
         .instantiate({
           pluginId: id,
@@ -231,12 +237,15 @@ const make = Effect.gen(function* () {
           userFunctions: plan.userFunctions,
           workerFunctions: [
             ...ConfigService.servedInWorker(registry.providers, plan.userFunctions),
-            ...kvReads.functions.filter((name) => plan.userFunctions.includes(name))
+            ...[...kvReads.functions, ...cacheReads.functions].filter((name) =>
+              plan.userFunctions.includes(name)
+            )
           ],
           localKvStore: kvReads.store,
+          localCache: cacheReads.index,
           envHttp: plan.envHttp,
           host: (fn, payload, call) => {
-            const handler = handlers[fn]
+            const handler = handlers[fn] ?? internal[fn]
             return handler === undefined
               ? Effect.succeed(encodeError(`host function ${fn} is not available to plugin ${id}`))
               : handler(payload, call)

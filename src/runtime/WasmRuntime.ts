@@ -34,6 +34,8 @@ import {
 
 export { WorkerScriptError }
 import { capMemory, inspect, WASM_PAGE_BYTES, type WasmShape } from "./WasmBinary.js"
+import { EngineClockView, makeEngineClock } from "./abi/EngineClock.js"
+import { isInternal } from "./abi/Imports.js"
 import { LocalCounts } from "./abi/LocalCounts.js"
 import {
   defaultLogBudget,
@@ -145,6 +147,8 @@ export interface InstantiateOptions {
   readonly workerFunctions?: ReadonlyArray<string> | undefined
   /** The plugin's SQLite KV store, which the worker may read for the `kvstore_*` names in `workerFunctions`. */
   readonly localKvStore?: LocalKvStore | undefined
+  /** The plugin cache's shared index, against which the worker checks its copies for the `cache_*` names in `workerFunctions`. */
+  readonly localCache?: SharedArrayBuffer | undefined
   readonly envHttp: boolean
   readonly host: HostCallHandler
   readonly timeoutMs?: number | undefined
@@ -435,6 +439,9 @@ const make = (options: RuntimeOptions) =>
         const logLevel = instance.logLevel ?? LogLevel.Info
         const workerFunctions = options.hostCallsInWorker ? (instance.workerFunctions ?? []) : []
         const localCounts = workerFunctions.length > 0 ? new LocalCounts(workerFunctions) : undefined
+        const localCache = options.hostCallsInWorker ? instance.localCache : undefined
+        // Only the cache's copies judge expiry in the worker, so only they need the engine's time.
+        const engineClock = localCache === undefined ? undefined : new EngineClockView(makeEngineClock())
         // Host calls the worker answered count as host calls too, once their plugin call is over.
         const countLocal = Effect.suspend(() => {
           const drained = localCounts?.drain() ?? []
@@ -452,6 +459,8 @@ const make = (options: RuntimeOptions) =>
           userFunctions: instance.userFunctions,
           workerFunctions,
           localKvStore: options.hostCallsInWorker ? instance.localKvStore : undefined,
+          localCache,
+          engineClock: engineClock?.buffer,
           localCounts: localCounts?.buffer,
           envHttp: instance.envHttp,
           logLevel: toExtismLevel(logLevel),
@@ -471,11 +480,14 @@ const make = (options: RuntimeOptions) =>
             pool.register(key, {
               host: (fn, payload, reply, callFinished) => {
                 let answered = false
+                const answer = instance.host(fn, payload, {
+                  callFinished: Effect.promise(() => callFinished)
+                })
                 const cancel = runCallback(
-                  Effect.zipRight(
-                    PluginMetrics.countHostCall(pluginId, fn),
-                    instance.host(fn, payload, { callFinished: Effect.promise(() => callFinished) })
-                  ),
+                  // The worker counts the plugin's call that needed an internal one.
+                  isInternal(fn)
+                    ? answer
+                    : Effect.zipRight(PluginMetrics.countHostCall(pluginId, fn), answer),
                   {
                     onExit: (exit) => {
                       answered = true
@@ -529,7 +541,7 @@ const make = (options: RuntimeOptions) =>
                 })
               )
             }
-            return Effect.async<Uint8Array | null, PluginCallError>((resume) => {
+            const submit = Effect.async<Uint8Array | null, PluginCallError>((resume) => {
               const cancel = pool.submit(
                 spec,
                 exportName,
@@ -539,6 +551,12 @@ const make = (options: RuntimeOptions) =>
               )
               return Effect.sync(cancel)
             })
+            return engineClock === undefined
+              ? submit
+              : Effect.clockWith((clock) => {
+                  engineClock.publish(clock.unsafeCurrentTimeMillis())
+                  return submit
+                })
           }).pipe(Effect.ensuring(countLocal), PluginMetrics.trackCall(pluginId, exportName))
 
         // Run the module's start code once now, so a broken or looping start fails the load.

@@ -6,6 +6,10 @@
  *
  * It is a small map of our own rather than Effect's `Cache`: that one memoises a lookup function,
  * while plugins set arbitrary keys with their own TTLs.
+ *
+ * The map stays on the main thread, its only writer. Gets may be answered in the execution worker
+ * from a copy of the entry, valid while the entry's slot in the shared `CacheIndex` keeps its stamp
+ * (docs/decisions/0035-host-calls-in-the-worker.md).
  */
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -14,9 +18,17 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { Bytes, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
+import { Bytes, encodeResponseAsIs, type HostFunctionHandler, hostFunction, toBase64 } from "../HostCodec.js"
 import { define, type HostServiceProvider } from "../HostProvider.js"
+import { type CacheLookup, getAnswer, getters, hasAnswer, type Kind, lookupFunction } from "./CacheAnswers.js"
 import { CacheError } from "./CacheError.js"
+import { CacheIndex } from "./CacheIndex.js"
+
+const wireValue = (value: Entry["value"]): string | number =>
+  value instanceof Uint8Array ? toBase64(value) : value
+
+const wire = (entry: Entry | undefined) =>
+  entry === undefined ? undefined : { kind: entry.kind, value: wireValue(entry.value) }
 
 /** The functions of the Cache service and the permission they need. */
 export const definition = define({
@@ -46,13 +58,13 @@ export const defaultCacheOptions: CacheOptions = { maxEntries: 10_000, maxBytes:
 
 const DAY_MS = 24 * 60 * 60 * 1000
 
-type Kind = "string" | "int" | "float" | "bytes"
-
 interface Entry {
   readonly kind: Kind
   readonly value: string | number | Uint8Array
   readonly bytes: number
   readonly expiresAt: number
+  /** Its slot in the shared index (-1: none, and gets of it always cross). */
+  readonly slot: number
 }
 
 const encoder = new TextEncoder()
@@ -62,7 +74,11 @@ export class PluginCache {
   private readonly entries = new Map<string, Entry>()
   private bytes = 0
 
-  constructor(private readonly options: CacheOptions) {}
+  constructor(
+    private readonly options: CacheOptions,
+    /** The slots workers check their copies against; absent: gets are answered here only. */
+    readonly index?: CacheIndex
+  ) {}
 
   get size(): number {
     return this.entries.size
@@ -85,10 +101,20 @@ export class PluginCache {
     }
     this.delete(key)
     const ttlMs = ttlSeconds > 0 ? ttlSeconds * 1000 : DAY_MS
-    this.entries.set(key, { kind, value, bytes: size, expiresAt: now + ttlMs })
+    const slot = this.index?.assign() ?? -1
+    this.entries.set(key, { kind, value, bytes: size, expiresAt: now + ttlMs, slot })
     this.bytes += size
-    for (const [oldest] of this.entries) {
+    // Oldest first; an entry a worker read since the last pass gets a second chance at the end
+    // of the order (the map visits it once more there, untouched, so the loop ends).
+    for (const [oldest, entry] of this.entries) {
       if (this.entries.size <= this.options.maxEntries && this.bytes <= this.options.maxBytes) break
+      // The new entry fits alone (checked above): whatever must go is another one.
+      if (oldest === key) continue
+      if (this.index?.takeTouched(entry.slot) === true) {
+        this.entries.delete(oldest)
+        this.entries.set(oldest, entry)
+        continue
+      }
       this.delete(oldest)
     }
     return undefined
@@ -112,11 +138,26 @@ export class PluginCache {
     if (entry === undefined) return
     this.entries.delete(key)
     this.bytes -= entry.bytes
+    this.index?.release(entry.slot)
   }
 
   clear(): void {
+    for (const entry of this.entries.values()) this.index?.release(entry.slot)
     this.entries.clear()
     this.bytes = 0
+  }
+
+  /** A get for a worker: the live entry with what the worker needs to keep a copy of it. */
+  lookup(key: string, now: number): CacheLookup | undefined {
+    const entry = this.get(key, now)
+    if (entry === undefined) return undefined
+    return {
+      kind: entry.kind,
+      value: wireValue(entry.value),
+      slot: entry.slot,
+      stamp: entry.slot < 0 || this.index === undefined ? 0 : this.index.stamp(entry.slot),
+      expiresAt: entry.expiresAt
+    }
   }
 }
 
@@ -141,31 +182,21 @@ export const functions = (
           ? Effect.succeed({})
           : Effect.fail(new CacheError({ reason: "TooLarge", message: refused }))
       })
-  // A getter of the wrong type reports not-exists, as the contract says.
   const get =
-    (kind: Kind, wire: (value: Entry["value"]) => unknown = (v) => v) =>
+    (kind: Kind) =>
     ({ key }: { key: string }) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        const entry = cache.get(key, now)
-        return entry === undefined || entry.kind !== kind ? {} : { value: wire(entry.value), exists: true }
-      })
+      Effect.map(Clock.currentTimeMillis, (now) => getAnswer(kind, wire(cache.get(key, now))))
   return {
     cache_setstring: hostFunction("cache_setstring", SetString, set("string")),
     cache_setint: hostFunction("cache_setint", SetInt, set("int")),
     cache_setfloat: hostFunction("cache_setfloat", SetFloat, set("float")),
     cache_setbytes: hostFunction("cache_setbytes", SetBytes, set("bytes")),
-    cache_getstring: hostFunction("cache_getstring", KeyRequest, get("string")),
-    cache_getint: hostFunction("cache_getint", KeyRequest, get("int")),
-    cache_getfloat: hostFunction("cache_getfloat", KeyRequest, get("float")),
-    cache_getbytes: hostFunction(
-      "cache_getbytes",
-      KeyRequest,
-      get("bytes", (v) => toBase64(v as Uint8Array))
-    ),
+    cache_getstring: hostFunction("cache_getstring", KeyRequest, get(getters.cache_getstring)),
+    cache_getint: hostFunction("cache_getint", KeyRequest, get(getters.cache_getint)),
+    cache_getfloat: hostFunction("cache_getfloat", KeyRequest, get(getters.cache_getfloat)),
+    cache_getbytes: hostFunction("cache_getbytes", KeyRequest, get(getters.cache_getbytes)),
     cache_has: hostFunction("cache_has", KeyRequest, ({ key }) =>
-      Effect.map(Clock.currentTimeMillis, (now) =>
-        cache.get(key, now) === undefined ? {} : { exists: true }
-      )
+      Effect.map(Clock.currentTimeMillis, (now) => hasAnswer(cache.get(key, now)))
     ),
     cache_remove: hostFunction("cache_remove", KeyRequest, ({ key }) =>
       Effect.sync(() => {
@@ -191,11 +222,56 @@ export const make = Effect.fn("CacheService.make")((
     ...definition,
     make: () =>
       Effect.acquireRelease(
-        Effect.sync(() => new PluginCache(limits)),
+        Effect.sync(() => new PluginCache(limits, new CacheIndex(limits.maxEntries))),
         (cache) => Effect.sync(() => cache.clear())
-      ).pipe(Effect.map(functions))
+      ).pipe(Effect.map(stockFunctions))
   })
 })
+
+/** Handlers this service made, with their cache: only those may be answered in a worker. */
+const stockHandlers = new WeakMap<HostFunctionHandler, PluginCache>()
+
+const stockFunctions = (cache: PluginCache) => {
+  const handlers = functions(cache)
+  for (const handler of Object.values(handlers)) stockHandlers.set(handler, cache)
+  return handlers
+}
+
+/** The reads a worker may answer from its copies (`workerReads` in LocalHost). */
+const workerReads = [...Object.keys(getters), "cache_has"] as const
+
+/**
+ * Of the plugin's `handlers`, the cache reads its workers may answer from copies, the shared index
+ * they check copies against, and the lookup handler that fills their copies: all empty unless this
+ * service made those handlers (an embedder's own provider of a cache name keeps its calls on the
+ * main thread).
+ */
+export const servedInWorker = (
+  handlers: Readonly<Record<string, HostFunctionHandler>>
+): {
+  readonly functions: ReadonlyArray<string>
+  readonly index: SharedArrayBuffer | undefined
+  readonly lookup: HostFunctionHandler | undefined
+} => {
+  const cache = workerReads.map((name) => handlers[name]).find((h) => h !== undefined && stockHandlers.has(h))
+  const owner = cache === undefined ? undefined : stockHandlers.get(cache)
+  if (owner?.index === undefined) return { functions: [], index: undefined, lookup: undefined }
+  const functions = workerReads.filter((name) => {
+    const handler = handlers[name]
+    return handler !== undefined && stockHandlers.get(handler) === owner
+  })
+  return { functions, index: owner.index.buffer, lookup: lookupHandler(owner) }
+}
+
+/** The main thread's answer to a worker without a current copy of a key (`CacheAnswers.lookupFunction`). */
+const lookupHandler = (cache: PluginCache): HostFunctionHandler =>
+  hostFunction(
+    lookupFunction,
+    KeyRequest,
+    ({ key }) => Effect.map(Clock.currentTimeMillis, (now) => cache.lookup(key, now) ?? {}),
+    // As is: a value of 0 or "" must reach the worker.
+    encodeResponseAsIs
+  )
 
 /** The Cache service as a layer. */
 export const layer = (options: Partial<CacheOptions> = {}): Layer.Layer<CacheService> =>

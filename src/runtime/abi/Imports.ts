@@ -96,3 +96,13 @@ export const wasiFunctionNames: ReadonlySet<string> = new Set([
   "sock_send",
   "sock_shutdown"
 ])
+
+/**
+ * Prefix of the host functions only the engine's own workers call (a worker filling its copy of a
+ * cache entry, for instance). No catalogue lists them, so no plugin links against one, and they
+ * are not counted as the plugin's host calls: the call the plugin made is counted by the worker.
+ */
+export const INTERNAL_PREFIX = "ndp:"
+
+/** Whether `fn` is one of the engine's internal host functions. */
+export const isInternal = (fn: string): boolean => fn.startsWith(INTERNAL_PREFIX)

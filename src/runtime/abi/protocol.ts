@@ -23,12 +23,16 @@ export interface PluginSpec {
   /** Names in `extism:host/user` this plugin may import (already permission-checked). */
   readonly userFunctions: ReadonlyArray<string>
   /**
-   * Of `userFunctions`, those the worker answers itself from `config` or `localKvStore` (see
+   * Of `userFunctions`, those the worker answers itself from `config`, `localKvStore` or `localCache` (see
    * `LocalHost.ts`); the others cross to the main thread.
    */
   readonly workerFunctions: ReadonlyArray<string>
   /** The plugin's SQLite KV store, which the worker reads over its own connection (see `KvReader.ts`). */
   readonly localKvStore?: LocalKvStore | undefined
+  /** The plugin cache's shared index (`host/cache/CacheIndex.ts`), for the worker's copies of entries. */
+  readonly localCache?: SharedArrayBuffer | undefined
+  /** The engine's time, published at each call (`abi/EngineClock.ts`); present with `localCache`. */
+  readonly engineClock?: SharedArrayBuffer | undefined
   /** One Int32 slot per `workerFunctions` entry: calls answered in the worker (see `abi/LocalCounts.ts`). */
   readonly localCounts?: SharedArrayBuffer | undefined
   /** Whether `http_request` & co. in `extism:host/env` reach the host's HTTP service. */

@@ -2,14 +2,17 @@
  * Host functions the execution worker answers itself, without a round trip to the main thread:
  * those whose answer depends only on what the worker already holds (the plugin's flattened
  * configuration, immutable per loaded version) or can read itself (KV store reads, over its own
- * read-only connection). Why and which: docs/decisions/0035-host-calls-in-the-worker.md.
+ * read-only connection; cache gets, from copies the shared index says are current). Why and which: docs/decisions/0035-host-calls-in-the-worker.md.
  *
  * Only well-formed requests are answered here. A request the host codec would refuse (not UTF-8
  * JSON, a field of the wrong type) or the store would refuse (an invalid key) goes to the main
  * thread as before, so its in-band error is the main thread's, word for word.
  */
+import { getAnswer, getters, hasAnswer } from "../../host/cache/CacheAnswers.js"
 import { configGet, configGetInt, configKeys } from "../../host/config/ConfigLookup.js"
 import { keyProblem, maxKeyBytes } from "../../host/kvstore/KvKey.js"
+import { encodeResponse } from "../../host/WireJson.js"
+import type { CacheCopies } from "./CacheCopies.js"
 import type { KvReader } from "./KvReader.js"
 
 /** Answers a request, or returns undefined to send it to the main thread. */
@@ -57,11 +60,19 @@ export interface LocalSources {
   readonly config: Readonly<Record<string, string>>
   /** The plugin's KV store file, readable here; absent when its reads must cross. */
   readonly kv?: KvReader | undefined
+  /** This worker's copies of the plugin's cache entries; absent when its gets must cross. */
+  readonly cache?: CacheCopies | undefined
+}
+
+/** A cache key the service accepts (a non-empty string); any other crosses for the service's own error. */
+const cacheKey = (payload: Uint8Array): string | undefined => {
+  const key = requestOf(payload)?.key
+  return typeof key === "string" && key.length > 0 ? key : undefined
 }
 
 /** The worker-side handler of `fn`, or undefined when only the main thread can answer it. */
 export const localHandler = (fn: string, sources: LocalSources): LocalHandler | undefined => {
-  const { config, kv } = sources
+  const { cache, config, kv } = sources
   switch (fn) {
     case "config_get":
     case "config_getint": {
@@ -103,6 +114,28 @@ export const localHandler = (fn: string, sources: LocalSources): LocalHandler | 
         : (payload) => {
             const found = kvLookup(kv, payload)
             return found === undefined ? undefined : encode(found.value === null ? {} : { exists: true })
+          }
+    // The same bytes as the main thread's handlers: both write `getAnswer`/`hasAnswer` with `omitZero`.
+    case "cache_getstring":
+    case "cache_getint":
+    case "cache_getfloat":
+    case "cache_getbytes": {
+      const kind = getters[fn]
+      return cache === undefined
+        ? undefined
+        : (payload) => {
+            const key = cacheKey(payload)
+            const entry = key === undefined ? undefined : cache.entry(key, payload)
+            return entry === undefined ? undefined : encodeResponse(getAnswer(kind, entry ?? undefined))
+          }
+    }
+    case "cache_has":
+      return cache === undefined
+        ? undefined
+        : (payload) => {
+            const key = cacheKey(payload)
+            const entry = key === undefined ? undefined : cache.entry(key, payload)
+            return entry === undefined ? undefined : encodeResponse(hasAnswer(entry ?? undefined))
           }
     default:
       return undefined

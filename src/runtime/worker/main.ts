@@ -7,6 +7,8 @@ import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "
 import { GuestLog } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
 import { KvReader } from "./KvReader.js"
+import { CacheCopies } from "./CacheCopies.js"
+import { lookupFunction } from "../../host/cache/CacheAnswers.js"
 import { countLocal } from "../abi/LocalCounts.js"
 import { localHandler } from "./LocalHost.js"
 import {
@@ -49,6 +51,8 @@ const logs = new Map<string, GuestLog>()
 const live = new Map<string, Live>()
 /** This worker's read-only connections to KV store files, per loaded plugin; closed with its spec or instance. */
 const kvReaders = new Map<string, KvReader>()
+/** This worker's copies of plugins' cache entries, per loaded plugin; dropped with its spec or instance. */
+const cacheCopies = new Map<string, CacheCopies>()
 let currentCall = 0
 /** Log lines were posted during the current call. */
 let logged = false
@@ -114,7 +118,7 @@ const instantiate = (spec: PluginSpec): Live => {
     env.http_headers = () => kernel.storeString(lastHeaders)
   }
   const user: Record<string, (handle: bigint) => bigint> = {}
-  const sources = { config: spec.config, kv: kvReaderOf(spec) }
+  const sources = { config: spec.config, kv: kvReaderOf(spec), cache: cacheCopiesOf(spec) }
   const counts = spec.localCounts === undefined ? undefined : new Int32Array(spec.localCounts)
   for (const fn of spec.userFunctions) {
     const slot = spec.workerFunctions.indexOf(fn)
@@ -177,6 +181,25 @@ const kvReaderOf = (spec: PluginSpec): KvReader | undefined => {
 const closeKvReader = (key: string): void => {
   kvReaders.get(key)?.close()
   kvReaders.delete(key)
+}
+
+/** The plugin's cache copies on this worker; misses ask the main thread. */
+const cacheCopiesOf = (spec: PluginSpec): CacheCopies | undefined => {
+  if (spec.localCache === undefined || spec.engineClock === undefined) return undefined
+  let copies = cacheCopies.get(spec.key)
+  if (copies === undefined) {
+    copies = new CacheCopies(spec.localCache, spec.engineClock, (payload) =>
+      hostCall(spec.key, lookupFunction, payload)
+    )
+    cacheCopies.set(spec.key, copies)
+  }
+  return copies
+}
+
+/** Everything this worker holds for a plugin besides its spec: store connection and cache copies. */
+const releaseLocal = (key: string): void => {
+  closeKvReader(key)
+  cacheCopies.delete(key)
 }
 
 const logOf = (spec: PluginSpec): GuestLog => {
@@ -310,7 +333,7 @@ const releaseIdle = (): void => {
   for (const [key, entry] of live) {
     if (now - entry.usedAt >= instanceIdleMs) {
       live.delete(key)
-      closeKvReader(key)
+      releaseLocal(key)
     }
   }
 }
@@ -394,7 +417,7 @@ port.on("message", (message: MainToWorker) => {
   if (message.t === "drop") {
     specs.delete(message.key)
     live.delete(message.key)
-    closeKvReader(message.key)
+    releaseLocal(message.key)
     logs.get(message.key)?.endCall()
     logs.delete(message.key)
     return

@@ -17,10 +17,9 @@ import { join } from "node:path"
 import { HostFunctions } from "../../../src/host/HostFunctions.js"
 import * as KvStoreService from "../../../src/host/kvstore/KvStoreService.js"
 import { PluginLoader } from "../../../src/loader/PluginLoader.js"
-import { decodeManifest } from "../../../src/manifest/Manifest.js"
 import * as PluginMetrics from "../../../src/metrics/PluginMetrics.js"
-import { WasmRuntime } from "../../../src/runtime/WasmRuntime.js"
 import { testEngine } from "../../support/engine.js"
+import { directHandlers } from "../../support/direct.js"
 import { fixture } from "../../support/fixtures.js"
 import { b64, kv, kvPackage, openFilesUnder, put } from "./support.js"
 
@@ -43,21 +42,11 @@ const crossed = (pluginId: string) =>
  * that records every call reaching it.
  */
 const counted = Effect.gen(function* () {
-  const runtime = yield* WasmRuntime
-  const { dataFolder } = yield* HostFunctions
-  const entries = unzipSync(readFileSync(fixture("host-kvstore")))
-  const manifest = yield* decodeManifest(new TextDecoder().decode(entries["manifest.json"]))
-  const compiled = yield* runtime.compile("kv-direct", "kv-direct-test", entries["plugin.wasm"]!)
-  const provider = yield* KvStoreService.make()
-  const handlers = yield* provider.make({
-    pluginId: "kv-direct",
-    manifest,
-    config: {},
-    dataFolder,
-    users: [],
-    libraries: [],
-    callPlugin: () => Effect.succeed(null)
-  })
+  const { compiled, handlers, runtime } = yield* directHandlers(
+    "host-kvstore",
+    "kv-direct",
+    yield* KvStoreService.make()
+  )
   const reads = KvStoreService.servedInWorker(handlers)
   expect(reads.functions).toEqual(["kvstore_get", "kvstore_has"])
   const crossedFns: Array<string> = []
