@@ -249,18 +249,17 @@ const suite = (
 layer(testEngine({ runtime: { poolSize: 2 } }))("TaskQueue host service", (it) => suite(it, "sqlite"))
 
 /** The engine as one node of a cluster: its queues in the shared PostgreSQL schema. */
-const onPostgres = Layer.unwrapScoped(
-  Effect.gen(function* () {
-    const server = yield* postgresServer
-    const sql = yield* PgClient.make({ url: Redacted.make(server.url) })
-    yield* TaskStorePg.migrateSchema.pipe(Effect.provideService(SqlClient.SqlClient, sql))
-    return testEngine({ runtime: { poolSize: 2 } }).pipe(
-      Layer.provideMerge(Layer.succeed(KvStoreService.SharedDatabase, sql))
-    )
-  }).pipe(Effect.provide(Reactivity.layer), Effect.orDie)
-)
+const onPostgres = (options: Parameters<typeof testEngine>[0] = { runtime: { poolSize: 2 } }) =>
+  Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const server = yield* postgresServer
+      const sql = yield* PgClient.make({ url: Redacted.make(server.url) })
+      yield* TaskStorePg.migrateSchema.pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      return testEngine(options).pipe(Layer.provideMerge(Layer.succeed(KvStoreService.SharedDatabase, sql)))
+    }).pipe(Effect.provide(Reactivity.layer), Effect.orDie)
+  )
 
-layer(onPostgres, { timeout: 120_000 })("TaskQueue host service on PostgreSQL", (it) => {
+layer(onPostgres(), { timeout: 120_000 })("TaskQueue host service on PostgreSQL", (it) => {
   suite(it, "postgres")
 
   it.scoped(
@@ -301,12 +300,12 @@ layer(onPostgres, { timeout: 120_000 })("TaskQueue host service on PostgreSQL", 
   )
 })
 
-layer(
-  testEngine({
-    runtime: { poolSize: 2 },
-    taskqueue: { maxPendingPerQueue: 50, maxPendingBytes: 3 * 1024 * 1024, maxQueues: 2 }
-  })
-)("TaskQueue limits against a flooding plugin", (it) => {
+const floodLimits = {
+  runtime: { poolSize: 2 },
+  taskqueue: { maxPendingPerQueue: 50, maxPendingBytes: 3 * 1024 * 1024, maxQueues: 2 }
+}
+
+const floodSuite = (it: Vitest.MethodsNonLive<Layer.Layer.Success<ReturnType<typeof testEngine>>>) => {
   it.scoped(
     "a flood stops at the per-queue bound while a healthy plugin keeps answering",
     () =>
@@ -341,7 +340,15 @@ layer(
       }),
     180_000
   )
-})
+}
+
+layer(testEngine(floodLimits))("TaskQueue limits against a flooding plugin", floodSuite)
+
+// The same bounds hold when the queues are the cluster's, in PostgreSQL.
+layer(onPostgres(floodLimits), { timeout: 120_000 })(
+  "TaskQueue limits against a flooding plugin, on PostgreSQL",
+  floodSuite
+)
 
 // Real time here: the grace must pass while the task really runs.
 layer(testEngine({ runtime: { poolSize: 2 }, taskqueue: { shutdownGrace: "500 millis" } }), {
