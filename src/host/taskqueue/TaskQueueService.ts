@@ -200,16 +200,7 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
           attempt: task.attempt
         })
         // On a shared store the task stays with this node while its lease is renewed.
-        const renewing = Option.match(store.leaseRenewal, {
-          onNone: () => Effect.never,
-          onSome: (every) =>
-            Effect.flatMap(Clock.currentTimeMillis, (now) => store.renew(task.id, now)).pipe(
-              Effect.catchAll((error) => Effect.logWarning(`task ${task.id}: lease not renewed`, error)),
-              Effect.delay(every),
-              Effect.forever
-            )
-        })
-        const result = yield* context.callPlugin("nd_task_execute", input).pipe(
+        const execute = context.callPlugin("nd_task_execute", input).pipe(
           Effect.flatMap((output) =>
             output === null || output.byteLength === 0
               ? Effect.succeed("")
@@ -217,9 +208,22 @@ export const makeService = (context: PluginContext, store: TaskStore.TaskStore, 
                   Effect.mapError(() => ({ message: "nd_task_execute must return a JSON string" }))
                 )
           ),
-          Effect.either,
-          Effect.raceFirst(renewing)
+          Effect.either
         )
+        // On a shared store the task stays with this node while its lease is renewed; a local
+        // store has no leases, so the call runs without a fiber beside it.
+        const result = yield* Option.match(store.leaseRenewal, {
+          onNone: () => execute,
+          onSome: (every) =>
+            Effect.raceFirst(
+              execute,
+              Effect.flatMap(Clock.currentTimeMillis, (now) => store.renew(task.id, now)).pipe(
+                Effect.catchAll((error) => Effect.logWarning(`task ${task.id}: lease not renewed`, error)),
+                Effect.delay(every),
+                Effect.forever
+              )
+            )
+        })
         const now = yield* Clock.currentTimeMillis
         if (result._tag === "Right") return yield* store.complete(task.id, cut(result.right), now)
         const message = cut(result.left.message)
