@@ -11,6 +11,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { jwtVerify } from "jose"
 import * as Cluster from "../../src/cluster/Cluster.js"
@@ -19,6 +20,7 @@ import { PluginLoader } from "../../src/loader/PluginLoader.js"
 import { ArtworkSettings } from "../../src/server/ArtworkSettings.js"
 import { upsertUsers } from "../../src/server/embedded/EmbeddedDatabase.js"
 import { ScrobbleHistory } from "../../src/server/ScrobbleHistory.js"
+import { TrackCatalog } from "../../src/server/TrackCatalog.js"
 import { UserDirectory } from "../../src/server/UserDirectory.js"
 import * as Dialect from "../../src/storage/Dialect.js"
 import * as Migrations from "../../src/storage/Migrations.js"
@@ -112,6 +114,9 @@ describe("the embedded defaults on a cluster's PostgreSQL database", () => {
         expect(yield* onB("call_scrobbleretriever_getlasttimestamp", { username: "alice" })).toEqual({
           result: 1_700_000_060
         })
+        // Node B's track catalogue counts the plays too (its songs are its own, the history shared).
+        const playsOnB = yield* Context.get(b, TrackCatalog).userData("alice", ["mf-from-a", "mf-other"])
+        expect(Option.map(playsOnB, (data) => data.get("mf-from-a")?.playCount)).toEqual(Option.some(1))
         // Not in B's own file: the rows are the cluster's.
         const ownB = Context.get(b, Storage).sql
         expect(yield* ownB<{ n: number }>`SELECT COUNT(*) AS n FROM scrobble_history`).toEqual([{ n: 0 }])
