@@ -1,9 +1,9 @@
 /**
  * The embedded defaults on a cluster's PostgreSQL database: nodes are `Engine.layer` (embedded
  * users, artwork settings, scrobble history) over their own data folders, given
- * `Cluster.layerPostgres` as `ndp serve --database` gives it. An artwork URL a plugin gets from one
- * node verifies on the other, a scrobble recorded by one is read by a plugin on the other, and
- * nodes started together agree on one secret.
+ * `Cluster.layerPostgres` as `ndp serve --database` gives it (one with the manager and `Scrobblers`
+ * too). An artwork URL a plugin gets from one node verifies on the other, a scrobble given to one is
+ * read by a plugin on the other, and nodes started together agree on one secret.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -17,6 +17,7 @@ import { jwtVerify } from "jose"
 import * as Cluster from "../../src/cluster/Cluster.js"
 import * as Engine from "../../src/Engine.js"
 import { PluginLoader } from "../../src/loader/PluginLoader.js"
+import * as Scrobblers from "../../src/manager/Scrobblers.js"
 import { ArtworkSettings } from "../../src/server/ArtworkSettings.js"
 import { upsertUsers } from "../../src/server/embedded/EmbeddedDatabase.js"
 import { ScrobbleHistory } from "../../src/server/ScrobbleHistory.js"
@@ -25,10 +26,12 @@ import { UserDirectory } from "../../src/server/UserDirectory.js"
 import * as Dialect from "../../src/storage/Dialect.js"
 import * as Migrations from "../../src/storage/Migrations.js"
 import * as PgStorage from "../../src/storage/PgStorage.js"
-import { SharedStorage, Storage } from "../../src/storage/Storage.js"
+import { sharedAsStorage, SharedStorage, Storage } from "../../src/storage/Storage.js"
 import { tempDataFolder } from "../support/engine.js"
 import { fixture } from "../support/fixtures.js"
+import { makeFolders, managerLayer } from "../support/manager.js"
 import { postgresServer } from "../support/postgres.js"
+import { sampleTrack } from "../support/tracks.js"
 
 const decoder = new TextDecoder()
 const baseUrl = "https://music.example.org/"
@@ -39,6 +42,20 @@ const node = (url: string, index: number) =>
     const dataFolder = yield* tempDataFolder
     return yield* Layer.build(
       Engine.layer({ dataFolder, runtime: { poolSize: 1 }, artworkBaseUrl: baseUrl }).pipe(
+        Layer.provide(Cluster.layerPostgres(url, { nodeHost: "127.0.0.1", nodePort: 40_000 + index })),
+        Layer.orDie
+      )
+    )
+  })
+
+/** A node as `ndp serve --database` builds it: the manager, and `Scrobblers` over the shared queue. */
+const scrobblingNode = (url: string, index: number) =>
+  Effect.gen(function* () {
+    const folders = yield* makeFolders()
+    return yield* Layer.build(
+      Scrobblers.layer({ tick: "1 hour" }).pipe(
+        Layer.provide(sharedAsStorage),
+        Layer.provideMerge(managerLayer(folders, { pollMs: 86_400_000 }, 1)),
         Layer.provide(Cluster.layerPostgres(url, { nodeHost: "127.0.0.1", nodePort: 40_000 + index })),
         Layer.orDie
       )
@@ -85,24 +102,27 @@ describe("the embedded defaults on a cluster's PostgreSQL database", () => {
       Effect.gen(function* () {
         const server = yield* postgresServer
         const url = yield* server.createDatabase("embedded")
-        const a = yield* node(url, 1)
+        const a = yield* scrobblingNode(url, 1)
         const b = yield* node(url, 2)
         const single = yield* alone
 
-        // One secret: the same id gives the same URL on both nodes, and each verifies the other's.
+        // One secret: the same id gives the same token on both nodes, and B verifies the URL A gave.
         const fromA = yield* artworkUrl(a)
         const fromB = yield* artworkUrl(b)
-        expect(fromA).toMatch(/^https:\/\/music\.example\.org\/share\/img\/[^?]+\?size=300$/)
-        expect(fromB).toBe(fromA)
+        // The base URL is each node's setting (A keeps the default); the signed token is the cluster's.
+        expect(fromA).toMatch(/^http:\/\/localhost:4533\/share\/img\/[^?]+\?size=300$/)
+        expect(fromB).toMatch(/^https:\/\/music\.example\.org\/share\/img\/[^?]+\?size=300$/)
+        expect(tokenOf(fromB)).toBe(tokenOf(fromA))
         expect(yield* verifies(fromA, Context.get(b, ArtworkSettings).secret)).toBe(true)
         // A server of its own generates its own secret: the URL differs and does not verify there.
         const fromSingle = yield* artworkUrl(single)
-        expect(fromSingle).not.toBe(fromA)
+        expect(tokenOf(fromSingle)).not.toBe(tokenOf(fromA))
         expect(yield* verifies(fromA, Context.get(single, ArtworkSettings).secret)).toBe(false)
 
-        // A scrobble recorded through node A is in the history a plugin reads through node B.
-        yield* Context.get(a, ScrobbleHistory).record("alice", "mf-from-a", 1_700_000_000)
-        yield* Context.get(a, ScrobbleHistory).record("alice", "mf-from-a-too", 1_700_000_060)
+        // Scrobbles given to node A are in the history a plugin reads through node B.
+        const scrobblers = Context.get(a, Scrobblers.Scrobblers)
+        yield* scrobblers.scrobble("alice", { ...sampleTrack, id: "mf-from-a" }, 1_700_000_000)
+        yield* scrobblers.scrobble("alice", { ...sampleTrack, id: "mf-from-a-too" }, 1_700_000_060)
         const onB = caller(b, "host-scrobbleretriever", ["alice"])
         expect(yield* onB("page_all", { username: "alice", options: { maxItems: 1 } })).toEqual({
           pages: 2,
