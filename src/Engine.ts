@@ -72,7 +72,11 @@ export const layerWithServer = (
 ): Layer.Layer<EngineServices, EngineError, HostServices.ServerServices> =>
   engineOver(options, storageOf(options))
 
-/** The engine with embedded defaults (its database in the data folder, demo users): runs out of the box. */
+/**
+ * The engine with embedded defaults (its database in the data folder, demo users): runs out of the
+ * box. Given a cluster's `SharedStorage` (`Cluster.layerPostgres`), the embedded users, artwork
+ * secret and scrobble history are the cluster's (decision 0047).
+ */
 export const layer = (
   options: EngineOptions = {}
 ): Layer.Layer<

@@ -198,9 +198,9 @@ export class ClusterError extends Schema.TaggedError<ClusterError>()("ClusterErr
 
 /**
  * The engine's shared state on the PostgreSQL database at `url`, this process as one of its nodes:
- * the KV stores of every plugin in one schema, the shared tables (plugin registry, scrobble queue)
- * and the ownership of plugins' background work. The node is named after the host and process ID
- * unless told.
+ * the KV stores of every plugin in one schema, the shared tables (plugin registry, scrobble queue,
+ * embedded users, settings and scrobble history) and the ownership of plugins' background work. The
+ * node is named after the host and process ID unless told.
  */
 export const layerPostgres = (
   url: string,

@@ -19,6 +19,21 @@ import { StorageError } from "./StorageError.js"
 /** One migration: statements on the engine's client, portable through `dialect`. */
 export type Migration = (sql: SqlClient.SqlClient, dialect: Dialect) => Effect.Effect<void, SqlError>
 
+/**
+ * `migrations`, each run only when its table is missing: how a table first made for one node's
+ * file reaches the cluster's database, by a new number in `shared`, while a SQLite file that made
+ * it under its old number records the new one and changes nothing.
+ */
+const whereMissing =
+  (migrations: ReadonlyArray<readonly [table: string, migration: Migration]>): Migration =>
+  (sql, dialect) =>
+    Effect.gen(function* () {
+      const present = new Set(yield* dialect.tables)
+      for (const [table, migration] of migrations) {
+        if (!present.has(table)) yield* migration(sql, dialect)
+      }
+    })
+
 /** `<number>_<name>` → migration, in order. */
 export const all: ReadonlyArray<readonly [key: string, migration: Migration]> = [
   ["0001_plugins", Registry.migrations.plugins],
@@ -30,21 +45,31 @@ export const all: ReadonlyArray<readonly [key: string, migration: Migration]> = 
   ["0007_demo_library", CatalogSchema.migrations.demoLibrary],
   ["0008_allow_write", Registry.migrations.allowWrite],
   ["0009_scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory],
-  ["0010_scrobble_drains", ScrobbleQueue.migrations.drainLeases]
+  ["0010_scrobble_drains", ScrobbleQueue.migrations.drainLeases],
+  [
+    "0011_shared_embedded_defaults",
+    whereMissing([
+      ["users", EmbeddedDatabase.migrations.users],
+      ["settings", EmbeddedDatabase.migrations.settings],
+      ["scrobble_history", EmbeddedScrobbleHistory.migrations.scrobbleHistory]
+    ])
+  ]
 ]
 
 /**
- * The migrations of the tables the nodes of a cluster share (plugin registry, scrobble queue), the
- * only ones run on its PostgreSQL database; the embedded defaults stay in each node's SQLite file.
- * A migration joins this list when it is written, never later: the Migrator runs only numbers above
- * the highest it has recorded.
+ * The migrations of the tables the nodes of a cluster share (plugin registry, scrobble queue, the
+ * embedded users, settings and scrobble history), the only ones run on its PostgreSQL database; the
+ * catalogue stays in each node's SQLite file. A migration joins this list when it is written, never
+ * later: the Migrator runs only numbers above the highest it has recorded. So the embedded tables,
+ * first made by 0004, 0005 and 0009 for SQLite alone, reach it through 0011 (decision 0047).
  */
 export const shared: ReadonlySet<string> = new Set([
   "0001_plugins",
   "0002_allowed_networks",
   "0003_scrobble_queue",
   "0008_allow_write",
-  "0010_scrobble_drains"
+  "0010_scrobble_drains",
+  "0011_shared_embedded_defaults"
 ])
 
 /** The record `Migrator.fromRecord` takes, bound to one client: every migration, or those `only` names. */

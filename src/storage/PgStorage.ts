@@ -1,8 +1,8 @@
 /**
- * The tables the nodes of a cluster share (`Migrations.shared`: plugin registry, scrobble queue) on
- * its PostgreSQL database, offered as `SharedStorage`. The same migrations as on SQLite, in the
- * PostgreSQL dialect, run under an advisory lock so nodes and `ndp plugins` starting together take
- * turns.
+ * The tables the nodes of a cluster share (`Migrations.shared`: plugin registry, scrobble queue,
+ * embedded users, settings and scrobble history) on its PostgreSQL database, offered as
+ * `SharedStorage`. The same migrations as on SQLite, in the PostgreSQL dialect, run under an
+ * advisory lock so nodes and `ndp plugins` starting together take turns.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"

@@ -10,7 +10,9 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type { Dialect } from "./Dialect.js"
 
 /** The engine's database client and the dialect its SQL is written in. */
@@ -26,7 +28,7 @@ export class Storage extends Context.Tag("ndp-engine/Storage")<
 /**
  * The database the nodes of a cluster share (PostgreSQL), present only on a cluster: the tables of
  * `Migrations.shared` live there. A module whose rows all nodes must see (the plugin registry) is
- * built over it with `Layer.provide(sharedAsStorage)`.
+ * built over it with `Layer.provide(sharedAsStorage)`, or reads it with `sharedOrOwn`.
  */
 export class SharedStorage extends Context.Tag("ndp-engine/SharedStorage")<
   SharedStorage,
@@ -37,4 +39,14 @@ export class SharedStorage extends Context.Tag("ndp-engine/SharedStorage")<
 export const sharedAsStorage: Layer.Layer<Storage, never, SharedStorage> = Layer.effect(
   Storage,
   SharedStorage
+)
+
+/**
+ * The cluster's shared database when one is in the context, else the engine's own: for tables a
+ * single server keeps in its file but every node of a cluster must see (the embedded users,
+ * settings and scrobble history), so `Engine.layer` needs no cluster setting of its own.
+ */
+export const sharedOrOwn: Effect.Effect<Storage["Type"], never, Storage> = Effect.flatMap(
+  Effect.serviceOption(SharedStorage),
+  Option.match({ onNone: () => Storage, onSome: Effect.succeed })
 )

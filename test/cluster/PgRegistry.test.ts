@@ -30,9 +30,20 @@ describe("the registry on PostgreSQL", () => {
           "plugins",
           "scrobble_drains",
           "scrobble_queue",
-          "scrobble_unauthorized"
+          "scrobble_unauthorized",
+          // The embedded defaults a cluster shares (decision 0047); not the catalogue.
+          "scrobble_history",
+          "settings",
+          "users"
         ].sort()
       )
+      // The migration seeding the demo users ran once.
+      const { sql } = Context.get(storages[0]!, SharedStorage)
+      expect(yield* sql<{ user_name: string }>`SELECT user_name FROM users ORDER BY user_name`).toEqual([
+        { user_name: "admin" },
+        { user_name: "alice" },
+        { user_name: "bob" }
+      ])
 
       const registry = Context.get(
         yield* Layer.build(

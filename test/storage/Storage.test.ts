@@ -204,6 +204,37 @@ describe("Storage", () => {
     })
   )
 
+  it.scoped("an ndp.db of the release before 0011 records it and keeps its users, secret and history", () =>
+    Effect.gen(function* () {
+      const dataFolder = yield* tempDataFolder
+      // The file as the previous release left it: every migration up to 0010, rows changed since.
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const { sql } = Context.get(yield* Layer.build(storageLayer(dataFolder)), Storage)
+          yield* sql`DELETE FROM ${sql(Migrations.MIGRATIONS_TABLE)} WHERE migration_id > 10`
+          yield* sql`DELETE FROM users WHERE user_name = 'bob'`
+          yield* sql`INSERT INTO settings (key, value) VALUES ('artwork_secret', 'old-secret')`
+          yield* sql`INSERT INTO scrobble_history (username, media_file_id, submission_time) VALUES ('alice', 'mf', 5)`
+        })
+      )
+      const layer = EmbeddedDatabase.layer().pipe(Layer.provideMerge(storageLayer(dataFolder)))
+      const [state, users, secret, history] = yield* Effect.gen(function* () {
+        const { sql } = yield* Storage
+        return [
+          yield* snapshot,
+          yield* (yield* UserDirectory).list,
+          (yield* ArtworkSettings).secret,
+          yield* sql`SELECT username, media_file_id, submission_time FROM scrobble_history`
+        ] as const
+      }).pipe(Effect.provide(layer))
+      // 0011 ran and found every table there: no demo user seeded again, nothing replaced.
+      expect(state).toEqual({ ...fresh, users: ["admin", "alice"] })
+      expect(users.map((user) => user.userName)).toEqual(["admin", "alice"])
+      expect(Redacted.value(secret)).toBe("old-secret")
+      expect(history).toEqual([{ username: "alice", media_file_id: "mf", submission_time: 5 }])
+    })
+  )
+
   it.scoped("a server's own SqlClient beside Engine.layer is not shadowed by the engine's", () =>
     Effect.gen(function* () {
       const dataFolder = yield* tempDataFolder

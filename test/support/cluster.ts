@@ -55,14 +55,17 @@ export const clusterHarness = () => {
     return folder
   }
 
-  /** Starts node `index` of the cluster on `folder`, with one worker. */
-  const startNode = (folder: string) => (index: number) => {
-    const dir = mkdtempSync(join(tmpdir(), `ndp-node${index}-`))
-    temps.push(dir)
-    return startNdp(["serve", "--folder", folder, "--data-dir", join(dir, "data"), "--database", url], {
-      NDP_PLUGINS_WORKERS: "1"
-    })
-  }
+  /** Starts node `index` of the cluster on `folder`, with one worker (and `args`, `env` added). */
+  const startNode =
+    (folder: string, args: ReadonlyArray<string> = [], env: Record<string, string> = {}) =>
+    (index: number) => {
+      const dir = mkdtempSync(join(tmpdir(), `ndp-node${index}-`))
+      temps.push(dir)
+      return startNdp(
+        ["serve", "--folder", folder, "--data-dir", join(dir, "data"), "--database", url, ...args],
+        { NDP_PLUGINS_WORKERS: "1", ...env }
+      )
+    }
 
   return { url: () => url, sharedFolder, startNode }
 }

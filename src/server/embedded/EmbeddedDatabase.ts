@@ -1,7 +1,8 @@
 /**
  * Tables in the engine's storage used when the embedding server does not provide its own services:
  * a user directory seeded with demo users, and the artwork signing secret (generated once, so
- * artwork URLs stay valid across restarts).
+ * artwork URLs stay valid across restarts). On a cluster both live in its shared database
+ * (`sharedOrOwn`): every node lists the same users and signs artwork with the same secret.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
@@ -9,7 +10,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
 import type { Dialect } from "../../storage/Dialect.js"
-import { Storage } from "../../storage/Storage.js"
+import { sharedOrOwn, type Storage } from "../../storage/Storage.js"
 import { ArtworkSettings } from "../ArtworkSettings.js"
 import { type User, UserDirectory } from "../UserDirectory.js"
 
@@ -45,7 +46,7 @@ type Row = { readonly user_name: string; readonly name: string; readonly is_admi
 export const userDirectory: Layer.Layer<UserDirectory, never, Storage> = Layer.effect(
   UserDirectory,
   Effect.gen(function* () {
-    const { sql } = yield* Storage
+    const { sql } = yield* sharedOrOwn
     return {
       list: sql<Row>`SELECT user_name, name, is_admin FROM users ORDER BY user_name`.pipe(
         Effect.map((rows) =>
@@ -60,7 +61,7 @@ export const userDirectory: Layer.Layer<UserDirectory, never, Storage> = Layer.e
 
 /** Adds or updates users in the embedded directory (for `ndp call --user/--admin`). */
 export const upsertUsers = Effect.fn("EmbeddedDatabase.upsertUsers")(function* (users: ReadonlyArray<User>) {
-  const { sql } = yield* Storage
+  const { sql } = yield* sharedOrOwn
   for (const u of users) {
     yield* sql`INSERT INTO users (user_name, name, is_admin) VALUES (${u.userName}, ${u.name}, ${u.isAdmin ? 1 : 0})
         ON CONFLICT (user_name) DO UPDATE SET name = excluded.name, is_admin = excluded.is_admin`.pipe(
@@ -74,11 +75,15 @@ export const artworkSettings = (baseUrl: string): Layer.Layer<ArtworkSettings, n
   Layer.effect(
     ArtworkSettings,
     Effect.gen(function* () {
-      const { sql } = yield* Storage
+      const { sql } = yield* sharedOrOwn
+      // Nodes starting together each offer a secret; the first insert wins and all read it back.
       const fresh = randomBytes(32).toString("hex")
       yield* sql`INSERT INTO settings (key, value) VALUES ('artwork_secret', ${fresh}) ON CONFLICT (key) DO NOTHING`
       const rows = yield* sql<{ value: string }>`SELECT value FROM settings WHERE key = 'artwork_secret'`
-      return { baseUrl, secret: Redacted.make(rows[0]?.value ?? fresh) }
+      const secret = rows[0]?.value
+      if (secret === undefined)
+        return yield* Effect.dieMessage("the artwork secret vanished as it was written")
+      return { baseUrl, secret: Redacted.make(secret) }
     }).pipe(Effect.orDie)
   )
 

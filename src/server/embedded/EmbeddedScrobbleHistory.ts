@@ -1,14 +1,15 @@
 /**
  * The embedded scrobble history: table `scrobble_history` in the engine's storage (its migration is
  * numbered in `storage/Migrations.ts`), filled by `Scrobblers` when it is provided. Users are the
- * embedded directory's.
+ * embedded directory's. On a cluster the table is in its shared database (`sharedOrOwn`): a
+ * scrobble recorded by one node is in the history every node reads.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Dialect } from "../../storage/Dialect.js"
-import { Storage } from "../../storage/Storage.js"
+import { sharedOrOwn, type Storage } from "../../storage/Storage.js"
 import { type ScrobbleRef, ScrobbleHistory } from "../ScrobbleHistory.js"
 import { UserDirectory } from "../UserDirectory.js"
 
@@ -16,22 +17,29 @@ import { UserDirectory } from "../UserDirectory.js"
 export const migrations = {
   scrobbleHistory: (sql: SqlClient.SqlClient, dialect: Dialect) =>
     Effect.gen(function* () {
+      // Unix seconds, in the 64-bit column type (INTEGER on SQLite as ever; BIGINT on PostgreSQL,
+      // whose INTEGER could not compare with the widest bounds the reads use).
       yield* sql`CREATE TABLE scrobble_history (
         id ${dialect.serialKey},
         username TEXT NOT NULL,
         media_file_id TEXT NOT NULL,
-        submission_time INTEGER NOT NULL
+        submission_time ${dialect.epochMillis} NOT NULL
       )`
       yield* sql`CREATE INDEX scrobble_history_by_user_time ON scrobble_history (username, submission_time, id)`
     })
 }
 
-type Row = { readonly id: number; readonly media_file_id: string; readonly submission_time: number }
+// PostgreSQL answers BIGINT columns and counts as strings.
+type Row = {
+  readonly id: number | string
+  readonly media_file_id: string
+  readonly submission_time: number | string
+}
 
 const toRef = (row: Row): ScrobbleRef => ({
-  id: row.id,
+  id: Number(row.id),
   mediaFileId: row.media_file_id,
-  submissionTime: row.submission_time
+  submissionTime: Number(row.submission_time)
 })
 
 // SQLite integers reach 2^63; unbounded ends use the widest safe numbers.
@@ -42,12 +50,12 @@ const high = (to: number | undefined) => to ?? Number.MAX_SAFE_INTEGER
 export const layer: Layer.Layer<ScrobbleHistory, never, Storage | UserDirectory> = Layer.effect(
   ScrobbleHistory,
   Effect.gen(function* () {
-    const { sql } = yield* Storage
+    const { sql } = yield* sharedOrOwn
     const directory = yield* UserDirectory
     const edge = (username: string, order: "MIN" | "MAX") =>
-      sql<{ readonly t: number | null }>`SELECT ${sql.literal(order)}(submission_time) AS t
+      sql<{ readonly t: number | string | null }>`SELECT ${sql.literal(order)}(submission_time) AS t
         FROM scrobble_history WHERE username = ${username}`.pipe(
-        Effect.map((rows) => Option.fromNullable(rows[0]?.t)),
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]?.t), Number)),
         Effect.orDie
       )
     return ScrobbleHistory.of({
@@ -67,10 +75,10 @@ export const layer: Layer.Layer<ScrobbleHistory, never, Storage | UserDirectory>
         )
       },
       count: (username, range) =>
-        sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM scrobble_history
+        sql<{ readonly n: number | string }>`SELECT COUNT(*) AS n FROM scrobble_history
           WHERE username = ${username}
             AND submission_time >= ${low(range.fromTimestamp)} AND submission_time <= ${high(range.toTimestamp)}`.pipe(
-          Effect.map((rows) => rows[0]?.n ?? 0),
+          Effect.map((rows) => Number(rows[0]?.n ?? 0)),
           Effect.orDie
         ),
       record: (username, mediaFileId, submissionTime) =>

@@ -1,13 +1,14 @@
 /**
  * The embedded `TrackCatalog` over the catalogue tables (`CatalogSchema`): the demo library and
  * registered folders. It knows no MusicBrainz IDs or ISRCs (those lookups find nothing), no stars
- * or ratings; play counts are the user's scrobbles in the embedded `scrobble_history`.
+ * or ratings; play counts are the user's scrobbles in the embedded `scrobble_history` (on a cluster,
+ * the shared one: `sharedOrOwn`), while the songs are each node's own.
  */
 import type { Fragment } from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { Storage } from "../../storage/Storage.js"
+import { sharedOrOwn, Storage } from "../../storage/Storage.js"
 import { type CatalogTrack, type LibraryScope, TrackCatalog, type UserTrackData } from "../TrackCatalog.js"
 import { UserDirectory } from "../UserDirectory.js"
 
@@ -36,6 +37,7 @@ export const layer: Layer.Layer<TrackCatalog, never, Storage | UserDirectory> = 
   TrackCatalog,
   Effect.gen(function* () {
     const { dialect, sql } = yield* Storage
+    const history = (yield* sharedOrOwn).sql
     const directory = yield* UserDirectory
     const within = (libraries: LibraryScope): Fragment =>
       libraries === "all"
@@ -70,13 +72,19 @@ export const layer: Layer.Layer<TrackCatalog, never, Storage | UserDirectory> = 
           const counts =
             ids.length === 0
               ? []
-              : yield* sql<{ readonly media_file_id: string; readonly n: number }>`SELECT media_file_id,
+              : yield* history<{
+                  readonly media_file_id: string
+                  readonly n: number | string
+                }>`SELECT media_file_id,
                   COUNT(*) AS n FROM scrobble_history
-                  WHERE username = ${username} AND media_file_id IN ${sql.in(ids)}
+                  WHERE username = ${username} AND media_file_id IN ${history.in(ids)}
                   GROUP BY media_file_id`.pipe(Effect.orDie)
           return Option.some(
             new Map<string, UserTrackData>(
-              counts.map((row) => [row.media_file_id, { starred: false, rating: 0, playCount: row.n }])
+              counts.map((row) => [
+                row.media_file_id,
+                { starred: false, rating: 0, playCount: Number(row.n) }
+              ])
             )
           )
         }).pipe(Effect.withSpan("EmbeddedTrackCatalog.userData"))
