@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { defaultLogBudget, makeLogBudget, type PluginSpec } from "../../src/runtime/abi/protocol.js"
 import { type CallOutcome, HOST_CALLS_PER_TURN, WorkerPool } from "../../src/runtime/internal/WorkerPool.js"
+import { poolSpec } from "../support/poolSpec.js"
 import { eventually } from "../support/wait.js"
 import { wat } from "../support/wat.js"
 
@@ -28,26 +28,6 @@ const module = Effect.promise(async () =>
         (i32.const 0)))`)
   )
 )
-
-const specOf = (compiled: WebAssembly.Module, key: string): PluginSpec => ({
-  key,
-  id: key.split("#")[0]!,
-  module: compiled,
-  config: {},
-  userFunctions: ["ping"],
-  workerFunctions: [],
-  envHttp: false,
-  logLevel: 2,
-  freshInstance: false,
-  mounts: [],
-  limits: {
-    maxHostMemoryBytes: 16 << 20,
-    maxOutputBytes: 1 << 20,
-    maxVarBytes: 1 << 20,
-    maxLinearMemoryBytes: 16 << 20
-  },
-  logBudget: makeLogBudget(defaultLogBudget)
-})
 
 const pool = Effect.acquireRelease(
   Effect.promise(() => WorkerPool.make({ size: 2, maxWorkersPerPlugin: 1, workerHeapMb: 64 })),
@@ -76,8 +56,8 @@ describe("host calls per event-loop turn", () => {
         const workers = yield* pool
         const counter = yield* turns
         const compiled = yield* module
-        const hostile = specOf(compiled, "hostile#1")
-        const healthy = specOf(compiled, "healthy#1")
+        const hostile = poolSpec(compiled, "hostile#1", ["ping"])
+        const healthy = poolSpec(compiled, "healthy#1", ["ping"])
         const perTurn = new Map<number, number>()
         workers.register(hostile.key, {
           host: (_fn, _payload, reply) => {
