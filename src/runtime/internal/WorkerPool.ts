@@ -17,9 +17,9 @@
  *   exponential back-off;
  * - host-call replies are written only while the worker that asked is still running that call,
  *   so a late reply can never reach a later call or a replacement worker;
- * - one worker's host calls are answered at most `HOST_CALLS_PER_TURN` per event-loop turn; the
- *   next waits for the following turn, so a plugin making host calls back to back cannot hold the
- *   main thread (docs/decisions/0048-host-calls-per-turn.md).
+ * - one worker's host calls take at most `HOST_CALL_MS_PER_TURN` of the main thread per event-loop
+ *   turn; the next waits for the following turn, so a plugin making host calls back to back cannot
+ *   hold the main thread (docs/decisions/0048-host-calls-per-turn.md).
  */
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads"
 import {
@@ -98,7 +98,7 @@ export interface PoolStats {
   /** Busy workers that sleep in `poll_oneoff` or wait for a host-call reply. */
   readonly blocked: number
   readonly queued: number
-  /** Host calls so far whose answer waited for the next event-loop turn (`HOST_CALLS_PER_TURN`). */
+  /** Host calls so far whose answer waited for the next event-loop turn (`HOST_CALL_MS_PER_TURN`). */
   readonly hostCallsDeferred: number
 }
 
@@ -149,9 +149,9 @@ interface Slot {
   inHostCall: boolean
   /** The running call sleeps in `poll_oneoff` until then (ms since epoch). */
   sleepsUntil: number
-  /** The event-loop turn of its last host calls, and how many it made in that turn. */
+  /** The event-loop turn of its last host calls, and the main thread's time (ms) they took in it. */
   hostTurn: number
-  hostCallsInTurn: number
+  hostMsInTurn: number
 }
 
 /** Recent worker time of one plugin, halving every `USAGE_HALF_LIFE_MS`. */
@@ -175,11 +175,13 @@ export const MAX_BATCH = 16
  */
 const BATCH_TICK_MS = 5
 /**
- * Host calls of one worker answered in one event-loop turn. Node delivers up to 1,000 messages of
- * a port in one turn, and a worker asks again as soon as it has its answer, so without this one
- * plugin making host calls back to back held the main thread for tens of milliseconds.
+ * Main-thread time (ms) one worker's host calls may take in one event-loop turn, counted over the
+ * handlers' synchronous part; the call that crosses it ends the worker's share of the turn. Node
+ * delivers up to 1,000 messages of a port in one turn, and a worker asks again as soon as it has
+ * its answer, so without this one plugin making host calls back to back held the main thread for
+ * tens of milliseconds.
  */
-export const HOST_CALLS_PER_TURN = 16
+export const HOST_CALL_MS_PER_TURN = 1
 const decoder = new TextDecoder()
 
 export class WorkerPool {
@@ -402,7 +404,7 @@ export class WorkerPool {
       inHostCall: false,
       sleepsUntil: 0,
       hostTurn: -1,
-      hostCallsInTurn: 0
+      hostMsInTurn: 0
     }
     this.slots[index] = slot
     return new Promise((resolve) => {
@@ -492,8 +494,9 @@ export class WorkerPool {
   }
 
   /**
-   * Answers a host call now if its worker has host calls left in this turn, else in the next turn
-   * (the worker waits blocked; other workers' messages, timers and sockets go first).
+   * Answers a host call now if its worker's host calls have main-thread time left in this turn,
+   * else in the next turn (the worker waits blocked; other workers' messages, timers and sockets
+   * go first).
    */
   private admitHost(
     slot: Slot,
@@ -507,15 +510,16 @@ export class WorkerPool {
     const turn = this.currentTurn()
     if (slot.hostTurn !== turn) {
       slot.hostTurn = turn
-      slot.hostCallsInTurn = 0
+      slot.hostMsInTurn = 0
     }
-    if (slot.hostCallsInTurn >= HOST_CALLS_PER_TURN) {
+    if (slot.hostMsInTurn >= HOST_CALL_MS_PER_TURN) {
       if (!deferred) this.hostCallsDeferred++
       setImmediate(() => this.admitHost(slot, job, key, fn, payload, true))
       return
     }
-    slot.hostCallsInTurn++
+    const began = performance.now()
     this.answerHost(slot, job, key, fn, payload)
+    slot.hostMsInTurn += performance.now() - began
   }
 
   /** Hands a host call to its plugin's handler, unless its call is over or its worker gone. */
