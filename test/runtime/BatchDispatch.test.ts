@@ -8,8 +8,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type { Worker } from "node:worker_threads"
-import { defaultLogBudget, makeLogBudget, type PluginSpec } from "../../src/runtime/abi/protocol.js"
+import type { PluginSpec } from "../../src/runtime/abi/protocol.js"
 import { type CallOutcome, WorkerPool } from "../../src/runtime/internal/WorkerPool.js"
+import { poolSpec } from "../support/poolSpec.js"
 import { eventually } from "../support/wait.js"
 import { wat } from "../support/wat.js"
 
@@ -24,26 +25,6 @@ const module = Effect.promise(async () =>
       (func (export "spin") (result i32) (loop $spin (br $spin)) (i32.const 0)))`)
   )
 )
-
-const specOf = (compiled: WebAssembly.Module): PluginSpec => ({
-  key: "batch#1",
-  id: "batch",
-  module: compiled,
-  config: {},
-  userFunctions: [],
-  workerFunctions: [],
-  envHttp: false,
-  logLevel: 2,
-  freshInstance: false,
-  mounts: [],
-  limits: {
-    maxHostMemoryBytes: 1 << 20,
-    maxOutputBytes: 1 << 20,
-    maxVarBytes: 1 << 20,
-    maxLinearMemoryBytes: 16 << 20
-  },
-  logBudget: makeLogBudget(defaultLogBudget)
-})
 
 /** A pool of one worker, so calls queued behind the first one leave together in one batch. */
 const onePool = Effect.acquireRelease(
@@ -79,7 +60,7 @@ describe("batched dispatch", () => {
     () =>
       Effect.gen(function* () {
         const pool = yield* onePool
-        const spec = specOf(yield* module)
+        const spec = poolSpec(yield* module, "batch#1")
         const { first, outcomes } = queueBehindFirst(pool, spec, [
           ["ok", 60_000],
           ["rc7", 60_000],
@@ -120,7 +101,7 @@ describe("batched dispatch", () => {
     () =>
       Effect.gen(function* () {
         const pool = yield* onePool
-        const spec = specOf(yield* module)
+        const spec = poolSpec(yield* module, "batch#1")
         const { first, outcomes } = queueBehindFirst(pool, spec, [
           ["rc7", 60_000],
           ["spin", 60_000],

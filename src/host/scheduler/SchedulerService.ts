@@ -11,7 +11,9 @@
  * `maxSchedules` live schedules per plugin, recurring intervals of at least `minInterval`, a first
  * run within `horizon`, IDs of at most 256 bytes and payloads of at most `maxPayloadBytes`. The
  * first run is computed at creation with a bounded search; an ID is returned only once the
- * schedule's fiber is in the map.
+ * schedule's fiber is in the map. At most `maxCallbacksInFlight` callbacks of one plugin are on
+ * their way to it at once: schedules that come due together (hundreds of `@every 1s`) wait their
+ * turn instead of all going to the pool in one event-loop turn.
  */
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -50,14 +52,17 @@ export interface SchedulerOptions {
   readonly horizon: Duration.DurationInput
   /** The largest payload of one schedule, in bytes of UTF-8. */
   readonly maxPayloadBytes: number
+  /** Callbacks of one plugin submitted and not finished at once; due schedules beyond it wait. */
+  readonly maxCallbacksInFlight: number
 }
 
-/** 200 schedules, `@every` of 1 s at least, a 5-year horizon, 64 KiB payloads. */
+/** 200 schedules, `@every` of 1 s at least, a 5-year horizon, 64 KiB payloads, 8 callbacks in flight. */
 export const defaultSchedulerOptions: SchedulerOptions = {
   maxSchedules: 200,
   minInterval: Duration.seconds(1),
   horizon: Duration.days(5 * 365 + 2),
-  maxPayloadBytes: 64 * 1024
+  maxPayloadBytes: 64 * 1024,
+  maxCallbacksInFlight: 8
 }
 
 /** The longest schedule ID, in bytes of UTF-8. */
@@ -110,18 +115,25 @@ const forPlugin = (options: SchedulerOptions, ownership: PluginOwnership.PluginO
     const horizonText = describeHorizon(horizon)
     const minIntervalMs = Duration.toMillis(options.minInterval)
 
+    // Due schedules wait here, suspended, rather than each building and submitting its call in the
+    // same turn; a permit is held only while the call is in the pool.
+    const inFlight = yield* Effect.makeSemaphore(Math.max(1, options.maxCallbacksInFlight))
     const callback = (scheduleId: string, payload: string, isRecurring: boolean) =>
-      context.callPlugin("nd_scheduler_callback", JSON.stringify({ scheduleId, payload, isRecurring })).pipe(
-        Effect.catchTag("PluginNotImplementedError", () =>
-          Effect.logWarning(
-            `schedule ${scheduleId} fired but the plugin does not export nd_scheduler_callback`
-          )
-        ),
-        Effect.catchAll((error) =>
-          Effect.logWarning(`scheduler callback for ${scheduleId} failed: ${error.message}`)
-        ),
-        Effect.asVoid
-      )
+      inFlight
+        .withPermits(1)(
+          context.callPlugin("nd_scheduler_callback", JSON.stringify({ scheduleId, payload, isRecurring }))
+        )
+        .pipe(
+          Effect.catchTag("PluginNotImplementedError", () =>
+            Effect.logWarning(
+              `schedule ${scheduleId} fired but the plugin does not export nd_scheduler_callback`
+            )
+          ),
+          Effect.catchAll((error) =>
+            Effect.logWarning(`scheduler callback for ${scheduleId} failed: ${error.message}`)
+          ),
+          Effect.asVoid
+        )
 
     const checkRequest = (scheduleId: string, payload: string) => {
       const idBytes = Buffer.byteLength(scheduleId, "utf8")

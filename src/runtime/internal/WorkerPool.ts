@@ -16,7 +16,10 @@
  * - a queued call fails at its own deadline; workers that die while starting are retried with
  *   exponential back-off;
  * - host-call replies are written only while the worker that asked is still running that call,
- *   so a late reply can never reach a later call or a replacement worker.
+ *   so a late reply can never reach a later call or a replacement worker;
+ * - one worker's host calls take at most `HOST_CALL_MS_PER_TURN` of the main thread per event-loop
+ *   turn; the next waits for the following turn, so a plugin making host calls back to back cannot
+ *   hold the main thread (docs/decisions/0048-host-calls-per-turn.md).
  */
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads"
 import {
@@ -95,6 +98,8 @@ export interface PoolStats {
   /** Busy workers that sleep in `poll_oneoff` or wait for a host-call reply. */
   readonly blocked: number
   readonly queued: number
+  /** Host calls so far whose answer waited for the next event-loop turn (`HOST_CALL_MS_PER_TURN`). */
+  readonly hostCallsDeferred: number
 }
 
 interface Job {
@@ -144,6 +149,9 @@ interface Slot {
   inHostCall: boolean
   /** The running call sleeps in `poll_oneoff` until then (ms since epoch). */
   sleepsUntil: number
+  /** The event-loop turn of its last host calls, and the main thread's time (ms) they took in it. */
+  hostTurn: number
+  hostMsInTurn: number
 }
 
 /** Recent worker time of one plugin, halving every `USAGE_HALF_LIFE_MS`. */
@@ -166,6 +174,14 @@ export const MAX_BATCH = 16
  * of the batch are collected at least this often (ms).
  */
 const BATCH_TICK_MS = 5
+/**
+ * Main-thread time (ms) one worker's host calls may take in one event-loop turn, counted over the
+ * handlers' synchronous part; the call that crosses it ends the worker's share of the turn. Node
+ * delivers up to 1,000 messages of a port in one turn, and a worker asks again as soon as it has
+ * its answer, so without this one plugin making host calls back to back held the main thread for
+ * tens of milliseconds.
+ */
+export const HOST_CALL_MS_PER_TURN = 1
 const decoder = new TextDecoder()
 
 /** Batch inputs at least this large are transferred to the worker; smaller ones are copied. */
@@ -194,6 +210,10 @@ export class WorkerPool {
   private retryAt = 0
   private nextCallId = 1
   private closed = false
+  /** Event-loop turns as the pool counts them: advanced by an immediate armed on first use in a turn. */
+  private turn = 0
+  private turnArmed = false
+  private hostCallsDeferred = 0
 
   private constructor(
     private readonly source: string,
@@ -226,7 +246,8 @@ export class WorkerPool {
       starting: live.filter((slot) => !slot.ready).length,
       busy: busy.length,
       blocked: busy.filter((slot) => isBlocked(slot, now)).length,
-      queued: this.queued
+      queued: this.queued,
+      hostCallsDeferred: this.hostCallsDeferred
     }
   }
 
@@ -384,7 +405,9 @@ export class WorkerPool {
       ready: false,
       gone: false,
       inHostCall: false,
-      sleepsUntil: 0
+      sleepsUntil: 0,
+      hostTurn: -1,
+      hostMsInTurn: 0
     }
     this.slots[index] = slot
     return new Promise((resolve) => {
@@ -437,21 +460,11 @@ export class WorkerPool {
       }
       case "host": {
         const job = this.runningJob(slot, message.callId)
-        const registration = this.registrations.get(message.key)
         if (job === undefined) return
-        const reply = (response: Uint8Array): void => {
-          // Only the call that asked may receive the answer (generation check).
-          if (!this.isCurrent(slot) || job.settled || job.slot !== slot) return
-          this.writeReply(slot, response)
-        }
         slot.inHostCall = true
         this.harvest(slot)
         this.takeBack(slot)
-        if (registration === undefined) {
-          reply(new TextEncoder().encode('{"error":"plugin is unloaded"}'))
-        } else {
-          registration.host(message.fn, message.payload, reply, this.finishedOf(job))
-        }
+        this.admitHost(slot, job, message.key, message.fn, message.payload, false)
         if (slot.inHostCall && this.queued > 0) this.pump()
         return
       }
@@ -481,6 +494,60 @@ export class WorkerPool {
       case "ready":
         return
     }
+  }
+
+  /**
+   * Answers a host call now if its worker's host calls have main-thread time left in this turn,
+   * else in the next turn (the worker waits blocked; other workers' messages, timers and sockets
+   * go first).
+   */
+  private admitHost(
+    slot: Slot,
+    job: Job,
+    key: string,
+    fn: string,
+    payload: Uint8Array,
+    deferred: boolean
+  ): void {
+    if (this.closed) return
+    const turn = this.currentTurn()
+    if (slot.hostTurn !== turn) {
+      slot.hostTurn = turn
+      slot.hostMsInTurn = 0
+    }
+    if (slot.hostMsInTurn >= HOST_CALL_MS_PER_TURN) {
+      if (!deferred) this.hostCallsDeferred++
+      setImmediate(() => this.admitHost(slot, job, key, fn, payload, true))
+      return
+    }
+    const began = performance.now()
+    this.answerHost(slot, job, key, fn, payload)
+    slot.hostMsInTurn += performance.now() - began
+  }
+
+  /** Hands a host call to its plugin's handler, unless its call is over or its worker gone. */
+  private answerHost(slot: Slot, job: Job, key: string, fn: string, payload: Uint8Array): void {
+    const reply = (response: Uint8Array): void => {
+      // Only the call that asked may receive the answer (generation check).
+      if (!this.isCurrent(slot) || job.settled || job.slot !== slot) return
+      this.writeReply(slot, response)
+    }
+    if (!this.isCurrent(slot) || job.settled || job.slot !== slot) return
+    const registration = this.registrations.get(key)
+    if (registration === undefined) reply(new TextEncoder().encode('{"error":"plugin is unloaded"}'))
+    else registration.host(fn, payload, reply, this.finishedOf(job))
+  }
+
+  /** The pool's count of event-loop turns; the first use in a turn arms the immediate ending it. */
+  private currentTurn(): number {
+    if (!this.turnArmed) {
+      this.turnArmed = true
+      setImmediate(() => {
+        this.turnArmed = false
+        this.turn++
+      })
+    }
+    return this.turn
   }
 
   /** A call of the slot's batch not settled yet, by id. */

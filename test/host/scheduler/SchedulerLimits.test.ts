@@ -1,14 +1,17 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as Cron from "effect/Cron"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { generateConnectionId } from "../../../src/host/websocket/WebSocketService.js"
 import { nextRun, parseRecurrence } from "../../../src/host/scheduler/Recurrence.js"
-import { generateScheduleId } from "../../../src/host/scheduler/SchedulerService.js"
+import { defaultSchedulerOptions, generateScheduleId } from "../../../src/host/scheduler/SchedulerService.js"
 import { PluginLoader } from "../../../src/loader/PluginLoader.js"
+import { WasmRuntime } from "../../../src/runtime/WasmRuntime.js"
 import { testEngine } from "../../support/engine.js"
 import { fixture } from "../../support/fixtures.js"
 import { captureLogs } from "../../support/logs.js"
@@ -337,4 +340,49 @@ describe("random IDs", () => {
       expect(low / rest).toBeLessThan(1.05)
     })
   }
+})
+
+// Live clock: the test clock wakes sleepers one after another, so schedules never come due together.
+describe("Scheduler callbacks in flight", () => {
+  it.scopedLive(
+    "200 schedules due at once reach the pool at most maxCallbacksInFlight at a time, and every one fires",
+    () =>
+      Effect.gen(function* () {
+        const context = yield* Layer.build(testEngine({ runtime: { poolSize: 2 } }))
+        const runtime = Context.get(context, WasmRuntime)
+        const { flood, healthy, logs } = yield* Effect.provide(neighbours, context)
+        const due = yield* flood({ count: 200, expression: "@every 1s", idPrefix: "due-" })
+        expect(due).toMatchObject({ accepted: 200, refused: 0 })
+        const fired = () =>
+          logs.lines.filter(
+            (l) => l.annotations.plugin === "scheduler-abuser" && l.message.startsWith("callback due-")
+          ).length
+        // Sampled once per event-loop turn: without the cap all 200 calls were submitted in one
+        // turn and waited in the pool's queue.
+        let mostQueued = 0
+        const sampler = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const state = { timer: undefined as ReturnType<typeof setImmediate> | undefined }
+            const sample = () => {
+              mostQueued = Math.max(mostQueued, Effect.runSync(runtime.poolStats).queued)
+              state.timer = setImmediate(sample)
+            }
+            sample()
+            return state
+          }),
+          (state) => Effect.sync(() => clearImmediate(state.timer))
+        )
+        yield* eventually("every due schedule's callback", () => fired() >= 200, 60_000)
+        clearImmediate(sampler.timer)
+        expect(mostQueued).toBeLessThanOrEqual(defaultSchedulerOptions.maxCallbacksInFlight)
+        // The neighbour is answered meanwhile (the schedules keep firing every second).
+        expect(
+          yield* healthy.call("call_scheduler_schedulerecurring", {
+            cronExpression: "@every 1h",
+            scheduleId: "beside-due-schedules"
+          })
+        ).toEqual({ newScheduleId: "beside-due-schedules" })
+      }),
+    120_000
+  )
 })
