@@ -17,6 +17,7 @@ import { toBase64 } from "../HostCodec.js"
 import * as NetworkPolicy from "../network/NetworkPolicy.js"
 import type { ConnectionOptions, InboundFigures, Target } from "./WebSocketTypes.js"
 import { WebSocketError } from "./WebSocketError.js"
+import { makeInboundRate } from "./InboundRate.js"
 
 export type { ConnectionOptions, InboundFigures, Target } from "./WebSocketTypes.js"
 export { InboundMeter } from "./WebSocketTypes.js"
@@ -75,6 +76,8 @@ export interface ConnectionsParams {
 export const makeConnections = ({ deliver, figures, forget, options, policy }: ConnectionsParams) => {
   /** Every connection whose socket may still deliver data, open or closing. */
   const live = new Set<Connection>()
+  /** The plugin's delivery rate, shared by its connections' readers. */
+  const rate = makeInboundRate(options)
 
   const pause = (conn: Connection): void => {
     if (conn.paused || conn.socket.readyState !== WebSocket.OPEN) return
@@ -265,6 +268,8 @@ export const makeConnections = ({ deliver, figures, forget, options, policy }: C
         const event = yield* Queue.take(conn.inbox)
         switch (event._tag) {
           case "Message": {
+            // Held (and counted as buffered) while it waits for the plugin's delivery rate.
+            if (yield* rate.take(event.data.byteLength)) figures.throttled += 1
             // Counted out once the plugin has it: the bytes stay held until the callback returns.
             const delivery = event.binary
               ? deliver(conn, "nd_websocket_on_binary_message", { data: toBase64(event.data) })

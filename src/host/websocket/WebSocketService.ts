@@ -61,6 +61,10 @@ export const defaultWebSocketOptions: WebSocketOptions = {
   maxPayloadBytes: 1024 * 1024,
   maxBufferedBytesPerConnection: 4 * 1024 * 1024,
   maxBufferedBytesPerPlugin: 16 * 1024 * 1024,
+  inboundMessagesPerSecond: 200,
+  inboundBurstMessages: 1_000,
+  inboundBytesPerSecond: 2 * 1024 * 1024,
+  inboundBurstBytes: 8 * 1024 * 1024,
   maxOutboundBytes: 4 * 1024 * 1024,
   maxHeaderBytes: 16 * 1024,
   maxConnections: 256,
@@ -138,7 +142,14 @@ export const forPlugin = Effect.fn("WebSocketService.forPlugin")(function* (
     grants: context.allowedNetworks
   })
   const active = new Map<string, Connection>()
-  const figures: InboundFigures = { buffered: 0, peak: 0, connectionPeak: 0, paused: 0, pauses: 0 }
+  const figures: InboundFigures = {
+    buffered: 0,
+    peak: 0,
+    connectionPeak: 0,
+    paused: 0,
+    pauses: 0,
+    throttled: 0
+  }
   options.meter?.track(context.pluginId, figures)
   const connecting = new Set<string>()
   // Readers are anonymous: after a close the plugin may reuse the ID while the old reader still

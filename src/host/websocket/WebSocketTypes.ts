@@ -4,9 +4,10 @@
  * keeps `ws`'s types out of the package's declarations (consumers need no `@types/ws`).
  */
 import type { LookupFunction } from "node:net"
+import type { InboundRateOptions } from "./InboundRate.js"
 
 /** The socket-level settings (a part of `WebSocketOptions`). */
-export interface ConnectionOptions {
+export interface ConnectionOptions extends InboundRateOptions {
   /** How long the opening handshake may take. */
   readonly handshakeTimeoutMs: number
   /** How long a send may wait for the socket to take the data. */
@@ -40,6 +41,8 @@ export interface InboundFigures {
   paused: number
   /** How many times a socket was paused. */
   pauses: number
+  /** Messages that waited for the plugin's delivery rate (`inboundMessagesPerSecond`, `inboundBytesPerSecond`). */
+  throttled: number
 }
 
 /** Where the service publishes each plugin's inbound figures, by plugin ID (the latest load wins). */
@@ -47,7 +50,16 @@ export class InboundMeter {
   readonly #plugins = new Map<string, InboundFigures>()
   /** The figures of a plugin (all zero before it connects anywhere). */
   of(pluginId: string): InboundFigures {
-    return this.#plugins.get(pluginId) ?? { buffered: 0, peak: 0, connectionPeak: 0, paused: 0, pauses: 0 }
+    return (
+      this.#plugins.get(pluginId) ?? {
+        buffered: 0,
+        peak: 0,
+        connectionPeak: 0,
+        paused: 0,
+        pauses: 0,
+        throttled: 0
+      }
+    )
   }
   /** Registers the live figures of a plugin's service. */
   track(pluginId: string, figures: InboundFigures): void {
