@@ -80,6 +80,32 @@ layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 120_000 } }), { exc
     )
 
     it.scoped(
+      "dropped lines are reported by the idle worker itself, with no later call of the plugin",
+      () =>
+        Effect.gen(function* () {
+          const logs = captureLogs()
+          yield* logs.provide(
+            Effect.gen(function* () {
+              const flood = yield* load("log-flood", { logBudget: budget })
+              expect(yield* flood.call("nd_get_artist_biography", bio)).toBeNull()
+              // No call follows: the worker's own timer must account for every line.
+              const deadline = Date.now() + 30_000
+              for (;;) {
+                const own = ofPlugin(logs.lines, "log-flood")
+                const reported = droppedIn(own) + own.filter((l) => !SUMMARY.test(l.message)).length
+                if (reported >= 5_000_000 || Date.now() > deadline) {
+                  expect(reported).toBe(5_000_000)
+                  break
+                }
+                yield* realSleep(100)
+              }
+            })
+          )
+        }),
+      120_000
+    )
+
+    it.scoped(
       "two floods on two workers share one budget",
       () =>
         Effect.gen(function* () {

@@ -11,7 +11,7 @@ const decoder = new TextDecoder()
 const encoder = new TextEncoder()
 
 /** A dropped-output summary at most this often per plugin and worker. */
-const SUMMARY_INTERVAL_MS = 1000
+export const SUMMARY_INTERVAL_MS = 1000
 /** Lines wait for company at most this long when the plugin writes a lot (checked on the next line). */
 const BATCH_MS = 10
 const BATCH_LINES = 64
@@ -129,6 +129,11 @@ export class GuestLog {
   endCall(): void {
     this.summarise(performance.now())
     this.flush()
+  }
+
+  /** Whether dropped output waits for its summary. */
+  get dropsPending(): boolean {
+    return this.droppedLines > 0
   }
 
   private summarise(at: number): void {

@@ -4,7 +4,7 @@
  * thread answers, so the guest sees an ordinary synchronous call.
  */
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads"
-import { GuestLog } from "./GuestLog.js"
+import { GuestLog, SUMMARY_INTERVAL_MS } from "./GuestLog.js"
 import { Kernel, KernelAbort } from "./Kernel.js"
 import { KvReader } from "./KvReader.js"
 import { CacheCopies } from "./CacheCopies.js"
@@ -411,6 +411,28 @@ const runBatch = (batch: Extract<MainToWorker, { t: "batch" }>): void => {
     ran++
   }
   post({ t: "batchEnd", ran })
+  reportDropsLater()
+}
+
+let dropsTimer: ReturnType<typeof setTimeout> | undefined
+
+/**
+ * Dropped output is summarised at the end of a call once its interval has passed; a plugin whose
+ * next calls run on other workers would leave this worker's count unreported, so an idle worker
+ * reports it itself when it is due.
+ */
+const reportDropsLater = (): void => {
+  if (dropsTimer !== undefined) return
+  let pending = false
+  for (const log of logs.values()) pending ||= log.dropsPending
+  if (!pending) return
+  dropsTimer = setTimeout(() => {
+    dropsTimer = undefined
+    for (const log of logs.values()) if (log.dropsPending) log.endCall()
+    reportDropsLater()
+  }, SUMMARY_INTERVAL_MS)
+  // The report must not keep the worker alive on its own.
+  dropsTimer.unref()
 }
 
 port.on("message", (message: MainToWorker) => {
