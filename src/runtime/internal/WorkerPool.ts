@@ -326,14 +326,11 @@ export class WorkerPool {
     if (queue === undefined) this.queues.set(spec.key, [job])
     else queue.push(job)
     this.queued++
-    this.pump()
-    // Only calls that may wait get a deadline timer: the first call of a batch starts for sure.
-    // Checked first at the call's own timeout: if workers cannot start at all, waiting longer
-    // helps nobody; otherwise the job waits on to its queue deadline. It keeps running while the
-    // call waits in a batch, and is cleared when the call settles.
-    if (job.slot === undefined || job.index > 0) {
-      job.deadline = setTimeout(() => this.expire(job), Math.min(timeoutMs, queueTimeoutMs))
-    }
+    // Dispatched at the end of the current run of code: the callers a batch's results resumed
+    // submit their next calls together, and those leave as one batch, not a batch of one followed
+    // by the rest.
+    this.submitted.push(job)
+    this.dispatchSoon()
     // Cancelling only removes a call not started yet (queued, or waiting in a batch): a running
     // call cannot be stopped without ending its worker.
     return () => {
@@ -860,6 +857,29 @@ export class WorkerPool {
    * that used the least worker time lately (running calls included) goes first; ties go to the
    * plugin whose queue is oldest. Extra workers run only calls of plugins that had nothing running.
    */
+  /** Calls submitted since the last dispatch, whose deadline timers are not set yet. */
+  private submitted: Array<Job> = []
+  private dispatchQueued = false
+
+  private dispatchSoon(): void {
+    if (this.dispatchQueued) return
+    this.dispatchQueued = true
+    queueMicrotask(() => {
+      this.dispatchQueued = false
+      this.pump()
+      const submitted = this.submitted
+      this.submitted = []
+      // Only calls that may wait get a deadline timer: the first call of a batch starts for sure.
+      // Checked first at the call's own timeout: if workers cannot start at all, waiting longer
+      // helps nobody; otherwise the job waits on to its queue deadline. It keeps running while the
+      // call waits in a batch, and is cleared when the call settles.
+      for (const job of submitted) {
+        if (job.settled || (job.slot !== undefined && job.index === 0)) continue
+        job.deadline = setTimeout(() => this.expire(job), Math.min(job.timeoutMs, job.queueTimeoutMs))
+      }
+    })
+  }
+
   private pumpSoon(): void {
     if (this.pumpQueued) return
     this.pumpQueued = true
