@@ -17,6 +17,7 @@ import { readFileSync } from "node:fs"
 import { lookupFunction } from "../../src/host/cache/CacheAnswers.js"
 import { CacheIndex } from "../../src/host/cache/CacheIndex.js"
 import * as CacheService from "../../src/host/cache/CacheService.js"
+import { PluginCache } from "../../src/host/cache/CacheService.js"
 import { PluginLoader, type LoadedPlugin } from "../../src/loader/PluginLoader.js"
 import * as PluginMetrics from "../../src/metrics/PluginMetrics.js"
 import { makeEngineClock } from "../../src/runtime/abi/EngineClock.js"
@@ -313,5 +314,21 @@ describe("cache gets in the worker", () => {
     get("big")
     get("big")
     expect(lookups).toBe(2)
+  })
+
+  it("entries beyond the index's slots are still cached, without copies; a freed slot is reused with a new stamp", () => {
+    const index = new CacheIndex(2)
+    const cache = new PluginCache({ maxEntries: 10, maxBytes: 1024 }, index)
+    cache.set("a", "string", "1", 0, 0)
+    cache.set("b", "string", "2", 0, 0)
+    cache.set("c", "string", "3", 0, 0)
+    expect(cache.lookup("c", 0)).toMatchObject({ value: "3", slot: -1 })
+    const a = cache.lookup("a", 0)!
+    expect(a.slot).toBeGreaterThanOrEqual(0)
+    cache.delete("a")
+    // Stale for any worker holding a copy of "a".
+    expect(index.stamp(a.slot)).not.toBe(a.stamp)
+    cache.set("d", "string", "4", 0, 0)
+    expect(cache.lookup("d", 0)).toMatchObject({ slot: a.slot, stamp: index.stamp(a.slot) })
   })
 })

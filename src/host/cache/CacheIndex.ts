@@ -21,20 +21,23 @@ export const maxSlots = 65_536
 export class CacheIndex {
   readonly buffer: SharedArrayBuffer
   private readonly words: Int32Array
-  private readonly free: Array<number>
+  private readonly count: number
+  /** Slots given back; slots from `next` on were never given out. Both grow only with use. */
+  private readonly free: Array<number> = []
+  private next = 0
 
   constructor(slots: number) {
-    const count = Math.max(1, Math.min(maxSlots, Math.floor(slots)))
-    this.buffer = new SharedArrayBuffer(count * WORDS * Int32Array.BYTES_PER_ELEMENT)
+    this.count = Math.max(1, Math.min(maxSlots, Math.floor(slots)))
+    // Zero pages: the memory is taken as slots are used, not up front.
+    this.buffer = new SharedArrayBuffer(this.count * WORDS * Int32Array.BYTES_PER_ELEMENT)
     this.words = new Int32Array(this.buffer)
-    // Popped from the end: slot 0 first.
-    this.free = Array.from({ length: count }, (_, i) => count - 1 - i)
   }
 
   /** A slot for a new entry, or -1 when all are taken. */
   assign(): number {
-    const slot = this.free.pop()
-    return slot === undefined ? -1 : slot
+    const reused = this.free.pop()
+    if (reused !== undefined) return reused
+    return this.next < this.count ? this.next++ : -1
   }
 
   /** The entry in `slot` is gone: copies of it are stale from now on. */
