@@ -28,7 +28,7 @@ import {
   maxCopyBytes
 } from "../../src/runtime/worker/CacheCopies.js"
 import { testEngine } from "../support/engine.js"
-import { directHandlers } from "../support/direct.js"
+import { directHandlers, recordingPlugin } from "../support/direct.js"
 import { fixture } from "../support/fixtures.js"
 
 const encoder = new TextEncoder()
@@ -95,12 +95,8 @@ const scenario = Effect.gen(function* () {
 
 /** The fixture instantiated directly over the stock cache, with a main-thread handler that records what reaches it. */
 const counted = Effect.gen(function* () {
-  const { compiled, handlers, runtime } = yield* directHandlers(
-    "host-cache",
-    "cache-direct",
-    yield* CacheService.make()
-  )
-  const reads = CacheService.servedInWorker(handlers)
+  const made = yield* directHandlers("host-cache", "cache-direct", yield* CacheService.make())
+  const reads = CacheService.servedInWorker(made.handlers)
   expect(reads.functions).toEqual([
     "cache_getstring",
     "cache_getint",
@@ -108,26 +104,13 @@ const counted = Effect.gen(function* () {
     "cache_getbytes",
     "cache_has"
   ])
-  const crossed: Array<string> = []
-  const plugin = yield* runtime.instantiate({
+  return yield* recordingPlugin(made, {
     pluginId: "cache-direct",
-    compiled,
-    config: {},
     userFunctions: CacheService.definition.functions,
-    workerFunctions: reads.functions,
-    localCache: reads.index,
-    envHttp: false,
-    host: (fn, payload) => {
-      crossed.push(fn)
-      return fn === lookupFunction ? reads.lookup!(payload) : handlers[fn]!(payload)
-    }
+    exportPrefix: "cache_",
+    local: { workerFunctions: reads.functions, localCache: reads.index },
+    route: (fn) => (fn === lookupFunction ? reads.lookup! : made.handlers[fn]!)
   })
-  const direct = (fn: string, request: unknown) =>
-    Effect.map(
-      Effect.orDie(plugin.call(`call_cache_${fn}`, encoder.encode(JSON.stringify(request)))),
-      (bytes) => JSON.parse(decoder.decode(bytes ?? new Uint8Array(0))) as Record<string, unknown>
-    )
-  return { call: direct, crossed }
 })
 
 const cacheHostCalls = (pluginId: string) =>

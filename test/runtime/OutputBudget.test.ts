@@ -25,10 +25,18 @@ const ofPlugin = (lines: ReadonlyArray<CapturedLog>, id: string) =>
 const droppedIn = (lines: ReadonlyArray<CapturedLog>) =>
   lines.reduce((sum, line) => sum + Number(SUMMARY.exec(line.message)?.[2] ?? 0), 0)
 
-/** Calls `quiet` until the summaries and the lines that passed account for all `total` lines. */
-const untilAllReported = (plugin: LoadedPlugin, lines: ReadonlyArray<CapturedLog>, total: number) =>
+/**
+ * Waits until the summaries and the lines that passed account for all `total` lines, running
+ * `nudge` between looks (by default a `quiet` call: calls end, which flushes a due summary).
+ */
+const untilAllReported = (
+  plugin: LoadedPlugin,
+  lines: ReadonlyArray<CapturedLog>,
+  total: number,
+  nudge: Effect.Effect<unknown, unknown> = plugin.call("quiet")
+) =>
   Effect.gen(function* () {
-    // A summary is due at most once a second per worker; quiet calls end calls, which flush it.
+    // A summary is due at most once a second per worker.
     const deadline = Date.now() + 30_000
     for (;;) {
       const own = ofPlugin(lines, plugin.id)
@@ -37,7 +45,7 @@ const untilAllReported = (plugin: LoadedPlugin, lines: ReadonlyArray<CapturedLog
         expect(reported).toBe(total)
         return
       }
-      yield* plugin.call("quiet")
+      yield* nudge
       yield* realSleep(200)
     }
   })
@@ -89,16 +97,7 @@ layer(testEngine({ runtime: { poolSize: 3, defaultTimeoutMs: 120_000 } }), { exc
               const flood = yield* load("log-flood", { logBudget: budget })
               expect(yield* flood.call("nd_get_artist_biography", bio)).toBeNull()
               // No call follows: the worker's own timer must account for every line.
-              const deadline = Date.now() + 30_000
-              for (;;) {
-                const own = ofPlugin(logs.lines, "log-flood")
-                const reported = droppedIn(own) + own.filter((l) => !SUMMARY.test(l.message)).length
-                if (reported >= 5_000_000 || Date.now() > deadline) {
-                  expect(reported).toBe(5_000_000)
-                  break
-                }
-                yield* realSleep(100)
-              }
+              yield* untilAllReported(flood, logs.lines, 5_000_000, Effect.void)
             })
           )
         }),

@@ -39,7 +39,7 @@ import { define, type HostServiceProvider, type PluginContext } from "../HostPro
 import * as NetworkPolicy from "../network/NetworkPolicy.js"
 import { type Connection, makeConnections } from "./WebSocketConnection.js"
 import { WebSocketError } from "./WebSocketError.js"
-import type { ConnectionOptions, InboundFigures, InboundMeter, Target } from "./WebSocketTypes.js"
+import { type ConnectionOptions, type InboundMeter, noInbound, type Target } from "./WebSocketTypes.js"
 
 export { type InboundFigures, InboundMeter } from "./WebSocketTypes.js"
 
@@ -142,14 +142,7 @@ export const forPlugin = Effect.fn("WebSocketService.forPlugin")(function* (
     grants: context.allowedNetworks
   })
   const active = new Map<string, Connection>()
-  const figures: InboundFigures = {
-    buffered: 0,
-    peak: 0,
-    connectionPeak: 0,
-    paused: 0,
-    pauses: 0,
-    throttled: 0
-  }
+  const figures = noInbound()
   options.meter?.track(context.pluginId, figures)
   const connecting = new Set<string>()
   // Readers are anonymous: after a close the plugin may reuse the ID while the old reader still

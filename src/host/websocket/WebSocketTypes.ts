@@ -45,21 +45,22 @@ export interface InboundFigures {
   throttled: number
 }
 
+/** Figures of a plugin that has received nothing yet. */
+export const noInbound = (): InboundFigures => ({
+  buffered: 0,
+  peak: 0,
+  connectionPeak: 0,
+  paused: 0,
+  pauses: 0,
+  throttled: 0
+})
+
 /** Where the service publishes each plugin's inbound figures, by plugin ID (the latest load wins). */
 export class InboundMeter {
   readonly #plugins = new Map<string, InboundFigures>()
   /** The figures of a plugin (all zero before it connects anywhere). */
   of(pluginId: string): InboundFigures {
-    return (
-      this.#plugins.get(pluginId) ?? {
-        buffered: 0,
-        peak: 0,
-        connectionPeak: 0,
-        paused: 0,
-        pauses: 0,
-        throttled: 0
-      }
-    )
+    return this.#plugins.get(pluginId) ?? noInbound()
   }
   /** Registers the live figures of a plugin's service. */
   track(pluginId: string, figures: InboundFigures): void {

@@ -330,7 +330,7 @@ export class WorkerPool {
     // submit their next calls together, and those leave as one batch, not a batch of one followed
     // by the rest.
     this.submitted.push(job)
-    this.dispatchSoon()
+    this.pumpSoon()
     // Cancelling only removes a call not started yet (queued, or waiting in a batch): a running
     // call cannot be stopped without ending its worker.
     return () => {
@@ -857,15 +857,18 @@ export class WorkerPool {
    * that used the least worker time lately (running calls included) goes first; ties go to the
    * plugin whose queue is oldest. Extra workers run only calls of plugins that had nothing running.
    */
-  /** Calls submitted since the last dispatch, whose deadline timers are not set yet. */
+  /** Calls submitted since the last pump, whose deadline timers are not set yet. */
   private submitted: Array<Job> = []
-  private dispatchQueued = false
 
-  private dispatchSoon(): void {
-    if (this.dispatchQueued) return
-    this.dispatchQueued = true
+  /**
+   * Pumps at the end of the current run of code, once however many calls were submitted or taken
+   * back meanwhile, then gives the submitted calls that still wait their deadline timer.
+   */
+  private pumpSoon(): void {
+    if (this.pumpQueued) return
+    this.pumpQueued = true
     queueMicrotask(() => {
-      this.dispatchQueued = false
+      this.pumpQueued = false
       this.pump()
       const submitted = this.submitted
       this.submitted = []
@@ -877,15 +880,6 @@ export class WorkerPool {
         if (job.settled || (job.slot !== undefined && job.index === 0)) continue
         job.deadline = setTimeout(() => this.expire(job), Math.min(job.timeoutMs, job.queueTimeoutMs))
       }
-    })
-  }
-
-  private pumpSoon(): void {
-    if (this.pumpQueued) return
-    this.pumpQueued = true
-    queueMicrotask(() => {
-      this.pumpQueued = false
-      this.pump()
     })
   }
 

@@ -411,7 +411,8 @@ const runBatch = (batch: Extract<MainToWorker, { t: "batch" }>): void => {
     ran++
   }
   post({ t: "batchEnd", ran })
-  reportDropsLater()
+  // A batch is of one plugin: only its log can have new drops.
+  if (logs.get(batch.key)?.dropsPending === true) reportDropsLater()
 }
 
 let dropsTimer: ReturnType<typeof setTimeout> | undefined
@@ -423,13 +424,15 @@ let dropsTimer: ReturnType<typeof setTimeout> | undefined
  */
 const reportDropsLater = (): void => {
   if (dropsTimer !== undefined) return
-  let pending = false
-  for (const log of logs.values()) pending ||= log.dropsPending
-  if (!pending) return
   dropsTimer = setTimeout(() => {
     dropsTimer = undefined
-    for (const log of logs.values()) if (log.dropsPending) log.endCall()
-    reportDropsLater()
+    let pending = false
+    for (const log of logs.values()) {
+      if (log.dropsPending) log.endCall()
+      pending ||= log.dropsPending
+    }
+    // Drops whose summary was not due yet are reported at the next round.
+    if (pending) reportDropsLater()
   }, SUMMARY_INTERVAL_MS)
   // The report must not keep the worker alive on its own.
   dropsTimer.unref()

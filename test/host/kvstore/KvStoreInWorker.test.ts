@@ -19,7 +19,7 @@ import * as KvStoreService from "../../../src/host/kvstore/KvStoreService.js"
 import { PluginLoader } from "../../../src/loader/PluginLoader.js"
 import * as PluginMetrics from "../../../src/metrics/PluginMetrics.js"
 import { testEngine } from "../../support/engine.js"
-import { directHandlers } from "../../support/direct.js"
+import { directHandlers, recordingPlugin } from "../../support/direct.js"
 import { fixture } from "../../support/fixtures.js"
 import { b64, kv, kvPackage, openFilesUnder, put } from "./support.js"
 
@@ -42,33 +42,15 @@ const crossed = (pluginId: string) =>
  * that records every call reaching it.
  */
 const counted = Effect.gen(function* () {
-  const { compiled, handlers, runtime } = yield* directHandlers(
-    "host-kvstore",
-    "kv-direct",
-    yield* KvStoreService.make()
-  )
-  const reads = KvStoreService.servedInWorker(handlers)
+  const made = yield* directHandlers("host-kvstore", "kv-direct", yield* KvStoreService.make())
+  const reads = KvStoreService.servedInWorker(made.handlers)
   expect(reads.functions).toEqual(["kvstore_get", "kvstore_has"])
-  const crossedFns: Array<string> = []
-  const plugin = yield* runtime.instantiate({
+  return yield* recordingPlugin(made, {
     pluginId: "kv-direct",
-    compiled,
-    config: {},
     userFunctions: KvStoreService.definition.functions,
-    workerFunctions: reads.functions,
-    localKvStore: reads.store,
-    envHttp: false,
-    host: (fn, payload) => {
-      crossedFns.push(fn)
-      return handlers[fn]!(payload)
-    }
+    exportPrefix: "kvstore_",
+    local: { workerFunctions: reads.functions, localKvStore: reads.store }
   })
-  const call = (fn: string, request: unknown) =>
-    Effect.map(
-      Effect.orDie(plugin.call(`call_kvstore_${fn}`, new TextEncoder().encode(JSON.stringify(request)))),
-      (bytes) => JSON.parse(new TextDecoder().decode(bytes ?? new Uint8Array(0))) as Record<string, unknown>
-    )
-  return { call, crossed: crossedFns }
 })
 
 /** Requests as raw text: valid keys (live, empty value, missing, TTL), and ones the store or codec refuses. */
